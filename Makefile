@@ -1,0 +1,33 @@
+# One command each, from a fresh clone: the virtualenv is created and filled on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: drill test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make drill: run the default drill on the sandbox (brings it up, exercises it, brings it down)
+drill: $(STAMP)
+	$(BIN)/drill demo --env sandbox
+
+## make test: lint, type-check, then every test tier (unit, integration, e2e) on real services
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## make bench: benchmarks, printing figures and ratios against the targets
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	-$(BIN)/drill env down 2>/dev/null
+	rm -rf .drill runs .pytest_cache .mypy_cache .ruff_cache

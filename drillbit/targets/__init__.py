@@ -1,0 +1,3 @@
+"""Targets (drivers) drillbit can exercise: sandbox, kubernetes, aws."""
+
+__all__: list[str] = []

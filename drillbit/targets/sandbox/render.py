@@ -1,0 +1,227 @@
+"""Render the sandbox's configuration files: Patroni per node, circus for the supervisor, pgpass.
+
+Pure functions from (topology, ports, secrets, layout) to text, so they are unit-testable.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drillbit.targets.sandbox.binaries import etcd_binary, pg_bin_dir
+from drillbit.targets.sandbox.layout import Layout
+from drillbit.targets.sandbox.procs import ENV_SANDBOX, ENV_UNIT, LOOPBACK
+from drillbit.targets.sandbox.topology import Topology
+from drillbit.targets.sandbox.unpriv import db_command_prefix
+
+__all__ = ["Ports", "Secrets", "app_dsn", "circus_ini", "patroni_config", "pgpass"]
+
+SUPERUSER = "postgres"
+REPLICATION_USER = "replicator"
+RESTAPI_USER = "patroni"
+
+
+@dataclass(frozen=True)
+class Ports:
+    front_door: int
+    etcd_client: int
+    etcd_peer: int
+    postgres: dict[str, int]
+    restapi: dict[str, int]
+
+    def all(self) -> list[int]:
+        return [
+            self.front_door,
+            self.etcd_client,
+            self.etcd_peer,
+            *self.postgres.values(),
+            *self.restapi.values(),
+        ]
+
+
+@dataclass(frozen=True)
+class Secrets:
+    superuser: str
+    replication: str
+    app: str
+    restapi: str
+
+
+def app_dsn(topo: Topology, ports: Ports, layout: Layout, *, connect_timeout: int = 2) -> str:
+    """The application's libpq multi-host DSN; the password lives in the pgpass file, not here."""
+    regions = [r.name for r in topo.regions]
+    hosts = ",".join(LOOPBACK for _ in regions)
+    port_list = ",".join(str(ports.postgres[r]) for r in regions)
+    return (
+        f"host={hosts} port={port_list} dbname={topo.database.name} user={topo.database.user} "
+        f"target_session_attrs=read-write connect_timeout={connect_timeout} "
+        f"passfile={layout.pgpass}"
+    )
+
+
+def pgpass(topo: Topology, secrets: Secrets) -> str:
+    return f"{LOOPBACK}:*:*:{topo.database.user}:{secrets.app}\n"
+
+
+def patroni_config(
+    topo: Topology, region: str, ports: Ports, secrets: Secrets, layout: Layout, scope: str
+) -> str:
+    p = topo.patroni
+    pg_port = ports.postgres[region]
+    api_port = ports.restapi[region]
+    cfg: dict[str, Any] = {
+        "scope": scope,
+        "namespace": "/drillbit/",
+        "name": region,
+        "restapi": {
+            "listen": f"{LOOPBACK}:{api_port}",
+            "connect_address": f"{LOOPBACK}:{api_port}",
+            "authentication": {"username": RESTAPI_USER, "password": secrets.restapi},
+        },
+        "etcd3": {"hosts": f"{LOOPBACK}:{ports.etcd_client}"},
+        "log": {"level": "INFO"},
+        "bootstrap": {
+            "dcs": {
+                "ttl": p.ttl,
+                "loop_wait": p.loop_wait,
+                "retry_timeout": p.retry_timeout,
+                "primary_start_timeout": p.primary_start_timeout,
+                "maximum_lag_on_failover": p.maximum_lag_on_failover,
+                "synchronous_mode": topo.database.synchronous_mode,
+                "postgresql": {
+                    "use_pg_rewind": True,
+                    "use_slots": True,
+                    "parameters": {
+                        "wal_level": "replica",
+                        "hot_standby": "on",
+                        "wal_log_hints": "on",
+                        "max_wal_senders": 10,
+                        "max_replication_slots": 10,
+                        "max_connections": 100,
+                        "wal_keep_size": "128MB",
+                    },
+                },
+            },
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C"}],
+        },
+        "postgresql": {
+            "listen": f"{LOOPBACK}:{pg_port}",
+            "connect_address": f"{LOOPBACK}:{pg_port}",
+            "data_dir": str(layout.pg_data(region)),
+            "bin_dir": str(pg_bin_dir()),
+            "pgpass": str(layout.root / f"pgpass-patroni-{region}"),
+            "authentication": {
+                "superuser": {"username": SUPERUSER, "password": secrets.superuser},
+                "replication": {"username": REPLICATION_USER, "password": secrets.replication},
+            },
+            "parameters": {
+                "unix_socket_directories": str(layout.run),
+                "shared_buffers": topo.database.shared_buffers,
+                "password_encryption": "scram-sha-256",
+            },
+            "pg_hba": [
+                "local all all trust",
+                f"host replication {REPLICATION_USER} {LOOPBACK}/32 scram-sha-256",
+                f"host all all {LOOPBACK}/32 scram-sha-256",
+            ],
+        },
+        "tags": {"region": region},
+    }
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def _etcd_cmd(ports: Ports, layout: Layout) -> str:
+    client = f"http://{LOOPBACK}:{ports.etcd_client}"
+    peer = f"http://{LOOPBACK}:{ports.etcd_peer}"
+    return shlex.join(
+        [
+            str(etcd_binary()),
+            "--name=witness",
+            f"--data-dir={layout.etcd_data}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=witness={peer}",
+            "--log-level=warn",
+            "--unsafe-no-fsync",  # a sandbox witness: durability across host crashes is moot
+        ]
+    )
+
+
+def _stream(section: dict[str, str], log: Path) -> None:
+    for stream in ("stdout", "stderr"):
+        section[f"{stream}_stream.class"] = "FileStream"
+        section[f"{stream}_stream.filename"] = str(log)
+        section[f"{stream}_stream.max_bytes"] = str(20 * 1024 * 1024)
+        section[f"{stream}_stream.backup_count"] = "1"
+
+
+def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, dsn: str) -> str:
+    """The supervisor's configuration: etcd, one Patroni node and one API watcher per region."""
+    py = sys.executable
+    ini = configparser.RawConfigParser()
+    ini.optionxform = str  # type: ignore[assignment,method-assign]  # keep env var case
+    ini["circus"] = {
+        "endpoint": f"ipc://{layout.run / 'circus.sock'}",
+        "pubsub_endpoint": f"ipc://{layout.run / 'circus-pub.sock'}",
+        "statsd": "False",
+        "check_delay": "1",
+        "umask": "077",
+    }
+    ini["socket:front"] = {"host": LOOPBACK, "port": str(ports.front_door), "backlog": "1024"}
+
+    def watcher(name: str, unit: str, cmd: str, extra: dict[str, str]) -> None:
+        section = {
+            "cmd": cmd,
+            "copy_env": "True",
+            "working_dir": str(Path.cwd()),
+            "stop_signal": "KILL",
+            "stop_children": "True",
+            "graceful_timeout": "0",
+            "max_retry": "-1",
+            **extra,
+        }
+        _stream(section, layout.logs / f"{name}.log")
+        ini[f"watcher:{name}"] = section
+        ini[f"env:{name}"] = {ENV_SANDBOX: sandbox_id, ENV_UNIT: unit}
+
+    watcher("etcd", "etcd", _etcd_cmd(ports, layout), {"respawn": "True", "stop_signal": "TERM"})
+    prefix = list(db_command_prefix())
+    for r in topo.regions:
+        patroni = shlex.join([*prefix, py, "-m", "patroni", str(layout.patroni_config(r.name))])
+        # A killed database node stays down (a lost host), until restore_region starts it again.
+        watcher(f"db-{r.name}", f"{r.name}/db", patroni, {"respawn": "False", "autostart": "False"})
+        api = shlex.join(
+            [py, "-m", "sut.serve", "--fd", "$(circus.sockets.front)", "--replica", f"{r.name}/$(circus.wid)",
+             "--uds", str(layout.run / f"api-{r.name}-$(circus.wid).sock")]
+        )
+        watcher(
+            f"api-{r.name}",
+            f"{r.name}/api",
+            api,
+            {
+                "respawn": "True",
+                "autostart": "False",
+                "use_sockets": "True",
+                "numprocesses": str(r.api_replicas),
+                "warmup_delay": "0",
+            },
+        )
+        ini[f"env:api-{r.name}"].update(
+            {
+                "DRILL_SUT_DSN": dsn,
+                "DRILL_SUT_POOL_SIZE": str(topo.api.pool_size),
+                "DRILL_SUT_REQUEST_TIMEOUT": str(topo.api.request_timeout_s),
+            }
+        )
+    out = io.StringIO()
+    ini.write(out)
+    return out.getvalue()

@@ -1,0 +1,160 @@
+"""The sandbox topology (infra/sandbox/topology.yaml), validated at the edge.
+
+Every problem in the file is reported at once, as one line naming the file, the field and the
+fix; the result is immutable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from drillbit.errors import ConfigError
+
+__all__ = ["DEFAULT_TOPOLOGY", "Topology", "load_topology"]
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[3] / "infra" / "sandbox" / "topology.yaml"
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_SIZE = re.compile(r"^\d+(kB|MB|GB)$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Model):
+    name: str
+    api_replicas: int = Field(default=2, ge=1, le=16)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be lowercase letters, digits and '-', starting with a letter")
+        return v
+
+
+class FrontDoor(_Model):
+    port: Port = 0
+
+
+class Api(_Model):
+    pool_size: int = Field(default=4, ge=1, le=64)
+    request_timeout_s: float = Field(default=2.0, gt=0, le=60)
+
+
+class Etcd(_Model):
+    client_port: Port = 0
+    peer_port: Port = 0
+
+
+class Database(_Model):
+    name: str = "trading"
+    user: str = "trading"
+    shared_buffers: str = "32MB"
+    synchronous_mode: bool = False
+
+    @field_validator("shared_buffers")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not _SIZE.match(v):
+            raise ValueError("must look like 32MB (a number and kB, MB or GB)")
+        return v
+
+
+class Patroni(_Model):
+    ttl: int = Field(default=20, ge=20)
+    loop_wait: int = Field(default=1, ge=1)
+    retry_timeout: int = Field(default=3, ge=3)
+    primary_start_timeout: int = Field(default=0, ge=0)
+    maximum_lag_on_failover: int = Field(default=1048576, ge=0)
+
+    @model_validator(mode="after")
+    def _patroni_rule(self) -> Patroni:
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise ValueError(
+                "Patroni requires loop_wait + 2 * retry_timeout <= ttl "
+                f"({self.loop_wait} + 2 * {self.retry_timeout} > {self.ttl}): raise ttl"
+            )
+        return self
+
+
+class Topology(_Model):
+    regions: list[Region] = Field(min_length=2, max_length=4)
+    front_door: FrontDoor = FrontDoor()
+    api: Api = Api()
+    etcd: Etcd = Etcd()
+    database: Database = Database()
+    patroni: Patroni = Patroni()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Topology:
+        names = [r.name for r in self.regions]
+        if len(set(names)) != len(names):
+            raise ValueError("region names must be unique")
+        fixed = [p for p in (self.front_door.port, self.etcd.client_port, self.etcd.peer_port) if p]
+        if len(set(fixed)) != len(fixed):
+            raise ValueError("front_door.port, etcd.client_port and etcd.peer_port must differ")
+        return self
+
+    def region(self, name: str) -> Region:
+        for r in self.regions:
+            if r.name == name:
+                return r
+        known = ", ".join(r.name for r in self.regions)
+        raise ConfigError("region", f"unknown region {name!r}: use one of {known}")
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _problems(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field: remove it or check its spelling"
+        elif e["type"] == "missing":
+            msg = "required field is missing: add it"
+        elif "input" in e and not isinstance(e["input"], dict | list):
+            msg = f"{msg} (got {e['input']!r})"
+        problems.append(f"{_where(e['loc'])}: {msg}")
+    return problems
+
+
+def parse_topology(data: Any, source: str) -> Topology:
+    """Validate already-parsed data; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, "expected a mapping at the top level (regions:, front_door:, ...)")
+    try:
+        return Topology.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(source, _problems(err)) from None
+
+
+def load_topology(path: Path | str | None = None) -> Topology:
+    """Read and validate a topology file (the packaged default when ``path`` is None)."""
+    p = Path(path) if path is not None else DEFAULT_TOPOLOGY
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(p), "file not found: pass an existing topology file") from None
+    except OSError as err:
+        raise ConfigError(str(p), f"cannot read ({err.strerror}): check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(str(p), f"{where}not valid YAML: fix the syntax") from None
+    return parse_topology(data, str(p))
