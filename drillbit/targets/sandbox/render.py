@@ -117,6 +117,8 @@ def patroni_config(
             "data_dir": str(layout.pg_data(region)),
             "bin_dir": str(pg_bin_dir()),
             "pgpass": str(layout.root / f"pgpass-patroni-{region}"),
+            # a spread checkpoint would make a new replica wait minutes for its base backup
+            "basebackup": [{"checkpoint": "fast"}],
             "authentication": {
                 "superuser": {"username": SUPERUSER, "password": secrets.superuser},
                 "replication": {"username": REPLICATION_USER, "password": secrets.replication},

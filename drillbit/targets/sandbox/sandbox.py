@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -474,9 +475,10 @@ def up(topology_file: Path | str | None = None, state_dir: Path | str | None = N
         elif layout.root.exists():
             report(f"found leftover sandbox files in {layout.root}: removing them first")
             _teardown(layout, None, report)
+        ports = _resolve_ports(topo, str(topo_path))
         sandbox_id = secrets_mod.token_hex(6)
         try:
-            return _bring_up(topo, topo_path, layout, sandbox_id, report)
+            return _bring_up(topo, topo_path, ports, layout, sandbox_id, report)
         except BaseException:
             report("start-up failed: stopping what was started")
             with contextlib.suppress(EnvironmentFailure):
@@ -484,9 +486,10 @@ def up(topology_file: Path | str | None = None, state_dir: Path | str | None = N
             raise
 
 
-def _bring_up(topo: Topology, topo_path: Path, layout: Layout, sandbox_id: str, report: Report) -> Sandbox:
+def _bring_up(
+    topo: Topology, topo_path: Path, ports: Ports, layout: Layout, sandbox_id: str, report: Report
+) -> Sandbox:
     t0 = time.monotonic()
-    ports = _resolve_ports(topo, str(topo_path))
     layout.ensure()
     secrets = Secrets(*(secrets_mod.token_urlsafe(18) for _ in range(4)))
     _write_private(layout.secrets_file, json.dumps(asdict(secrets)))
@@ -520,7 +523,8 @@ def _bring_up(topo: Topology, topo_path: Path, layout: Layout, sandbox_id: str, 
     for region in regions:
         sb.supervisor.start(f"api-{region}")
     for region in rest:
-        _wait(f"{region} streaming from the primary", lambda r=region: _http_ok(f"{sb._restapi(r)}/replica"),
+        url = f"{sb._restapi(region)}/replica"
+        _wait(f"{region} streaming from the primary", functools.partial(_http_ok, url),
               STARTUP_TIMEOUT, f"see {layout.logs / f'db-{region}.log'}")
     for region in regions:
         sb._wait_replicas(region, STARTUP_TIMEOUT)

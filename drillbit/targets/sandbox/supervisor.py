@@ -31,17 +31,9 @@ class Supervisor:
             raise EnvironmentFailure(f"supervisor did not answer {command!r}: {err}") from None
         finally:
             client.stop()
-        if reply.get("status") != "ok":
+        if reply.get("status") == "error":  # the `status` command answers a watcher status here
             raise EnvironmentFailure(f"supervisor refused {command!r}: {reply.get('reason', reply)}")
         return reply
-
-    def alive(self) -> bool:
-        try:
-            CircusClient(endpoint=self.endpoint, timeout=1.0)
-            self.call("list")
-        except EnvironmentFailure:
-            return False
-        return True
 
     def start(self, name: str) -> None:
         self.call("start", name=name, waiting=True)
