@@ -55,9 +55,7 @@ def _wait_writes(url: str, timeout: float) -> float:
 def _settle(sb: Sandbox) -> None:
     """Every region restored, every replica ready, region-a primary: what each test starts from."""
     for region in sb.regions:
-        if sb.replicas()[region]["desired"] == 0 or not any(
-            m["name"] == region and m["state"] in ("running", "streaming") for m in sb.cluster()
-        ):
+        if sb.replicas()[region]["desired"] == 0 or not sb.node_healthy(region):
             sb.restore_region(region)
     _wait_writes(sb.front_door_url, 60)
 
@@ -97,6 +95,7 @@ def test_a_killed_replica_is_restarted_and_the_front_door_keeps_serving(sb: Sand
     result = sb.kill_replicas(1, region="region-a")
     victim = result["killed"][0]["pid"]
     assert victim in before
+    assert result["landed"] is True
     assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == psutil.STATUS_ZOMBIE
     failures = 0
     for _ in range(50):  # about 2.5 s of writes straight after the kill, each on a new connection

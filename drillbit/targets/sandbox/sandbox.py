@@ -128,6 +128,23 @@ def _http_ok(url: str, *, uds: Path | None = None, timeout: float = HTTP_TIMEOUT
         return False
 
 
+def _all_dead(pids: list[int], timeout: float) -> bool:
+    """True once every pid has exited (or is a zombie awaiting its reaper) within ``timeout``."""
+
+    def dead(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + timeout
+    while not all(dead(p) for p in pids):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 @contextlib.contextmanager
 def _locked(layout: Layout) -> Iterator[None]:
     layout.state_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +276,9 @@ class Sandbox:
         for _r, pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        return {"killed_at": _now(), "killed": [{"region": r, "pid": pid} for r, pid in victims]}
+        killed_at = _now()
+        landed = _all_dead([pid for _r, pid in victims], timeout=5.0)
+        return {"killed_at": killed_at, "landed": landed, "killed": [{"region": r, "pid": pid} for r, pid in victims]}
 
     def _kill_db_node(self, region: str) -> list[int]:
         return procs.kill(procs.tagged(self.state.id, f"{region}/db"))
@@ -340,10 +359,17 @@ class Sandbox:
             raise EnvironmentFailure(f"Patroni refused the switchover: {r.status_code} {r.text.strip()}")
 
     # -- waits -----------------------------------------------------------------------------
+    def node_healthy(self, region: str) -> bool:
+        """The node runs: as leader, or as a replica streaming from the primary."""
+        for m in self.cluster():
+            if m.get("name") == region:
+                return (m.get("role"), m.get("state")) in (("leader", "running"), ("replica", "streaming"))
+        return False
+
     def _wait_node_running(self, region: str, timeout: float) -> float:
         return _wait(
-            f"database node {region} running",
-            lambda: _http_ok(f"{self._restapi(region)}/health"),
+            f"database node {region} streaming or leading",
+            lambda: self.node_healthy(region),
             timeout,
             f"see {self.layout.logs / f'db-{region}.log'}",
         )
