@@ -45,9 +45,7 @@ def failover_seconds(sb: Sandbox, mode: sandbox.FailoverMode) -> float:
         sb.restore_region(old)
     else:  # the old primary rejoins by itself; wait until it streams again
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not all(
-            m["state"] in ("running", "streaming") for m in sb.cluster()
-        ):
+        while time.monotonic() < deadline and not all(m["state"] in ("running", "streaming") for m in sb.cluster()):
             time.sleep(0.2)
     return took
 
@@ -63,8 +61,13 @@ async def _load(url: str, seconds: float, concurrency: int) -> tuple[int, int, l
         n = 0
         while time.monotonic() < stop:
             n += 1
-            body = {"symbol": f"B{i % 4}", "side": sides[n % 2], "price": f"{100 + (n % 7) - 3}.00", "qty": 1 + n % 5,
-                    "client_order_id": uuid.uuid4().hex}
+            body = {
+                "symbol": f"B{i % 4}",
+                "side": sides[n % 2],
+                "price": f"{100 + (n % 7) - 3}.00",
+                "qty": 1 + n % 5,
+                "client_order_id": uuid.uuid4().hex,
+            }
             t = time.perf_counter()
             try:
                 r = await client.post("/orders", json=body)
@@ -119,16 +122,22 @@ def main() -> None:
         finally:
             sandbox.down(state, report=lambda m: None)
     print(f"{'benchmark':44} {'figure':>14} {'target':>12} {'ratio':>7}")
-    print(f"{'sandbox cold start (up -> front door ready)':44} {cold:>12.1f} s {COLD_START_TARGET_S:>10.0f} s "
-          f"{cold / COLD_START_TARGET_S:>7.2f}")
+    print(
+        f"{'sandbox cold start (up -> front door ready)':44} {cold:>12.1f} s {COLD_START_TARGET_S:>10.0f} s "
+        f"{cold / COLD_START_TARGET_S:>7.2f}"
+    )
     print(f"{'idle PSS, whole sandbox':44} {pss:>11.0f} MB {'report':>12}")
     print(f"{'idle CPU, whole sandbox (% of one core)':44} {cpu:>12.1f} % {'report':>12}")
-    print(f"{f'orders/s through front door (c={args.concurrency})':44} {n / args.load_seconds:>12.0f}/s {'report':>12}"
-          f"   errors {errors}")
+    print(
+        f"{f'orders/s through front door (c={args.concurrency})':44} {n / args.load_seconds:>12.0f}/s {'report':>12}"
+        f"   errors {errors}"
+    )
     print(f"{'order placement p50 / p95':44} {p50:>6.1f}/{p95:>5.1f} ms {100:>9} ms {p95 / 100:>7.2f}")
     for name, xs in (("kill-postgres", pg), ("kill-node (host loss)", node), ("switchover", sw)):
-        print(f"{'failover -> first write, ' + name + ' (median)':44} {statistics.median(xs):>12.2f} s {'report':>12}"
-              f"   all: {', '.join(f'{x:.2f}' for x in xs)}")
+        print(
+            f"{'failover -> first write, ' + name + ' (median)':44} {statistics.median(xs):>12.2f} s {'report':>12}"
+            f"   all: {', '.join(f'{x:.2f}' for x in xs)}"
+        )
 
 
 if __name__ == "__main__":

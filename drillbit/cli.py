@@ -51,7 +51,9 @@ def _print_json(data: Any) -> None:
 @env_app.command("up")
 def env_up(
     env: EnvOpt = "sandbox",
-    topology: Annotated[Path | None, typer.Option(help="Sandbox topology (default infra/sandbox/topology.yaml).")] = None,
+    topology: Annotated[
+        Path | None, typer.Option(help="Sandbox topology (default infra/sandbox/topology.yaml).")
+    ] = None,
     state_dir: StateOpt = None,
 ) -> None:
     """Start the environment (cleans up a stale one first)."""

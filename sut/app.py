@@ -81,7 +81,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
-            "sut_http_request_duration_seconds", "HTTP request latency", ["route", "method", "status"],
+            "sut_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route", "method", "status"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
@@ -108,9 +110,7 @@ async def _db(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     pool: AsyncConnectionPool = request.app.state.pool
     metrics: Metrics = request.app.state.metrics
     try:
-        async with asyncio.timeout(settings.request_timeout), pool.connection(
-            timeout=settings.getconn_timeout
-        ) as conn:
+        async with asyncio.timeout(settings.request_timeout), pool.connection(timeout=settings.getconn_timeout) as conn:
             try:
                 yield conn
             except psycopg.errors.ReadOnlySqlTransaction:
@@ -288,7 +288,11 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
         # reconnect_timeout=0: a failed reconnect gives up at once instead of backing off 1, 2, 4...
         # seconds; the next request grows the pool again, so the app follows a failover promptly.
         pool = AsyncConnectionPool(
-            cfg.dsn, min_size=1, max_size=cfg.pool_size, open=False, reconnect_timeout=0,
+            cfg.dsn,
+            min_size=1,
+            max_size=cfg.pool_size,
+            open=False,
+            reconnect_timeout=0,
             name=f"sut-{cfg.replica}",
         )
         await pool.open(wait=False)

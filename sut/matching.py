@@ -51,7 +51,10 @@ class OrderRequest:
 
     def same_terms(self, order: dict[str, Any]) -> bool:
         return (order["symbol"], order["side"], Decimal(order["price"]), order["qty"]) == (
-            self.symbol, self.side, self.price, self.qty,
+            self.symbol,
+            self.side,
+            self.price,
+            self.qty,
         )
 
 

@@ -157,7 +157,9 @@ def test_status_works_from_another_process(sb: Sandbox) -> None:
 
     out = subprocess.run(
         [sys.executable, "-m", "drillbit.cli", "env", "status", "--state-dir", str(sb.layout.state_dir)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     status = json.loads(out.stdout)
     assert status["id"] == sb.state.id and status["primary"] in sb.regions

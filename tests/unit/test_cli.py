@@ -9,8 +9,9 @@ from pathlib import Path
 
 
 def _drill(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "drillbit.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "drillbit.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -28,7 +29,9 @@ def test_unknown_env_name_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_malformed_topology_names_file_and_field(tmp_path: Path) -> None:
     topo = tmp_path / "topology.yaml"
-    topo.write_text("regions:\n  - name: region-a\n    api_replicas: -1\n  - name: region-b\nfront_door: {port: 70000}\n")
+    topo.write_text(
+        "regions:\n  - name: region-a\n    api_replicas: -1\n  - name: region-b\nfront_door: {port: 70000}\n"
+    )
     line = _one_line_error(_drill("env", "up", "--topology", str(topo), "--state-dir", str(tmp_path / "s")))
     assert str(topo) in line
     assert "regions[0].api_replicas" in line and "front_door.port" in line

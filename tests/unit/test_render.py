@@ -8,8 +8,13 @@ from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.render import Ports, Secrets, app_dsn, circus_ini, patroni_config
 from drillbit.targets.sandbox.topology import load_topology
 
-PORTS = Ports(front_door=18080, etcd_client=12379, etcd_peer=12380,
-              postgres={"region-a": 15432, "region-b": 15433}, restapi={"region-a": 18008, "region-b": 18009})
+PORTS = Ports(
+    front_door=18080,
+    etcd_client=12379,
+    etcd_peer=12380,
+    postgres={"region-a": 15432, "region-b": 15433},
+    restapi={"region-a": 18008, "region-b": 18009},
+)
 SECRETS = Secrets(superuser="su-SECRET", replication="repl-SECRET", app="app-SECRET", restapi="api-SECRET")
 
 

@@ -17,9 +17,7 @@ def test_default_topology_has_two_regions_with_two_replicas_each() -> None:
 
 def test_every_problem_is_reported_at_once_on_one_line() -> None:
     with pytest.raises(ConfigError) as exc:
-        parse_topology(
-            {"regions": [{"name": "A"}, {"name": "b", "api_replicas": 0}], "bogus": 1}, "topo.yaml"
-        )
+        parse_topology({"regions": [{"name": "A"}, {"name": "b", "api_replicas": 0}], "bogus": 1}, "topo.yaml")
     msg = str(exc.value)
     assert "\n" not in msg
     assert msg.startswith("topo.yaml: ")

@@ -70,9 +70,7 @@ def pgpass(topo: Topology, secrets: Secrets) -> str:
     return f"{LOOPBACK}:*:*:{topo.database.user}:{secrets.app}\n"
 
 
-def patroni_config(
-    topo: Topology, region: str, ports: Ports, secrets: Secrets, layout: Layout, scope: str
-) -> str:
+def patroni_config(topo: Topology, region: str, ports: Ports, secrets: Secrets, layout: Layout, scope: str) -> str:
     p = topo.patroni
     pg_port = ports.postgres[region]
     api_port = ports.restapi[region]
@@ -202,8 +200,17 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
         # A killed database node stays down (a lost host), until restore_region starts it again.
         watcher(f"db-{r.name}", f"{r.name}/db", patroni, {"respawn": "False", "autostart": "False"})
         api = shlex.join(
-            [py, "-m", "sut.serve", "--fd", "$(circus.sockets.front)", "--replica", f"{r.name}/$(circus.wid)",
-             "--uds", str(layout.run / f"api-{r.name}-$(circus.wid).sock")]
+            [
+                py,
+                "-m",
+                "sut.serve",
+                "--fd",
+                "$(circus.sockets.front)",
+                "--replica",
+                f"{r.name}/$(circus.wid)",
+                "--uds",
+                str(layout.run / f"api-{r.name}-$(circus.wid).sock"),
+            ]
         )
         watcher(
             f"api-{r.name}",

@@ -152,9 +152,7 @@ def _locked(layout: Layout) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise EnvironmentFailure(
-                f"another drill holds {layout.lock_file}: wait for it to finish"
-            ) from None
+            raise EnvironmentFailure(f"another drill holds {layout.lock_file}: wait for it to finish") from None
         try:
             yield
         finally:
@@ -176,9 +174,7 @@ class Sandbox:
         layout = Layout.at(state_dir)
         state = SandboxState.load(layout)
         if state is None or state.status != "up":
-            raise EnvironmentFailure(
-                f"no sandbox is up under {layout.state_dir}: run `drill env up --env sandbox`"
-            )
+            raise EnvironmentFailure(f"no sandbox is up under {layout.state_dir}: run `drill env up --env sandbox`")
         return cls(layout, state, load_topology(state.topology_file))
 
     @property
@@ -203,9 +199,7 @@ class Sandbox:
         return f"http://{procs.LOOPBACK}:{self.state.port_map.restapi[region]}"
 
     def supervisor_alive(self) -> bool:
-        return psutil.pid_exists(self.state.supervisor_pid) and bool(
-            procs.tagged(self.state.id, "supervisor")
-        )
+        return psutil.pid_exists(self.state.supervisor_pid) and bool(procs.tagged(self.state.id, "supervisor"))
 
     # -- observation -----------------------------------------------------------------------
     def cluster(self) -> list[dict[str, Any]]:
@@ -250,15 +244,18 @@ class Sandbox:
             "dsn": self.dsn,
             "primary": self.primary(),
             "database_nodes": [
-                {k: m.get(k) for k in ("name", "role", "state", "lag", "timeline")}
-                for m in self.cluster()
+                {k: m.get(k) for k in ("name", "role", "state", "lag", "timeline")} for m in self.cluster()
             ],
             "replicas": self.replicas(),
         }
 
     # -- faults ----------------------------------------------------------------------------
     def kill_replicas(
-        self, count: int | None = None, *, percent: float | None = None, region: str | None = None,
+        self,
+        count: int | None = None,
+        *,
+        percent: float | None = None,
+        region: str | None = None,
         rng: random.Random | None = None,
     ) -> dict[str, Any]:
         """SIGKILL API replicas (chosen at random); the supervisor restarts them."""
@@ -309,8 +306,9 @@ class Sandbox:
         self.supervisor.stop(f"db-{region}")
         self.supervisor.start(f"db-{region}")
 
-    def failover_db(self, mode: FailoverMode = "kill-node", *, wait: bool = True,
-                    timeout: float = STARTUP_TIMEOUT) -> dict[str, Any]:
+    def failover_db(
+        self, mode: FailoverMode = "kill-node", *, wait: bool = True, timeout: float = STARTUP_TIMEOUT
+    ) -> dict[str, Any]:
         """Fail the database over.
 
         kill-node: SIGKILL the primary's Patroni and postgres (a lost host; stays down until
@@ -333,10 +331,12 @@ class Sandbox:
             raise ConfigError("mode", f"unknown failover mode {mode!r}: use kill-node, kill-postgres or switchover")
         new = None
         if wait:
+
             def promoted() -> bool:
                 nonlocal new
                 new = self.primary()
                 return new is not None and new != old
+
             _wait("promotion of a new primary", promoted, timeout, f"see {self.layout.logs}")
         return {"mode": mode, "old_primary": old, "new_primary": new, "injected_at": at, "pids": pids}
 
@@ -379,11 +379,11 @@ class Sandbox:
             counts = self.replicas()[region]
             return counts["ready"] == counts["desired"]
 
-        return _wait(f"API replicas of {region} ready", ready, timeout,
-                     f"see {self.layout.logs / f'api-{region}.log'}")
+        return _wait(f"API replicas of {region} ready", ready, timeout, f"see {self.layout.logs / f'api-{region}.log'}")
 
 
 # -- lifecycle -------------------------------------------------------------------------------
+
 
 def _resolve_ports(topo: Topology, source: str) -> Ports:
     fields = ["front_door.port", "etcd.client_port", "etcd.peer_port"]
@@ -415,9 +415,7 @@ def _teardown(layout: Layout, sandbox_id: str | None, report: Report) -> dict[st
         killed = procs.kill(left)
         alive = procs.wait_gone(left, timeout=10.0)
         if alive:
-            raise EnvironmentFailure(
-                "processes survived SIGKILL: " + ", ".join(str(p.pid) for p in alive)
-            )
+            raise EnvironmentFailure("processes survived SIGKILL: " + ", ".join(str(p.pid) for p in alive))
     state = SandboxState.load(layout)
     busy = procs.wait_ports_free(state.port_map.all(), timeout=10.0) if state else []
     if busy:
@@ -463,8 +461,12 @@ def _create_app_database(topo: Topology, ports: Ports, region: str, secrets: Sec
     from sut.db import migrate
 
     admin = psycopg.conninfo.make_conninfo(
-        host=procs.LOOPBACK, port=ports.postgres[region], dbname="postgres", user=SUPERUSER,
-        password=secrets.superuser, connect_timeout=5,
+        host=procs.LOOPBACK,
+        port=ports.postgres[region],
+        dbname="postgres",
+        user=SUPERUSER,
+        password=secrets.superuser,
+        connect_timeout=5,
     )
     db, user = topo.database.name, topo.database.user
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -475,14 +477,21 @@ def _create_app_database(topo: Topology, ports: Ports, region: str, secrets: Sec
         )
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(user)))
-    migrate(psycopg.conninfo.make_conninfo(
-        host=procs.LOOPBACK, port=ports.postgres[region], dbname=db, user=user, password=secrets.app,
-        connect_timeout=5,
-    ))
+    migrate(
+        psycopg.conninfo.make_conninfo(
+            host=procs.LOOPBACK,
+            port=ports.postgres[region],
+            dbname=db,
+            user=user,
+            password=secrets.app,
+            connect_timeout=5,
+        )
+    )
 
 
-def up(topology_file: Path | str | None = None, state_dir: Path | str | None = None,
-       report: Report = log.info) -> Sandbox:
+def up(
+    topology_file: Path | str | None = None, state_dir: Path | str | None = None, report: Report = log.info
+) -> Sandbox:
     """Start the sandbox (or return the one already up); clean a stale one first."""
     layout = Layout.at(state_dir)
     from drillbit.targets.sandbox.topology import DEFAULT_TOPOLOGY
@@ -523,14 +532,22 @@ def _bring_up(
     dsn = app_dsn(topo, ports, layout)
     regions = [r.name for r in topo.regions]
     state = SandboxState(
-        id=sandbox_id, created_at=_now(), topology_file=str(topo_path), regions=regions,
-        ports=asdict(ports), front_door_url=f"http://{procs.LOOPBACK}:{ports.front_door}",
-        dsn=dsn, supervisor_pid=0, status="starting",
+        id=sandbox_id,
+        created_at=_now(),
+        topology_file=str(topo_path),
+        regions=regions,
+        ports=asdict(ports),
+        front_door_url=f"http://{procs.LOOPBACK}:{ports.front_door}",
+        dsn=dsn,
+        supervisor_pid=0,
+        status="starting",
     )
     state.save(layout)  # first, so a crash from here on leaves a sandbox id to clean up
     for region in regions:
-        _write_private(layout.patroni_config(region),
-                       patroni_config(topo, region, ports, secrets, layout, f"drillbit-{sandbox_id}"))
+        _write_private(
+            layout.patroni_config(region),
+            patroni_config(topo, region, ports, secrets, layout, f"drillbit-{sandbox_id}"),
+        )
     _write_private(layout.circus_ini, circus_ini(topo, ports, layout, sandbox_id, dsn))
     pid = _start_supervisor(layout, sandbox_id)
     state = SandboxState(**{**asdict(state), "supervisor_pid": pid})
@@ -541,8 +558,12 @@ def _bring_up(
     _wait("etcd healthy", lambda: _http_ok(etcd), 20.0, f"see {layout.logs / 'etcd.log'}")
     first, rest = regions[0], regions[1:]
     sb.supervisor.start(f"db-{first}")
-    _wait(f"{first} bootstrapped as primary", lambda: _http_ok(f"{sb._restapi(first)}/primary"),
-          STARTUP_TIMEOUT, f"see {layout.logs / f'db-{first}.log'}")
+    _wait(
+        f"{first} bootstrapped as primary",
+        lambda: _http_ok(f"{sb._restapi(first)}/primary"),
+        STARTUP_TIMEOUT,
+        f"see {layout.logs / f'db-{first}.log'}",
+    )
     for region in rest:
         sb.supervisor.start(f"db-{region}")
     _create_app_database(topo, ports, first, secrets)
@@ -550,16 +571,21 @@ def _bring_up(
         sb.supervisor.start(f"api-{region}")
     for region in rest:
         url = f"{sb._restapi(region)}/replica"
-        _wait(f"{region} streaming from the primary", functools.partial(_http_ok, url),
-              STARTUP_TIMEOUT, f"see {layout.logs / f'db-{region}.log'}")
+        _wait(
+            f"{region} streaming from the primary",
+            functools.partial(_http_ok, url),
+            STARTUP_TIMEOUT,
+            f"see {layout.logs / f'db-{region}.log'}",
+        )
     for region in regions:
         sb._wait_replicas(region, STARTUP_TIMEOUT)
-    _wait("the front door ready", lambda: _http_ok(f"{state.front_door_url}/readyz"), 20.0,
-          f"see {layout.logs}")
+    _wait("the front door ready", lambda: _http_ok(f"{state.front_door_url}/readyz"), 20.0, f"see {layout.logs}")
     state = SandboxState(**{**asdict(state), "status": "up"})
     state.save(layout)
-    report(f"sandbox {sandbox_id} up in {time.monotonic() - t0:.1f} s: front door {state.front_door_url}, "
-           f"primary {sb.primary()}")
+    report(
+        f"sandbox {sandbox_id} up in {time.monotonic() - t0:.1f} s: front door {state.front_door_url}, "
+        f"primary {sb.primary()}"
+    )
     return Sandbox(layout, state, topo)
 
 

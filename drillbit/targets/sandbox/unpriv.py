@@ -32,8 +32,7 @@ def db_command_prefix() -> tuple[str, ...]:
     unshare = shutil.which("unshare")
     if unshare is None:
         raise UnprivilegedUnavailable(
-            "running as root and `unshare` (util-linux) is missing: install util-linux or run "
-            "drillbit as a normal user"
+            "running as root and `unshare` (util-linux) is missing: install util-linux or run drillbit as a normal user"
         )
     prefix = (
         unshare,
