@@ -186,9 +186,11 @@ def test_two_replicas_hammering_one_symbol_keep_the_book_consistent(trading_dsn:
         assert q("""SELECT count(*) FROM orders o WHERE o.qty - o.remaining <> COALESCE(
                     (SELECT sum(t.qty) FROM trades t WHERE t.buy_order_id = o.id OR t.sell_order_id = o.id), 0)
                  """).fetchone() == (0,)
-        bid, ask = q("""SELECT (SELECT max(price) FROM orders WHERE side='buy' AND status IN ('open','partially_filled')),
-                               (SELECT min(price) FROM orders WHERE side='sell' AND status IN ('open','partially_filled'))
-                     """).fetchone() or (None, None)
+        resting = "status IN ('open', 'partially_filled')"
+        bid, ask = q(
+            f"SELECT (SELECT max(price) FROM orders WHERE side = 'buy' AND {resting}),"
+            f"       (SELECT min(price) FROM orders WHERE side = 'sell' AND {resting})"
+        ).fetchone() or (None, None)
         assert bid is None or ask is None or bid < ask, "the book is left crossed"
         assert q("SELECT count(*) FROM trades").fetchone()[0] > 20  # type: ignore[index]
         assert q("SELECT count(DISTINCT client_order_id) = count(*) FROM orders").fetchone() == (True,)
