@@ -188,3 +188,18 @@ def test_stale_state_is_cleaned_on_up_and_down_leaves_nothing(tmp_path: Path) ->
     assert _listening(ports) == []
     assert not (state / "sandbox").exists()
     assert not (state / "sandbox.lock").exists()
+
+
+def test_no_secret_reaches_a_log_the_state_or_the_status(sb: Sandbox) -> None:
+    import json
+
+    secrets = json.loads(sb.layout.secrets_file.read_text()).values()
+    assert oct(sb.layout.secrets_file.stat().st_mode & 0o777) == "0o600"
+    assert oct(sb.layout.pgpass.stat().st_mode & 0o777) == "0o600"
+    exposed = [sb.layout.state_file, sb.layout.circus_ini, *sb.layout.logs.iterdir()]
+    for path in exposed:
+        text = path.read_text(errors="replace")
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into {path}"
+    status = json.dumps(sb.status())
+    assert not any(secret in status for secret in secrets)
