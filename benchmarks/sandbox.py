@@ -121,21 +121,21 @@ def main() -> None:
             sw = [failover_seconds(sb, "switchover") for _ in range(args.failovers)]
         finally:
             sandbox.down(state, report=lambda m: None)
-    print(f"{'benchmark':44} {'figure':>14} {'target':>12} {'ratio':>7}")
+    print(f"{'benchmark':58} {'figure':>14} {'target':>12} {'ratio':>7}")
     print(
-        f"{'sandbox cold start (up -> front door ready)':44} {cold:>12.1f} s {COLD_START_TARGET_S:>10.0f} s "
+        f"{'sandbox cold start (up -> front door ready)':58} {cold:>12.1f} s {COLD_START_TARGET_S:>10.0f} s "
         f"{cold / COLD_START_TARGET_S:>7.2f}"
     )
-    print(f"{'idle PSS, whole sandbox':44} {pss:>11.0f} MB {'report':>12}")
-    print(f"{'idle CPU, whole sandbox (% of one core)':44} {cpu:>12.1f} % {'report':>12}")
+    print(f"{'idle PSS, whole sandbox':58} {pss:>11.0f} MB {'report':>12}")
+    print(f"{'idle CPU, whole sandbox (% of one core)':58} {cpu:>12.1f} % {'report':>12}")
     print(
-        f"{f'orders/s through front door (c={args.concurrency})':44} {n / args.load_seconds:>12.0f}/s {'report':>12}"
+        f"{f'orders/s through front door (c={args.concurrency})':58} {n / args.load_seconds:>12.0f}/s {'report':>12}"
         f"   errors {errors}"
     )
-    print(f"{'order placement p50 / p95':44} {p50:>6.1f}/{p95:>5.1f} ms {100:>9} ms {p95 / 100:>7.2f}")
+    print(f"{'order placement p50 / p95':58} {p50:>6.1f}/{p95:>5.1f} ms {100:>9} ms {p95 / 100:>7.2f}")
     for name, xs in (("kill-postgres", pg), ("kill-node (host loss)", node), ("switchover", sw)):
         print(
-            f"{'failover -> first write, ' + name + ' (median)':44} {statistics.median(xs):>12.2f} s {'report':>12}"
+            f"{'failover -> first write, ' + name + ' (median)':58} {statistics.median(xs):>12.2f} s {'report':>12}"
             f"   all: {', '.join(f'{x:.2f}' for x in xs)}"
         )
 

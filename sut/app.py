@@ -16,7 +16,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -160,28 +160,25 @@ def _order_id(request: Request) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
-async def get_order(request: Request) -> Response:
+async def _on_order(request: Request, op: Callable[[Any, int], Awaitable[dict[str, Any]]]) -> Response:
     order_id = _order_id(request)
     if order_id is None:
         return _error(422, "order id must be a positive integer", "id")
     try:
         async with _db(request) as conn:
-            return JSONResponse(await matching.get_order(conn, order_id))
-    except matching.NotFound:
-        return _error(404, "order not found", "id")
-
-
-async def cancel_order(request: Request) -> Response:
-    order_id = _order_id(request)
-    if order_id is None:
-        return _error(422, "order id must be a positive integer", "id")
-    try:
-        async with _db(request) as conn:
-            return JSONResponse(await matching.cancel(conn, order_id))
+            return JSONResponse(await op(conn, order_id))
     except matching.NotFound:
         return _error(404, "order not found", "id")
     except matching.Conflict as err:
         return _error(409, str(err), "id")
+
+
+async def get_order(request: Request) -> Response:
+    return await _on_order(request, matching.get_order)
+
+
+async def cancel_order(request: Request) -> Response:
+    return await _on_order(request, matching.cancel)
 
 
 _SYMBOL = re.compile(_SYMBOL_PATTERN)
