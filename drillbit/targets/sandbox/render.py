@@ -222,6 +222,8 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
                 "use_sockets": "True",
                 "numprocesses": str(r.api_replicas),
                 "warmup_delay": "0",
+                "stop_signal": "TERM",
+                "graceful_timeout": "5",
             },
         )
         ini[f"env:api-{r.name}"].update(
@@ -231,6 +233,31 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
                 "DRILL_SUT_REQUEST_TIMEOUT": str(topo.api.request_timeout_s),
             }
         )
+    scaling = topo.autoscaling
+    if scaling.enabled:
+        mins = {r.api_replicas for r in topo.regions}
+        cmd = shlex.join(
+            [
+                py,
+                "-m",
+                "drillbit.targets.sandbox.autoscaler",
+                "--state-dir",
+                str(layout.state_dir),
+                "--regions",
+                ",".join(r.name for r in topo.regions),
+                "--min",
+                str(min(mins)),
+                "--max",
+                str(scaling.max_replicas),
+                "--target-cpu",
+                str(scaling.target_cpu_percent),
+                "--stabilization",
+                str(scaling.scale_down_stabilization_s),
+                "--interval",
+                str(scaling.interval_s),
+            ]
+        )
+        watcher("autoscaler", "autoscaler", cmd, {"respawn": "True", "autostart": "False", "stop_signal": "TERM"})
     out = io.StringIO()
     ini.write(out)
     return out.getvalue()

@@ -227,10 +227,10 @@ class Sandbox:
         for region in self.regions:
             name = f"api-{region}"
             desired = 0 if self.supervisor.status(name) != "active" else self.supervisor.numprocesses(name)
-            ready = sum(
-                _http_ok("http://replica/healthz", uds=self.layout.replica_socket(region, wid), timeout=0.5)
-                for wid in range(1, desired + 1)
-            )
+            # circus reuses the lowest free worker id, so after kills and scale-ins the live ids are not
+            # 1..desired: probe every socket of the region; a dead replica's socket refuses connections
+            sockets = self.layout.run.glob(f"api-{region}-*.sock")
+            ready = sum(_http_ok("http://replica/healthz", uds=sock, timeout=0.5) for sock in sockets)
             out[region] = {"desired": desired, "ready": ready}
         return out
 
@@ -283,8 +283,9 @@ class Sandbox:
     def kill_region(self, region: str) -> dict[str, Any]:
         """Lose a region at once: its database node (Patroni and postgres) and its API replicas."""
         self._region(region)
-        killed = self._kill_db_node(region)
+        killed = procs.kill(procs.tagged(self.state.id, prefix=f"{region}/"))  # all at once, SIGKILL
         killed_at = _now()
+        # then keep it down: the supervisor must not bring the region's processes back
         self.supervisor.stop(f"api-{region}")
         self.supervisor.stop(f"db-{region}")
         killed += procs.kill(procs.tagged(self.state.id, prefix=f"{region}/"))
@@ -580,6 +581,8 @@ def _bring_up(
     for region in regions:
         sb._wait_replicas(region, STARTUP_TIMEOUT)
     _wait("the front door ready", lambda: _http_ok(f"{state.front_door_url}/readyz"), 20.0, f"see {layout.logs}")
+    if topo.autoscaling.enabled:
+        sb.supervisor.start("autoscaler")
     state = SandboxState(**{**asdict(state), "status": "up"})
     state.save(layout)
     report(

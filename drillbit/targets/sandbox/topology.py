@@ -49,6 +49,14 @@ class Api(_Model):
     request_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
 
+class Autoscaling(_Model):
+    enabled: bool = True
+    max_replicas: int = Field(default=4, ge=1, le=16)  # per region; the minimum is the region's api_replicas
+    target_cpu_percent: float = Field(default=60.0, gt=0, le=100)
+    scale_down_stabilization_s: float = Field(default=30.0, ge=0)
+    interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class Etcd(_Model):
     client_port: Port = 0
     peer_port: Port = 0
@@ -89,6 +97,7 @@ class Topology(_Model):
     regions: list[Region] = Field(min_length=2, max_length=4)
     front_door: FrontDoor = FrontDoor()
     api: Api = Api()
+    autoscaling: Autoscaling = Autoscaling()
     etcd: Etcd = Etcd()
     database: Database = Database()
     patroni: Patroni = Patroni()
@@ -98,6 +107,11 @@ class Topology(_Model):
         names = [r.name for r in self.regions]
         if len(set(names)) != len(names):
             raise ValueError("region names must be unique")
+        too_many = [
+            r.name for r in self.regions if self.autoscaling.enabled and r.api_replicas > self.autoscaling.max_replicas
+        ]
+        if too_many:
+            raise ValueError(f"autoscaling.max_replicas is below api_replicas of {', '.join(too_many)}: raise it")
         fixed = [p for p in (self.front_door.port, self.etcd.client_port, self.etcd.peer_port) if p]
         if len(set(fixed)) != len(fixed):
             raise ValueError("front_door.port, etcd.client_port and etcd.peer_port must differ")
