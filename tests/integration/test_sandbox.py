@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,14 +19,9 @@ from drillbit.targets.sandbox.sandbox import Sandbox
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    state = tmp_path_factory.mktemp("sandbox") / ".drill"
-    box = sandbox.up(state_dir=state, report=print)
-    try:
-        yield box
-    finally:
-        sandbox.down(state, report=print)
+@pytest.fixture
+def sb(sandbox_env: Sandbox) -> Sandbox:
+    return sandbox_env
 
 
 def _order(side: str = "buy", price: str = "10.00", qty: int = 1, symbol: str = "SBX") -> dict[str, object]:
