@@ -406,10 +406,10 @@ def _resolve_ports(topo: Topology, source: str) -> Ports:
 
 def _teardown(layout: Layout, sandbox_id: str | None, report: Report) -> dict[str, Any]:
     """Stop everything of one sandbox and remove its state (the lock must be held)."""
-    sup = Supervisor(layout.run, timeout=5.0)
-    if layout.run.exists():
+    if sandbox_id and procs.tagged(sandbox_id, "supervisor"):
+        # an orderly stop first (replicas drain); whatever is left is SIGKILLed below
         with contextlib.suppress(EnvironmentFailure):
-            sup.quit()
+            Supervisor(layout.run, timeout=10.0).quit()
     killed: list[int] = []
     if sandbox_id:
         left = procs.tagged(sandbox_id)
