@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from drillbit.clock import Clock, to_iso
 
-__all__ = ["EventLog", "first_event", "read_events"]
+__all__ = ["EventLog", "fault_time", "first_event", "read_events"]
 
 
 class EventLog:
@@ -59,3 +59,16 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 def first_event(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
     return next((e for e in events if e.get("kind") == kind), None)
+
+
+def fault_time(run_dir: Path, fault_at: float | None = None) -> float:
+    """``fault_at`` if given, else the time of the run's first ``fault.inject`` event."""
+    if fault_at is not None:
+        return fault_at
+    from drillbit.rundir import EVENTS
+
+    path = Path(run_dir) / EVENTS
+    event = first_event(read_events(path), "fault.inject") if path.exists() else None
+    if event is None:
+        raise ValueError(f"no fault.inject event in {path}: pass fault_at")
+    return float(event["t"])

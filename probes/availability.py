@@ -33,8 +33,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from drillbit.clock import Clock
-from drillbit.events import first_event, read_events
-from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
+from drillbit.events import fault_time
+from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA
 from probes.samplers import ParquetSink, TickSampler
 
 __all__ = ["AvailabilitySampler", "RtoResult", "analyze_rto", "load_availability", "rto_seconds", "service_recovered"]
@@ -212,23 +212,13 @@ def _stable_start(t: np.ndarray, good: np.ndarray, after: int, window: float, ma
     return int(candidates[hits[0]]) if hits.size else None
 
 
-def _fault_time(run_dir: Path, fault_at: float | None) -> float:
-    if fault_at is not None:
-        return fault_at
-    path = run_dir / EVENTS
-    event = first_event(read_events(path), "fault.inject") if path.exists() else None
-    if event is None:
-        raise ValueError(f"no fault.inject event in {path}: pass fault_at")
-    return float(event["t"])
-
-
 def rto_seconds(
     run_dir: str, fault_at: float | None = None, stability_window: float = 5.0, max_error_rate: float = 0.0
 ) -> float:
     """Chaos Toolkit probe: the measured RTO in seconds. Raises when it cannot be measured."""
     d = Path(run_dir)
     result = analyze_rto(
-        load_availability(d), _fault_time(d, fault_at), stability_window=stability_window, max_error_rate=max_error_rate
+        load_availability(d), fault_time(d, fault_at), stability_window=stability_window, max_error_rate=max_error_rate
     )
     if result.rto_s is None:
         raise RuntimeError(f"the service did not recover within the samples (detected after {result.detect_s} s)")
@@ -238,4 +228,4 @@ def rto_seconds(
 def service_recovered(run_dir: str, fault_at: float | None = None, stability_window: float = 5.0) -> bool:
     """Chaos Toolkit probe: True when sustained recovery was observed after the fault."""
     d = Path(run_dir)
-    return analyze_rto(load_availability(d), _fault_time(d, fault_at), stability_window=stability_window).recovered
+    return analyze_rto(load_availability(d), fault_time(d, fault_at), stability_window=stability_window).recovered
