@@ -21,10 +21,17 @@ from sut.app import create_app
 __all__ = ["main"]
 
 
+def _nodelay(sock: socket.socket) -> socket.socket:
+    """Accepted connections inherit TCP_NODELAY: uvicorn writes headers and body separately, and
+    Nagle's algorithm with delayed ACKs would add ~40 ms to keep-alive responses."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def _sockets(args: argparse.Namespace) -> list[socket.socket]:
     socks: list[socket.socket] = []
     if args.fd is not None:
-        socks.append(socket.socket(fileno=args.fd))
+        socks.append(_nodelay(socket.socket(fileno=args.fd)))
     if args.uds is not None:
         path = Path(args.uds)
         path.unlink(missing_ok=True)
@@ -37,7 +44,7 @@ def _sockets(args: argparse.Namespace) -> list[socket.socket]:
         t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         t.bind((args.host, args.port))
         t.listen(1024)
-        socks.append(t)
+        socks.append(_nodelay(t))
     return socks
 
 

@@ -1,0 +1,28 @@
+"""Locustfile: one GET per request to any HTTP service (calibration against drillbit.groundtruth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust import FastHttpUser, constant, task
+
+import loadtests.recorder  # noqa: F401  (registers the per-request recorder)
+from loadtests.openmodel import OpenModelUser, ProfileShape
+
+
+class Ping(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def ping(self) -> None:
+        self.client.get("/ping", name="GET /ping")
+
+
+class OpenPing(OpenModelUser):
+    def fire(self, context: dict[str, Any]) -> None:
+        self.client.get("/ping", name="GET /ping", context=context)
+
+
+class PingShape(ProfileShape):
+    open_user = OpenPing
+    closed_user = Ping

@@ -1,0 +1,114 @@
+"""Load profiles (loadtests/profiles/*.yaml): stages of users (closed model) or arrival rate (open model).
+
+    name: steady
+    model: open              # open: a fixed arrival rate, latency from the intended send time
+    arrival: uniform         # uniform | poisson
+    stages:
+      - {duration: 60, rate: 50}          # requests per second, across all generator processes
+    max_in_flight: 100       # per generator process; beyond it requests queue (and are recorded late)
+    timeout_s: 5
+
+    model: closed            # closed: N users each waiting for its answer before the next request
+    stages:
+      - {duration: 60, users: 20, spawn_rate: 5}
+
+Validated at the edge: every problem at once, one line naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from drillbit.errors import ConfigError
+
+__all__ = ["PROFILES_DIR", "Profile", "Stage", "load_profile", "resolve_profile"]
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+
+
+class Stage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duration: float = Field(gt=0, le=7 * 24 * 3600)
+    rate: float | None = Field(default=None, gt=0, le=1_000_000)
+    users: int | None = Field(default=None, ge=0, le=100_000)
+    spawn_rate: float | None = Field(default=None, gt=0)
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    model: Literal["open", "closed"]
+    arrival: Literal["uniform", "poisson"] = "uniform"
+    stages: list[Stage] = Field(min_length=1)
+    max_in_flight: int = Field(default=100, ge=1, le=100_000)
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _stages_fit_the_model(self) -> Profile:
+        problems = []
+        for i, s in enumerate(self.stages):
+            if self.model == "open" and (s.rate is None or s.users is not None):
+                problems.append(f"stages[{i}]: an open-model stage needs rate (requests/s) and no users")
+            if self.model == "closed" and (s.users is None or s.rate is not None):
+                problems.append(f"stages[{i}]: a closed-model stage needs users (and spawn_rate), not rate")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def duration(self) -> float:
+        return sum(s.duration for s in self.stages)
+
+    def stage_at(self, t: float) -> Stage | None:
+        """The stage running ``t`` seconds into the test (None once the profile is over)."""
+        elapsed = 0.0
+        for s in self.stages:
+            elapsed += s.duration
+            if t < elapsed:
+                return s
+        return None
+
+    def scheduled(self) -> float:
+        """How many requests the open model schedules in all (0 for the closed model)."""
+        return sum((s.rate or 0.0) * s.duration for s in self.stages)
+
+
+def resolve_profile(name_or_path: str | Path) -> Path:
+    """A profile name (steady, spike, ...) or a path to a profile file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return PROFILES_DIR / f"{name_or_path}.yaml"
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    path = resolve_profile(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+        raise ConfigError(str(path), f"no such profile: use one of {known} or a path to a profile file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(str(path), f"{where}not valid YAML: fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "expected a mapping (name:, model:, stages:)")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".") or "(top level)"
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown field: remove it or check its spelling"
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError(str(path), problems) from None
