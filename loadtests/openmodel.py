@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import gevent
@@ -26,31 +25,12 @@ from locust import FastHttpUser, LoadTestShape, User, constant, task
 from locust.exception import StopUser
 
 from drillbit.clock import Clock
-from loadtests.profiles import Profile, load_profile
+from loadtests.profiles import Profile, arrivals, load_profile
 from loadtests.recorder import recorder_of
 
-__all__ = ["OpenModelUser", "ProfileShape", "arrivals"]
+__all__ = ["OpenModelUser", "ProfileShape"]
 
 log = logging.getLogger(__name__)
-
-
-def arrivals(profile: Profile, t0: float, share: float, rng: random.Random) -> Iterator[float]:
-    """Intended send times (epoch s) of this process's share of an open-model profile."""
-    stage_start = t0
-    for stage in profile.stages:
-        rate = (stage.rate or 0.0) * share
-        end = stage_start + stage.duration
-        if rate > 0:
-            if profile.arrival == "uniform":
-                n = int(stage.duration * rate)
-                for k in range(n):
-                    yield stage_start + k / rate
-            else:
-                t = stage_start + rng.expovariate(rate)
-                while t < end:
-                    yield t
-                    t += rng.expovariate(rate)
-        stage_start = end
 
 
 def _profile(environment: Any) -> Profile:
@@ -77,7 +57,7 @@ class OpenModelUser(FastHttpUser):
         share = 1.0 / max(1, int(os.environ.get(self.workers_env, "1")))
         clock = Clock()
         rec = recorder_of(self.environment)
-        counters = rec.schedule if rec is not None else {"scheduled": 0, "sent": 0, "capped": 0}
+        counters: dict[str, float] = rec.schedule if rec is not None else {"scheduled": 0, "sent": 0, "capped": 0}
         pool = Pool(profile.max_in_flight)
         rng = random.Random(os.getpid())
         for intended in arrivals(profile, clock.now(), share, rng):
@@ -111,6 +91,8 @@ class ProfileShape(LoadTestShape):
         stage = profile.stage_at(t)
         if stage is None:
             return None
-        return stage.users or 0, stage.spawn_rate or float(stage.users or 1), (
-            [self.closed_user] if self.closed_user else None
+        return (
+            stage.users or 0,
+            stage.spawn_rate or float(stage.users or 1),
+            ([self.closed_user] if self.closed_user else None),
         )

@@ -17,6 +17,8 @@ Validated at the edge: every problem at once, one line naming the file, the fiel
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drillbit.errors import ConfigError
 
-__all__ = ["PROFILES_DIR", "Profile", "Stage", "load_profile", "resolve_profile"]
+__all__ = ["PROFILES_DIR", "Profile", "Stage", "arrivals", "load_profile", "resolve_profile"]
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -112,3 +114,22 @@ def load_profile(name_or_path: str | Path) -> Profile:
                 msg = "unknown field: remove it or check its spelling"
             problems.append(f"{loc}: {msg}")
         raise ConfigError(str(path), problems) from None
+
+
+def arrivals(profile: Profile, t0: float, share: float, rng: random.Random) -> Iterator[float]:
+    """Intended send times (epoch s) of this process's share of an open-model profile."""
+    stage_start = t0
+    for stage in profile.stages:
+        rate = (stage.rate or 0.0) * share
+        end = stage_start + stage.duration
+        if rate > 0:
+            if profile.arrival == "uniform":
+                n = int(stage.duration * rate)
+                for k in range(n):
+                    yield stage_start + k / rate
+            else:
+                t = stage_start + rng.expovariate(rate)
+                while t < end:
+                    yield t
+                    t += rng.expovariate(rate)
+        stage_start = end

@@ -112,8 +112,11 @@ def recorder_of(environment: Environment) -> RequestRecorder | None:
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    parser.add_argument("--drill-run-dir", default=os.environ.get("DRILL_RUN_DIR", ""),
-                        help="drillbit run directory: every request is recorded under requests/")
+    parser.add_argument(
+        "--drill-run-dir",
+        default=os.environ.get("DRILL_RUN_DIR", ""),
+        help="drillbit run directory: every request is recorded under requests/",
+    )
     parser.add_argument("--drill-profile", default=os.environ.get("DRILL_PROFILE", "steady"),
                         help="load profile name (loadtests/profiles) or file")  # fmt: skip
 
