@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -10,7 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from drillbit.clock import Clock
 from drillbit.targets.sandbox import sandbox
+from probes.autoscaling import analyze_autoscaling
+from probes.replicas import ReplicasSampler, load_replicas
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +42,12 @@ def test_load_scales_replicas_out_and_quiet_scales_them_back_in(tmp_path: Path) 
     sb = sandbox.up(topo, tmp_path / ".drill", report=print)
     try:
         assert sb.replicas() == {"region-a": {"desired": 1, "ready": 1}, "region-b": {"desired": 1, "ready": 1}}
+        clock = Clock()
+        sampler = ReplicasSampler(sb, tmp_path / "run", clock=clock, interval=0.5).start()
+        time.sleep(1.2)
         stop = threading.Event()
         workers = [threading.Thread(target=_hammer, args=(sb.front_door_url, stop)) for _ in range(6)]
+        step_at = clock.now()
         for w in workers:
             w.start()
         try:
@@ -53,13 +61,23 @@ def test_load_scales_replicas_out_and_quiet_scales_them_back_in(tmp_path: Path) 
                 raise AssertionError(f"no scale-out under load: {sb.replicas()}")
         finally:
             stop.set()
+            drop_at = clock.now()
             for w in workers:
                 w.join()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(c["desired"] > 1 for c in sb.replicas().values()):
             time.sleep(0.5)
         assert all(c["desired"] == 1 for c in sb.replicas().values()), sb.replicas()
-        decisions = (sb.layout.logs / "autoscaler.jsonl").read_text().splitlines()
+        time.sleep(1.0)
+        sampler.stop()
+        decisions = [json.loads(line) for line in (sb.layout.logs / "autoscaler.jsonl").read_text().splitlines()]
         assert len(decisions) >= 2  # at least one scale-out and one scale-in were recorded
+        # the analyzer's view of the same episode agrees with the autoscaler's own record
+        first_up = min(d["t"] for d in decisions if d["to"] > d["from"])
+        result = analyze_autoscaling(load_replicas(tmp_path / "run"), step_at, target=3, load_drop_at=drop_at)
+        assert result.replicas_before == 2 and result.first_new_ready_s is not None
+        assert result.first_new_ready_s >= first_up - step_at - 0.01  # ready only after the decision
+        assert result.first_new_ready_s <= first_up - step_at + 5.0  # and within seconds of it
+        assert result.scale_in_s is not None
     finally:
         sandbox.down(tmp_path / ".drill", report=print)
