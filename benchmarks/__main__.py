@@ -1,6 +1,8 @@
-"""`make bench`: run every benchmark in turn."""
+"""`make bench`: every benchmark in turn, each printing its figures against its target."""
 
-from benchmarks import sandbox
+from benchmarks import analyzers, generator, samplers, sandbox
 
 if __name__ == "__main__":
-    sandbox.main()
+    for bench in (sandbox, generator, analyzers, samplers):
+        print(f"\n== {bench.__name__} ==", flush=True)
+        bench.main()
