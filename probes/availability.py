@@ -8,12 +8,14 @@ instant after which every probe succeeds (or the error rate stays under a thresh
 stability window. Precisely:
 
 - a probe is *good* when it answered 2xx within ``slow_after`` seconds (default: its timeout);
-- the service is taken to have recovered at the *completion* time (send + latency) of the first
-  good probe of the first stable run after the first failure. Completion, not send time: in a
-  freeze, a probe sent late in the freeze is answered only when the freeze ends, and that answer
-  is the first evidence of recovery. After a fail-fast outage the first good probe is sent at
-  most one interval after the true recovery, so the error bound is one interval plus one probe
-  latency, and it is stated with the result;
+- a probe's *handling time* is its answer's arrival minus half a normal round trip (the median
+  latency of good probes): just after the send for a fast answer, the freeze's end for an answer
+  a freeze held back. Not the send time: in a freeze, a probe sent late in the freeze is handled
+  only when the freeze ends, and that is the first evidence of recovery;
+- recovery lies between the handling of the last failed probe and of the first good probe of the
+  first stable run after the first failure: ``rto_s`` is the midpoint (error within half a
+  sampling interval, stated as ``error_bound_s``), ``rto_upper_s`` the later end (never below the
+  truth, at most one interval above it: the conservative figure for an audit);
 - time to detect: fault -> completion (or timeout) of the first failed probe;
 - downtime: the time covered by failing probes after the fault (their count x interval);
 - if nothing failed, RTO is 0; if the samples end before a stable run, there is no RTO (the
@@ -101,14 +103,15 @@ class AvailabilitySampler:
 class RtoResult:
     fault_at: float
     recovered: bool  # False: the samples ended before sustained recovery; rto_s is then None
-    rto_s: float | None
+    rto_s: float | None  # best estimate: midway between the last failed and the first good probe
+    rto_upper_s: float | None  # never below the truth: the first good probe's handling
     recovered_at: float | None
     detect_s: float | None  # None when no probe failed after the fault
     downtime_s: float
     failed_probes: int
     probes: int
     interval_s: float
-    error_bound_s: float  # the measured RTO is at most this much above the truth (never below it)
+    error_bound_s: float  # |rto_s - truth| <= this (half the gap between the probes around recovery)
     stability_window_s: float
     method: str
 
@@ -142,7 +145,12 @@ def analyze_rto(
     if slow_after is not None:
         good = good & (np.nan_to_num(lat, nan=np.inf) <= slow_after)
     step = interval if interval is not None else float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-    done = t + np.nan_to_num(lat, nan=0.0)  # completion time (a timeout completes at send + latency)
+    # When did the server handle a probe? About half a normal round trip before its answer arrived:
+    # for a fast answer that is just after the send, for an answer held by a freeze it is the freeze's
+    # end. ``done`` estimates that instant (a timeout "completes" at send + timeout).
+    all_good = samples["ok"].to_numpy(dtype=bool) & ~np.isnan(samples["latency"].to_numpy(dtype=float))
+    half_rtt = float(np.median(samples["latency"].to_numpy(dtype=float)[all_good])) / 2 if all_good.any() else 0.0
+    done = t + np.maximum(np.nan_to_num(lat, nan=0.0) - half_rtt, 0.0)
     method = (
         f"probe every {step * 1000:.0f} ms; recovery = completion of the first good probe of the first run of "
         f"{stability_window:g} s with error rate <= {max_error_rate:g}"
@@ -159,6 +167,7 @@ def analyze_rto(
         return RtoResult(
             recovered=True,
             rto_s=0.0,
+            rto_upper_s=0.0,
             recovered_at=fault_at,
             detect_s=None,
             downtime_s=0.0,
@@ -174,6 +183,7 @@ def analyze_rto(
         return RtoResult(
             recovered=False,
             rto_s=None,
+            rto_upper_s=None,
             recovered_at=None,
             detect_s=detect,
             downtime_s=downtime,
@@ -181,17 +191,17 @@ def analyze_rto(
             error_bound_s=step,
             **common,
         )
-    recovered_at = float(done[start])
+    upper = float(done[start])
+    before = start - 1
+    if before >= 0 and not good[before]:
+        # recovery happened between the handling of the last failed probe and of this one
+        recovered_at, bound = (float(done[before]) + upper) / 2, (upper - float(done[before])) / 2
+    else:
+        recovered_at, bound = upper, step
     return RtoResult(
-        recovered=True,
-        rto_s=recovered_at - fault_at,
-        recovered_at=recovered_at,
-        detect_s=detect,
-        downtime_s=downtime,
-        failed_probes=int(bad.size),
-        error_bound_s=step + float(np.nanmax(lat[start : start + 1])),
-        **common,
-    )
+        recovered=True, rto_s=recovered_at - fault_at, rto_upper_s=upper - fault_at, recovered_at=recovered_at,
+        detect_s=detect, downtime_s=downtime, failed_probes=int(bad.size), error_bound_s=bound, **common,
+    )  # fmt: skip
 
 
 def _stable_start(t: np.ndarray, good: np.ndarray, after: int, window: float, max_error_rate: float) -> int | None:

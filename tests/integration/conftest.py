@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 
+from drillbit.calibration import GroundTruth, groundtruth_server
 from drillbit.targets.sandbox.binaries import pg_bin_dir
 from drillbit.targets.sandbox.procs import free_ports
 from drillbit.targets.sandbox.unpriv import wrap
@@ -146,30 +147,8 @@ def replica_factory(tmp_path: Path) -> Iterator[object]:
         r.stop()
 
 
-@dataclass
-class GroundTruthServer:
-    """drillbit.groundtruth in its own process: outages of exactly known start and length."""
-
-    proc: subprocess.Popen[bytes]
-    url: str
-
-    def outage(self, kind: str, duration: float, start_in: float = 0.0) -> tuple[float, float]:
-        r = httpx.post(f"{self.url}/_control/outage", json={"kind": kind, "duration": duration, "start_in": start_in})
-        r.raise_for_status()
-        truth = r.json()
-        return float(truth["start"]), float(truth["end"])
-
-
 @pytest.fixture(scope="session")
-def groundtruth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroundTruthServer]:
-    port_file = tmp_path_factory.mktemp("groundtruth") / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "drillbit.groundtruth", "--port-file", str(port_file)])
-    try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "groundtruth server did not start"
-            time.sleep(0.05)
-        yield GroundTruthServer(proc, f"http://127.0.0.1:{port_file.read_text()}")
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def groundtruth() -> Iterator[GroundTruth]:
+    """drillbit.groundtruth in its own process: outages of exactly known start and length."""
+    with groundtruth_server() as server:
+        yield server

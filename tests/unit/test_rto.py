@@ -28,15 +28,16 @@ def samples(pattern: str, interval: float = 0.1, latency: float = 0.002) -> pd.D
 def test_rto_is_the_first_good_probe_of_the_stable_run() -> None:
     s = samples("....." + "xxxxx" + "." * 30)  # fault at probe 5, first good probe at 10
     r = analyze_rto(s, fault_at=1000.5, stability_window=1.0)
-    assert r.recovered and r.rto_s == pytest.approx(0.5 + 0.002)
-    assert r.detect_s == pytest.approx(0.002) and r.failed_probes == 5
+    assert r.recovered and r.rto_upper_s == pytest.approx(0.5 + 0.001)
+    assert r.rto_s == pytest.approx(0.45 + 0.001) and r.error_bound_s == pytest.approx(0.05)
+    assert r.detect_s == pytest.approx(0.001) and r.failed_probes == 5
     assert r.downtime_s == pytest.approx(0.5)
 
 
 def test_a_flapping_recovery_restarts_the_stability_window() -> None:
     s = samples("xxx" + "....." + "x" + "." * 30)
     r = analyze_rto(s, fault_at=1000.0, stability_window=1.0)
-    assert r.rto_s == pytest.approx(0.9 + 0.002)  # the run of 5 oks was too short; recovery is after probe 8
+    assert r.rto_upper_s == pytest.approx(0.9 + 0.001)  # the run of 5 oks was too short: recovery after probe 8
 
 
 def test_an_error_rate_threshold_tolerates_sparse_failures() -> None:
@@ -44,7 +45,7 @@ def test_an_error_rate_threshold_tolerates_sparse_failures() -> None:
     strict = analyze_rto(s, fault_at=1000.0, stability_window=1.0)
     lenient = analyze_rto(s, fault_at=1000.0, stability_window=1.0, max_error_rate=0.15)
     assert strict.recovered is False
-    assert lenient.rto_s == pytest.approx(0.3 + 0.002)
+    assert lenient.rto_upper_s == pytest.approx(0.3 + 0.001)
 
 
 def test_no_failure_means_zero_rto_with_its_bound() -> None:
@@ -61,7 +62,7 @@ def test_slow_answers_count_as_failures_when_asked() -> None:
     s = samples("." * 20)
     s.loc[2:6, "latency"] = 0.8  # a freeze: answered late
     r = analyze_rto(s, fault_at=1000.0, stability_window=0.5, slow_after=0.25)
-    assert r.failed_probes == 5 and r.rto_s == pytest.approx(0.7 + 0.002)
+    assert r.failed_probes == 5 and r.rto_upper_s == pytest.approx(0.7 + 0.001)
     assert not math.isnan(r.error_bound_s)
 
 
