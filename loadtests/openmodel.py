@@ -1,41 +1,53 @@
 """The open (fixed arrival rate) model for Locust, and the shape that plays a load profile.
 
 Locust is a closed-model tool: a user sends, waits, sends again, so when the server stalls the
-users stop sending and the stall hides (coordinated omission). ``OpenModelUser`` instead runs a
-schedule: request i is *intended* at a fixed time (uniform or Poisson arrivals at the profile's
-rate, this process's share of it), fired on its own greenlet at that time whatever the earlier
-requests are doing, and recorded with its intended time so its latency counts from then. At most
-``max_in_flight`` requests are open per process; when the cap is reached the schedule waits (and
-counts it), and the late requests still carry their intended time: nothing is silently dropped.
+users stop sending and the stall hides (coordinated omission). ``OpenModelUser`` instead plays a
+schedule: request i is *intended* at a fixed time (uniform or Poisson arrivals at this process's
+share of the profile's rate) and fired on its own greenlet at that time, whatever the earlier
+requests are doing; its latency counts from the intended time. At most ``max_in_flight``
+requests are open per process (the HTTP client's connection pool is sized to match); when the
+cap is reached the schedule waits, and the late requests still carry their intended time.
+Nothing is dropped silently: when the test stops, requests that were due but not sent are
+recorded as ``not_sent`` and requests still in flight as ``abandoned``.
 
-A locustfile subclasses ``OpenModelUser`` (``fire`` sends one request, passing ``context``) and
-``ProfileShape`` (naming its open and closed user classes).
+Generator lateness (a request leaving late because the generator itself was busy) is tracked
+apart from waits for the cap (the server's doing), so saturation can be told from slowness.
+
+A locustfile subclasses ``OpenModelUser`` (``fire`` sends one request, passing ``context`` to the
+client) and ``ProfileShape`` (naming its open and closed user classes).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 from typing import Any, ClassVar
 
 import gevent
+from gevent.event import Event
 from gevent.pool import Pool
 from locust import FastHttpUser, LoadTestShape, User, constant, task
 from locust.exception import StopUser
 
 from drillbit.clock import Clock
-from loadtests.profiles import Profile, arrivals, load_profile
-from loadtests.recorder import recorder_of
+from loadtests.profiles import arrivals, shape_at
+from loadtests.recorder import Recorder, profile_of, recorder_of, workers_of
+from loadtests.recording import ScheduleStats
 
 __all__ = ["OpenModelUser", "ProfileShape"]
 
 log = logging.getLogger(__name__)
 
 
-def _profile(environment: Any) -> Profile:
-    opts = environment.parsed_options
-    return load_profile(getattr(opts, "drill_profile", None) or "steady")
+def _stopping_event(environment: Any) -> Event:
+    """Set when the test starts stopping (Locust's documented ``test_stopping`` hook)."""
+    ev: Event | None = getattr(environment, "drill_stopping", None)
+    if ev is None:
+        ev = Event()
+        environment.drill_stopping = ev
+        environment.events.test_stopping.add_listener(lambda **_: ev.set())
+        environment.events.test_start.add_listener(lambda **_: ev.clear())
+    return ev
 
 
 class OpenModelUser(FastHttpUser):
@@ -43,35 +55,94 @@ class OpenModelUser(FastHttpUser):
 
     abstract = True
     wait_time = constant(0)
-    workers_env = "DRILL_WORKERS"
+
+    def __init__(self, environment: Any) -> None:
+        profile = profile_of(environment)
+        # one connection per in-flight request, and the profile's timeout on every request
+        self.concurrency = profile.max_in_flight
+        self.network_timeout = self.connection_timeout = profile.timeout_s
+        super().__init__(environment)
+        self._stopping = _stopping_event(environment)
 
     def fire(self, context: dict[str, Any]) -> None:
+        """Send one request, passing ``context`` to the client call (it carries the intended time)."""
         raise NotImplementedError
 
-    def _fire(self, intended: float, clock: Clock) -> None:
-        self.fire({"intended": intended, "sent": clock.now()})
+    def _fire(self, intended: float, cap_debt: float, clock: Clock, stats: ScheduleStats, rec: Recorder | None) -> None:
+        sent = clock.now()
+        # late for the generator's own reasons: behind schedule, less the time spent waiting for the cap
+        stats.add_lateness(max(0.0, sent - intended - cap_debt))
+        try:
+            self.fire({"intended": intended, "sent": sent})
+        except gevent.GreenletExit:
+            if rec is not None:
+                rec.abandoned(intended, sent)
+            raise
 
     @task
     def play(self) -> None:
-        profile = _profile(self.environment)
-        share = 1.0 / max(1, int(os.environ.get(self.workers_env, "1")))
+        env = self.environment
+        profile = profile_of(env)
+        workers = workers_of(env)
         clock = Clock()
-        rec = recorder_of(self.environment)
-        counters: dict[str, float] = rec.schedule if rec is not None else {"scheduled": 0, "sent": 0, "capped": 0}
+        rec = recorder_of(env)
+        stats = rec.schedule if rec is not None else ScheduleStats()
+        stats.share = 1.0 / workers
         pool = Pool(profile.max_in_flight)
-        rng = random.Random(os.getpid())
-        for intended in arrivals(profile, clock.now(), share, rng):
-            counters["scheduled"] += 1
-            delay = intended - clock.now()
-            if delay > 0:
-                gevent.sleep(delay)
-            if pool.full():
-                counters["capped"] += 1
-                pool.wait_available()
-            pool.spawn(self._fire, intended, clock)
-            counters["sent"] += 1
-        pool.join(timeout=profile.timeout_s + 1)
+        stats.t0 = clock.now()
+        schedule = arrivals(profile, stats.t0, stats.share, random.Random())
+        cap_debt = 0.0  # time spent waiting for the cap since the schedule was last on time
+        pending: float | None = None
+        try:
+            for intended in schedule:
+                pending = intended
+                delay = intended - clock.now()
+                if delay > 0:
+                    cap_debt = 0.0
+                    if self._stopping.wait(delay):
+                        break
+                elif self._stopping.is_set():
+                    break
+                if pool.full():
+                    stats.capped += 1
+                    waited_from = clock.now()
+                    while pool.full() and not self._stopping.is_set():
+                        pool.wait_available(timeout=0.1)
+                    waited = clock.now() - waited_from
+                    cap_debt += waited
+                    stats.cap_wait_s += waited
+                    if pool.full():
+                        break  # stopping while the server holds every slot
+                pool.spawn(self._fire, intended, cap_debt, clock, stats, rec)
+                stats.sent += 1
+                pending = None
+            pool.join(timeout=profile.timeout_s + 1)
+        finally:
+            self._wind_up(clock, pool, schedule, pending, stats, rec)
         raise StopUser
+
+    @staticmethod
+    def _wind_up(clock: Clock, pool: Pool, schedule: Any, pending: float | None, stats: ScheduleStats,
+                 rec: Recorder | None) -> None:  # fmt: skip
+        """Account for every request that was due but not sent, and abandon what is still in flight."""
+        now = clock.now()
+        due = [pending] if pending is not None and pending <= now else []
+        if pending is None or pending <= now:
+            for intended in schedule:  # the rest of the schedule that fell due before the stop
+                if intended > now:
+                    break
+                due.append(intended)
+        for intended in due:
+            if rec is not None:
+                rec.not_sent(intended)
+            else:
+                stats.not_sent += 1
+        if len(pool):
+            log.info("abandoning %d requests still in flight", len(pool))
+        pool.kill(block=True, timeout=2)
+        stats.t_end = now
+        if due:
+            log.warning("%d requests were due but not sent when the test stopped", len(due))
 
 
 class ProfileShape(LoadTestShape):
@@ -81,18 +152,13 @@ class ProfileShape(LoadTestShape):
     closed_user: ClassVar[type[User] | None] = None
 
     def tick(self) -> tuple[int, float, list[type[User]] | None] | None:
-        profile = _profile(self.runner.environment)  # type: ignore[union-attr]
-        t = self.get_run_time()
-        if profile.model == "open":
-            if t >= profile.duration + profile.timeout_s + 1:
-                return None  # the schedule is over and its requests have drained
-            workers = max(1, int(os.environ.get(OpenModelUser.workers_env, "1")))
-            return workers, workers, [self.open_user] if self.open_user else None
-        stage = profile.stage_at(t)
-        if stage is None:
+        runner = self.runner
+        if runner is None:
             return None
-        return (
-            stage.users or 0,
-            stage.spawn_rate or float(stage.users or 1),
-            ([self.closed_user] if self.closed_user else None),
-        )
+        env = runner.environment
+        profile = profile_of(env)
+        step = shape_at(profile, self.get_run_time(), workers_of(env), runner.user_count)
+        if step is None:
+            return None
+        user = self.open_user if profile.model == "open" else self.closed_user
+        return step[0], step[1], [user] if user is not None else None

@@ -2,21 +2,23 @@
 
     name: steady
     model: open              # open: a fixed arrival rate, latency from the intended send time
-    arrival: uniform         # uniform | poisson
+    arrival: poisson         # uniform | poisson
     stages:
       - {duration: 60, rate: 50}          # requests per second, across all generator processes
-    max_in_flight: 100       # per generator process; beyond it requests queue (and are recorded late)
-    timeout_s: 5
+    max_in_flight: 100       # per generator process; beyond it requests wait (and are recorded late)
+    timeout_s: 5             # per request; also how long in-flight requests may drain at the end
 
     model: closed            # closed: N users each waiting for its answer before the next request
     stages:
       - {duration: 60, users: 20, spawn_rate: 5}
 
 Validated at the edge: every problem at once, one line naming the file, the field and the fix.
+This module never imports Locust: the engine uses it to validate a profile before starting load.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drillbit.errors import ConfigError
 
-__all__ = ["PROFILES_DIR", "Profile", "Stage", "arrivals", "load_profile", "resolve_profile"]
+__all__ = ["PROFILES_DIR", "Profile", "Stage", "arrivals", "load_profile", "resolve_profile", "shape_at"]
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -35,16 +37,16 @@ PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 class Stage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    duration: float = Field(gt=0, le=7 * 24 * 3600)
-    rate: float | None = Field(default=None, gt=0, le=1_000_000)
-    users: int | None = Field(default=None, ge=0, le=100_000)
-    spawn_rate: float | None = Field(default=None, gt=0)
+    duration: float = Field(gt=0, le=7 * 24 * 3600, description="seconds")
+    rate: float | None = Field(default=None, gt=0, le=1_000_000, description="open model: requests/s")
+    users: int | None = Field(default=None, ge=0, le=100_000, description="closed model: concurrent users")
+    spawn_rate: float | None = Field(default=None, gt=0, le=100_000, description="closed model: users started/s")
 
 
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: str = Field(min_length=1)
     description: str = ""
     model: Literal["open", "closed"]
     arrival: Literal["uniform", "poisson"] = "uniform"
@@ -56,10 +58,10 @@ class Profile(BaseModel):
     def _stages_fit_the_model(self) -> Profile:
         problems = []
         for i, s in enumerate(self.stages):
-            if self.model == "open" and (s.rate is None or s.users is not None):
-                problems.append(f"stages[{i}]: an open-model stage needs rate (requests/s) and no users")
+            if self.model == "open" and (s.rate is None or s.users is not None or s.spawn_rate is not None):
+                problems.append(f"stages[{i}]: an open-model stage takes rate (requests/s), not users or spawn_rate")
             if self.model == "closed" and (s.users is None or s.rate is not None):
-                problems.append(f"stages[{i}]: a closed-model stage needs users (and spawn_rate), not rate")
+                problems.append(f"stages[{i}]: a closed-model stage takes users (and spawn_rate), not rate")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -77,9 +79,15 @@ class Profile(BaseModel):
                 return s
         return None
 
-    def scheduled(self) -> float:
-        """How many requests the open model schedules in all (0 for the closed model)."""
-        return sum((s.rate or 0.0) * s.duration for s in self.stages)
+    def scheduled(self, until: float | None = None) -> float:
+        """Requests the open model schedules in its first ``until`` seconds (all of them by default)."""
+        left = self.duration if until is None else max(0.0, until)
+        total = 0.0
+        for s in self.stages:
+            span = min(s.duration, left)
+            total += (s.rate or 0.0) * span
+            left -= span
+        return total
 
 
 def resolve_profile(name_or_path: str | Path) -> Path:
@@ -90,7 +98,12 @@ def resolve_profile(name_or_path: str | Path) -> Path:
     return PROFILES_DIR / f"{name_or_path}.yaml"
 
 
+def _where(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
+    """Read and validate a profile; raises ConfigError naming the file and every problem in it."""
     path = resolve_profile(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -108,24 +121,28 @@ def load_profile(name_or_path: str | Path) -> Profile:
     except ValidationError as err:
         problems = []
         for e in err.errors():
-            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".") or "(top level)"
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = "unknown field: remove it or check its spelling"
-            problems.append(f"{loc}: {msg}")
+            elif e["type"] == "missing":
+                msg = "required: add it"
+            problems.append(f"{_where(e['loc'])}: {msg}")
         raise ConfigError(str(path), problems) from None
 
 
 def arrivals(profile: Profile, t0: float, share: float, rng: random.Random) -> Iterator[float]:
-    """Intended send times (epoch s) of this process's share of an open-model profile."""
+    """Intended send times (epoch s) of this process's ``share`` of an open-model profile started at ``t0``.
+
+    Uniform: request k of a stage is intended at stage start + k / rate. Poisson: exponential gaps
+    at the stage's rate (the schedule is drawn up front, never stretched by how the server answers).
+    """
     stage_start = t0
     for stage in profile.stages:
         rate = (stage.rate or 0.0) * share
         end = stage_start + stage.duration
         if rate > 0:
             if profile.arrival == "uniform":
-                n = int(stage.duration * rate)
-                for k in range(n):
+                for k in range(math.ceil(stage.duration * rate - 1e-9)):
                     yield stage_start + k / rate
             else:
                 t = stage_start + rng.expovariate(rate)
@@ -133,3 +150,22 @@ def arrivals(profile: Profile, t0: float, share: float, rng: random.Random) -> I
                     yield t
                     t += rng.expovariate(rate)
         stage_start = end
+
+
+def shape_at(profile: Profile, t: float, workers: int = 1, live_users: int | None = None) -> tuple[int, float] | None:
+    """What the Locust shape asks for ``t`` seconds into the test: (users, spawn rate), or None to stop.
+
+    Closed model: the stage's users and spawn rate. Open model: one scheduling user per generator
+    process for the whole profile (the rate lives in the schedule, not in the user count); the
+    test ends once the schedule is over and every scheduling user has drained and finished
+    (``live_users == 0``), or at the latest ``timeout_s + 1`` seconds after the schedule.
+    """
+    if profile.model == "open":
+        if t >= profile.duration and (live_users == 0 or t >= profile.duration + profile.timeout_s + 1):
+            return None
+        return workers, float(workers)
+    stage = profile.stage_at(t)
+    if stage is None:
+        return None
+    users = stage.users or 0
+    return users, stage.spawn_rate or float(max(users, 1))

@@ -1,16 +1,21 @@
-"""The per-request recorder: a Locust plugin (documented event hooks) writing EVERY request to Parquet.
+"""The per-request recorder: a Locust plugin (documented event hooks) that writes EVERY request to Parquet.
 
-Imported by a locustfile (``import loadtests.recorder``), it adds ``--drill-run-dir`` and
-``--drill-profile`` to Locust's options and, in each process that runs users, streams rows of
-``drillbit.rundir.REQUEST_SCHEMA`` to ``<run dir>/requests/worker-<n>.parquet``: columns are
-appended to plain lists (about a microsecond a request) and written as a row group every 10,000
-rows or every second, so an hour-long soak at thousands of requests a second stays cheap.
-Also writes ``worker-<n>.json``: the open model's schedule counters (scheduled, sent, capped).
+A locustfile imports it (``import loadtests.recorder``). It adds Locust options
+
+    --drill-run-dir DIR    (or $DRILL_RUN_DIR) record every request under DIR/requests/
+    --drill-profile NAME   (or $DRILL_PROFILE) load profile: a name in loadtests/profiles or a file
+    --drill-workers N      (or $DRILL_WORKERS) generator processes sharing an open-model rate
+
+and, in every process that runs users (not a master), listens to ``events.request`` from
+``test_start`` to ``test_stop``/``quitting``: each request becomes one row of
+``drillbit.rundir.REQUEST_SCHEMA`` in ``<run dir>/requests/worker-<n>.parquet`` (see
+``loadtests.recording``). The open model passes each request's intended send time through the
+request's ``context`` (``{"intended": epoch, "sent": epoch}``); closed-model requests have none.
+Without a run directory nothing is recorded and Locust runs as usual.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -18,107 +23,121 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import pyarrow as pa
-import pyarrow.parquet as pq
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner
 
 from drillbit.clock import Clock
-from drillbit.rundir import REQUEST_SCHEMA, REQUESTS_DIR
+from loadtests.profiles import Profile, load_profile
+from loadtests.recording import ABANDONED, NOT_SENT, RequestSink, ScheduleStats
 
-__all__ = ["RequestRecorder", "recorder_of"]
+__all__ = ["Recorder", "error_kind", "profile_of", "recorder_of", "workers_of"]
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 10_000
 FLUSH_SECONDS = 1.0
 
 
-def _error_kind(exception: BaseException | None, status: int) -> str | None:
+def error_kind(exception: BaseException | None, status: int) -> str | None:
+    """The REQUEST_SCHEMA error kind of a request Locust reported (None: it succeeded)."""
     if exception is None:
         return None
     name = type(exception).__name__.lower()
-    if "timeout" in name:
+    if isinstance(exception, TimeoutError) or "timeout" in name:
         return "timeout"
     if status == 0:
         return "connection"
     if status >= 400:
         return "http"
-    return "assert"
+    return "assert"  # the locustfile failed a response it got (catch_response)
 
 
-class RequestRecorder:
-    """Buffers request rows in columns and streams them to one Parquet file per process."""
+class Recorder:
+    """One process's sink and schedule counters, fed by Locust's request event."""
 
     def __init__(self, run_dir: Path, worker: int, clock: Clock) -> None:
-        self.run_dir, self.worker, self.clock = run_dir, worker, clock
-        self.path = run_dir / REQUESTS_DIR / f"worker-{worker}.parquet"
-        self._cols: dict[str, list[Any]] = {f.name: [] for f in REQUEST_SCHEMA}
-        self._writer: pq.ParquetWriter | None = None
-        self.rows = 0
-        self.schedule: dict[str, float] = {"scheduled": 0, "sent": 0, "capped": 0}
+        self.run_dir, self.clock = run_dir, clock
+        self.sink = RequestSink(run_dir, worker)
+        self.schedule = ScheduleStats(worker=worker)
 
     def on_request(
         self,
         request_type: str,
         name: str,
         response_time: float,
+        response_length: int = 0,
         response: Any = None,
         context: dict[str, Any] | None = None,
         exception: BaseException | None = None,
-        start_time: float | None = None,
         **_: Any,
     ) -> None:
-        ctx = context or {}
+        latency = (response_time or 0.0) / 1000.0
         status = int(getattr(response, "status_code", 0) or 0)
-        cols = self._cols
-        cols["name"].append(name if name.startswith(request_type) else f"{request_type} {name}")
-        cols["intended"].append(ctx.get("intended", math.nan))
-        cols["start"].append(ctx.get("sent", start_time if start_time is not None else math.nan))
-        cols["latency"].append(response_time / 1000.0)
-        cols["status"].append(status)
-        cols["error"].append(_error_kind(exception, status))
-        cols["worker"].append(self.worker)
-        if len(cols["start"]) >= BATCH_ROWS:
-            self.flush()
+        intended = math.nan
+        if context and "sent" in context:
+            start = context["sent"]
+            intended = context.get("intended", math.nan)
+        else:
+            start = self.clock.now() - latency
+        label = name if name.startswith(request_type) else f"{request_type} {name}"
+        self.sink.add(label, intended, start, latency, status, error_kind(exception, status))
 
-    def flush(self) -> None:
-        n = len(self._cols["start"])
-        if n == 0:
-            return
-        batch = pa.RecordBatch.from_pydict(self._cols, schema=REQUEST_SCHEMA)
-        self._cols = {f.name: [] for f in REQUEST_SCHEMA}
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.path, REQUEST_SCHEMA)
-        self._writer.write_batch(batch)
-        self.rows += n
+    def not_sent(self, intended: float) -> None:
+        """A request that was due but never left: the test stopped while it waited."""
+        self.sink.add("(not sent)", intended, math.nan, math.nan, 0, NOT_SENT)
+        self.schedule.not_sent += 1
+
+    def abandoned(self, intended: float, sent: float) -> None:
+        """A request still in flight when the test stopped: sent, never answered."""
+        self.sink.add("(abandoned)", intended, sent, math.nan, 0, ABANDONED)
+        self.schedule.abandoned += 1
 
     def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        meta = self.run_dir / REQUESTS_DIR / f"worker-{self.worker}.json"
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps({"worker": self.worker, "rows": self.rows, **self.schedule}))
+        self.sink.close()
+        if self.schedule.t0 is not None:
+            self.schedule.write(self.run_dir)
 
 
-def recorder_of(environment: Environment) -> RequestRecorder | None:
-    rec: RequestRecorder | None = getattr(environment, "drill_recorder", None)
+def recorder_of(environment: Environment) -> Recorder | None:
+    rec: Recorder | None = getattr(environment, "drill_recorder", None)
     return rec
+
+
+def profile_of(environment: Environment) -> Profile:
+    """The run's load profile (parsed once per process)."""
+    cached: Profile | None = getattr(environment, "drill_profile", None)
+    if cached is None:
+        opts = environment.parsed_options
+        cached = load_profile(getattr(opts, "drill_profile", None) or "steady")
+        environment.drill_profile = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def workers_of(environment: Environment) -> int:
+    """How many generator processes share the open-model rate."""
+    opts = environment.parsed_options
+    explicit = int(getattr(opts, "drill_workers", 0) or 0)
+    if explicit > 0:
+        return explicit
+    processes = int(getattr(opts, "processes", 0) or 0)
+    if processes == -1:
+        return os.cpu_count() or 1
+    if processes > 0:
+        return processes
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        return max(1, int(getattr(opts, "expect_workers", 1) or 1))
+    return 1
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    parser.add_argument(
-        "--drill-run-dir",
-        default=os.environ.get("DRILL_RUN_DIR", ""),
-        help="drillbit run directory: every request is recorded under requests/",
-    )
+    parser.add_argument("--drill-run-dir", default=os.environ.get("DRILL_RUN_DIR", ""),
+                        help="drillbit run directory: every request is recorded under requests/")  # fmt: skip
     parser.add_argument("--drill-profile", default=os.environ.get("DRILL_PROFILE", "steady"),
-                        help="load profile name (loadtests/profiles) or file")  # fmt: skip
+                        help="load profile: a name in loadtests/profiles or a YAML file")  # fmt: skip
+    parser.add_argument("--drill-workers", type=int, default=int(os.environ.get("DRILL_WORKERS", "0") or 0),
+                        help="generator processes sharing an open-model rate (default: --processes or 1)")  # fmt: skip
 
 
 @events.init.add_listener
@@ -126,14 +145,14 @@ def _on_init(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
     if isinstance(environment.runner, MasterRunner) or opts is None or not opts.drill_run_dir:
         return
+    run_dir = Path(opts.drill_run_dir)
     state: dict[str, Any] = {}
 
     def start(**_: Any) -> None:
         if "rec" in state:
             return
-        index = getattr(environment.runner, "worker_index", 0)
-        worker = index if index >= 0 else os.getpid()
-        rec = RequestRecorder(Path(opts.drill_run_dir), worker, Clock())
+        index = int(getattr(environment.runner, "worker_index", 0))
+        rec = Recorder(run_dir, index if index >= 0 else os.getpid(), Clock())
         state["rec"] = rec
         environment.drill_recorder = rec  # type: ignore[attr-defined]
         environment.events.request.add_listener(rec.on_request)
@@ -141,17 +160,18 @@ def _on_init(environment: Environment, **_: Any) -> None:
         def periodic() -> None:
             while True:
                 gevent.sleep(FLUSH_SECONDS)
-                rec.flush()
+                rec.sink.flush()
 
         state["flusher"] = gevent.spawn(periodic)
 
     def stop(**_: Any) -> None:
-        rec = state.pop("rec", None)
+        rec: Recorder | None = state.pop("rec", None)
         if rec is None:
             return
         state.pop("flusher").kill()
         environment.events.request.remove_listener(rec.on_request)
         rec.close()
+        log.info("recorded %d requests in %s", rec.sink.rows, rec.sink.path)
 
     environment.events.test_start.add_listener(start)
     environment.events.test_stop.add_listener(stop)
