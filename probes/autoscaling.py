@@ -1,19 +1,24 @@
 """Autoscaling analyzer: load step -> first new ready replica -> target capacity; SLA meanwhile; scale-in.
 
 Over replica samples (t, region, desired, ready; summed over regions per sample time) and,
-optionally, request records (corrected latency, from probes.latency):
+optionally, request records (``REQUEST_SCHEMA`` shape: a DataFrame with intended, start, latency,
+status, error, or ``probes.latency.Requests``):
 
-- time to first new replica: load step -> first sample with more ready replicas than at the step;
-- time to capacity: load step -> first sample with ready >= target;
-- SLA during scale-out: p95 of corrected latency over sliding windows from the step to capacity
-  (or the end): the worst window, and whether it stayed under the SLA;
-- scale-in: load drop -> desired back at its pre-step level, and how often desired changed
-  direction after the step (flapping).
-Bounds: one replica sampling interval on every time.
+- first new replica: load step -> first sample with more ready replicas than at the step;
+- capacity: load step -> first sample with ready >= target (None: never reached in the samples);
+- SLA during scale-out: p95 of the corrected latency (from the intended send time: a stall is not
+  hidden) of successful requests, over windows of ``window_s`` sliding by half a window from the
+  step to capacity (or the end of the samples); the worst window against ``sla_p95_ms``. Windows
+  with fewer than ``min_requests`` requests are not judged; ``percentile`` replaces numpy's p95;
+- scale-in: load drop -> desired back at ``min_replicas`` (default: desired before the step), and
+  -> ready back there; flaps: sample-to-sample moves of desired against the load (down while the
+  load is high, up after it dropped); direction changes of desired after the step.
+Bounds: every time is late by at most one replica sampling interval (``interval_s``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,21 +31,41 @@ from drillbit.rundir import EVENTS
 from probes.latency import Requests, load_requests
 from probes.replicas import load_replicas
 
-__all__ = ["AutoscalingResult", "analyze_autoscaling", "time_to_capacity"]
+__all__ = [
+    "AutoscalingResult",
+    "CapacityNotReached",
+    "analyze_autoscaling",
+    "autoscaling_report",
+    "time_to_capacity",
+    "windowed_percentile",
+]
+
+Percentile = Callable[[np.ndarray], float]
+
+
+class CapacityNotReached(RuntimeError):
+    """The target capacity was not reached within the samples: there is no time-to-capacity number."""
 
 
 @dataclass(frozen=True)
 class AutoscalingResult:
     load_step_at: float
-    replicas_before: int
+    replicas_before: int  # ready replicas at the step
+    desired_before: int
     target: int
-    first_new_ready_s: float | None
+    first_new_ready_s: float | None  # None: no new ready replica within the samples
     capacity_s: float | None  # None: capacity never reached within the samples
     peak_ready: int
     sla_p95_ms: float | None
-    worst_p95_ms: float | None  # worst sliding-window p95 during scale-out (None without request data)
-    sla_held: bool | None
-    scale_in_s: float | None  # load drop -> desired back to replicas_before (None: not observed / no drop)
+    worst_p95_ms: float | None  # worst sliding-window p95 during scale-out (None: no window with enough requests)
+    sla_held: bool | None  # None: not judged (no request data or no SLA)
+    windows_judged: int
+    error_rate_scale_out: float | None  # failed / all requests during scale-out
+    load_drop_at: float | None
+    min_replicas: int
+    scale_in_s: float | None  # load drop -> desired back at min_replicas (None: not observed / no drop)
+    scale_in_ready_s: float | None  # load drop -> ready back at min_replicas
+    flaps: int
     direction_changes: int
     interval_s: float
 
@@ -52,18 +77,46 @@ def _totals(replicas: pd.DataFrame) -> pd.DataFrame:
     return replicas.groupby("t", sort=True)[["desired", "ready"]].sum().reset_index()
 
 
-def _worst_p95(requests: Requests, lo: float, hi: float, window: float) -> float | None:
-    key = np.where(np.isnan(requests.intended), requests.start, requests.intended)
-    ok = (requests.status >= 200) & (requests.status < 400) & ~requests.error
-    corrected = np.where(np.isnan(requests.intended), requests.latency,
-                         requests.start + requests.latency - requests.intended)  # fmt: skip
-    worst = None
-    for w0 in np.arange(lo, max(hi - window, lo) + 1e-9, window / 2):
-        m = ok & (key >= w0) & (key < w0 + window)
-        if m.sum() >= 20:
-            p95 = float(np.percentile(corrected[m], 95)) * 1000
-            worst = p95 if worst is None else max(worst, p95)
-    return worst
+def _request_arrays(requests: pd.DataFrame | Requests) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(time key, corrected latency, ok) per request."""
+    if isinstance(requests, pd.DataFrame):
+        intended = requests["intended"].to_numpy(dtype=float)
+        start = requests["start"].to_numpy(dtype=float)
+        latency = requests["latency"].to_numpy(dtype=float)
+        status = requests["status"].fillna(0).to_numpy(dtype=np.int64)
+        error = requests["error"].notna().to_numpy()
+    else:
+        intended, start, latency = requests.intended, requests.start, requests.latency
+        status, error = requests.status.astype(np.int64), requests.error
+    closed = np.isnan(intended)
+    key = np.where(closed, start, intended)
+    corrected = np.where(closed, latency, start + latency - intended)
+    ok = (status >= 200) & (status < 400) & ~error & ~np.isnan(corrected)
+    return key, corrected, ok
+
+
+def windowed_percentile(
+    key: np.ndarray,
+    values: np.ndarray,
+    lo: float,
+    hi: float,
+    window: float,
+    *,
+    min_count: int = 20,
+    percentile: Percentile | None = None,
+) -> list[tuple[float, float, int]]:
+    """(window start, p95, count) for windows [w, w + window) from ``lo`` sliding by window/2 up to ``hi``.
+
+    At least one window; windows with fewer than ``min_count`` values are left out.
+    """
+    order = np.argsort(key, kind="stable")
+    k, v = key[order], values[order]
+    starts = np.arange(lo, max(hi - window, lo) + 1e-9, window / 2)
+    a = np.searchsorted(k, starts, side="left")
+    b = np.searchsorted(k, starts + window, side="left")
+    p95 = percentile or (lambda x: float(np.percentile(x, 95)))
+    return [(float(w), float(p95(v[i:j])), int(j - i)) for w, i, j in zip(starts, a, b, strict=True)
+            if j - i >= min_count]  # fmt: skip
 
 
 def analyze_autoscaling(
@@ -71,61 +124,115 @@ def analyze_autoscaling(
     load_step_at: float,
     target: int,
     *,
-    requests: Requests | None = None,
+    requests: pd.DataFrame | Requests | None = None,
     sla_p95_ms: float | None = 100.0,
     window_s: float = 5.0,
     load_drop_at: float | None = None,
+    min_replicas: int | None = None,
+    min_requests: int = 20,
+    percentile: Percentile | None = None,
 ) -> AutoscalingResult:
-    tot = _totals(replicas)
-    if tot.empty:
+    if replicas.empty:
         raise ValueError("no replica samples: cannot measure autoscaling")
+    tot = _totals(replicas)
     t = tot["t"].to_numpy(dtype=float)
-    ready = tot["ready"].to_numpy(dtype=int)
-    desired = tot["desired"].to_numpy(dtype=int)
-    interval = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-    before_idx = np.flatnonzero(t <= load_step_at)
-    if before_idx.size == 0:
-        raise ValueError("no replica sample before the load step: cannot tell what scaled")
-    base_ready, base_desired = int(ready[before_idx[-1]]), int(desired[before_idx[-1]])
+    ready = tot["ready"].to_numpy(dtype=np.int64)
+    desired = tot["desired"].to_numpy(dtype=np.int64)
+    interval = float(np.median(np.diff(t))) if len(t) > 1 else float("nan")
+    before = np.flatnonzero(t <= load_step_at)
+    if before.size == 0:
+        raise ValueError("no replica sample at or before the load step: cannot tell what scaled")
+    base_ready, base_desired = int(ready[before[-1]]), int(desired[before[-1]])
     after = t > load_step_at
     grew = np.flatnonzero(after & (ready > base_ready))
     full = np.flatnonzero(after & (ready >= target))
     first_new = float(t[grew[0]] - load_step_at) if grew.size else None
     capacity = float(t[full[0]] - load_step_at) if full.size else None
-    worst = None
+
+    worst, judged, err_rate = None, 0, None
     if requests is not None and len(requests):
+        key, corrected, ok = _request_arrays(requests)
         end = load_step_at + capacity if capacity is not None else float(t[-1])
-        worst = _worst_p95(requests, load_step_at, end, window_s)
+        windows = windowed_percentile(key[ok], corrected[ok], load_step_at, end, window_s,
+                                      min_count=min_requests, percentile=percentile)  # fmt: skip
+        judged = len(windows)
+        worst = max(p for _, p, _ in windows) * 1000 if windows else None
+        during = (key >= load_step_at) & (key < max(end, load_step_at + window_s))
+        err_rate = float((~ok[during]).mean()) if during.any() else None
     held = None if worst is None or sla_p95_ms is None else worst <= sla_p95_ms
-    scale_in = None
+
+    floor = base_desired if min_replicas is None else min_replicas
+    scale_in = scale_in_ready = None
     if load_drop_at is not None:
-        back = np.flatnonzero((t > load_drop_at) & (desired <= base_desired))
+        dropped = t > load_drop_at
+        back = np.flatnonzero(dropped & (desired <= floor))
+        back_ready = np.flatnonzero(dropped & (ready <= floor))
         scale_in = float(t[back[0]] - load_drop_at) if back.size else None
-    steps = np.sign(np.diff(desired[after]))
-    steps = steps[steps != 0]
-    changes = int((np.diff(steps) != 0).sum()) if steps.size > 1 else 0
+        scale_in_ready = float(t[back_ready[0]] - load_drop_at) if back_ready.size else None
+    moves = np.diff(desired[after]) if after.sum() > 1 else np.zeros(0, dtype=np.int64)
+    moved_at = t[after][1:]
+    high = moved_at <= load_drop_at if load_drop_at is not None else np.ones(moves.size, dtype=bool)
+    flaps = int(((moves < 0) & high).sum() + ((moves > 0) & ~high).sum())
+    signs = np.sign(moves[moves != 0])
+    changes = int((np.diff(signs) != 0).sum()) if signs.size > 1 else 0
+    peak = int(ready[after].max()) if after.any() else base_ready
     return AutoscalingResult(
-        load_step_at=load_step_at, replicas_before=base_ready, target=target, first_new_ready_s=first_new,
-        capacity_s=capacity, peak_ready=int(ready[after].max()) if after.any() else base_ready,
-        sla_p95_ms=sla_p95_ms, worst_p95_ms=worst, sla_held=held, scale_in_s=scale_in,
-        direction_changes=changes, interval_s=interval,
+        load_step_at=load_step_at, replicas_before=base_ready, desired_before=base_desired, target=target,
+        first_new_ready_s=first_new, capacity_s=capacity, peak_ready=peak,
+        sla_p95_ms=sla_p95_ms, worst_p95_ms=worst, sla_held=held, windows_judged=judged, error_rate_scale_out=err_rate,
+        load_drop_at=load_drop_at, min_replicas=floor, scale_in_s=scale_in, scale_in_ready_s=scale_in_ready,
+        flaps=flaps, direction_changes=changes, interval_s=interval,
     )  # fmt: skip
 
 
-def time_to_capacity(run_dir: str, target_replicas: int, load_step_at: float | None = None) -> float:
-    """Chaos Toolkit probe: seconds from the load step to target capacity. Raises if never reached."""
+def _event_time(run_dir: Path, kind: str) -> float | None:
+    path = run_dir / EVENTS
+    event = first_event(read_events(path), kind) if path.exists() else None
+    return float(event["t"]) if event is not None else None
+
+
+def _analyze_run(
+    run_dir: str,
+    target_replicas: int,
+    load_step_at: float | None,
+    load_drop_at: float | None,
+    sla_p95_ms: float | None,
+    window_s: float,
+    min_replicas: int | None,
+) -> AutoscalingResult:
     d = Path(run_dir)
-    if load_step_at is None:
-        path = d / EVENTS
-        event = first_event(read_events(path), "load.step") if path.exists() else None
-        if event is None:
-            raise ValueError(f"no load.step event in {path}: pass load_step_at")
-        load_step_at = float(event["t"])
+    step = load_step_at if load_step_at is not None else _event_time(d, "load.step")
+    if step is None:
+        raise ValueError(f"no load.step event in {d / EVENTS}: pass load_step_at")
+    drop = load_drop_at if load_drop_at is not None else _event_time(d, "load.drop")
     try:
         requests: Requests | None = load_requests(d)
     except FileNotFoundError:
         requests = None
-    result = analyze_autoscaling(load_replicas(d), load_step_at, target_replicas, requests=requests)
+    return analyze_autoscaling(load_replicas(d), step, target_replicas, requests=requests, sla_p95_ms=sla_p95_ms,
+                               window_s=window_s, load_drop_at=drop, min_replicas=min_replicas)  # fmt: skip
+
+
+def autoscaling_report(
+    run_dir: str,
+    target_replicas: int,
+    load_step_at: float | None = None,
+    load_drop_at: float | None = None,
+    sla_p95_ms: float | None = 100.0,
+    window_s: float = 5.0,
+    min_replicas: int | None = None,
+) -> dict[str, Any]:
+    """Chaos Toolkit probe: every autoscaling figure. The step/drop default to the run's
+    ``load.step`` / ``load.drop`` events; raises without replica samples or a load step."""
+    return _analyze_run(run_dir, target_replicas, load_step_at, load_drop_at, sla_p95_ms, window_s,
+                        min_replicas).to_dict()  # fmt: skip
+
+
+def time_to_capacity(run_dir: str, target_replicas: int, load_step_at: float | None = None) -> float:
+    """Chaos Toolkit probe: seconds from the load step to target capacity. Raises if never reached."""
+    result = _analyze_run(run_dir, target_replicas, load_step_at, None, None, 5.0, None)
     if result.capacity_s is None:
-        raise RuntimeError(f"capacity {target_replicas} was not reached (peak {result.peak_ready} ready replicas)")
+        raise CapacityNotReached(
+            f"capacity {target_replicas} was not reached (peak {result.peak_ready} ready replicas)"
+        )
     return result.capacity_s

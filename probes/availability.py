@@ -1,96 +1,196 @@
 """Availability sampler and the RTO analyzer.
 
-Sampler: a synthetic transaction (an HTTP request) every ``interval`` (100 ms by default), each
-with its own timeout, recorded as (t = send time, ok, latency, status, error).
+Sampler: a synthetic transaction every ``interval`` (100 ms by default) on fixed ticks of the
+drill clock, each bounded by ``timeout`` (1 s by default), recorded as (t = its true send time,
+ok, latency, status, error kind) in ``samples/availability.parquet``. The transaction is any URL
+(``HttpCheck``, e.g. ``/readyz``) or the trading API's write path (``PlaceCancelOrder``), or any
+callable with the ``Transaction`` signature. Error kinds: ``http`` (non-2xx answer), ``timeout``
+(no answer within the timeout), ``connection`` (refused / reset), ``protocol`` (unreadable
+answer), ``late`` (every step answered, but the whole transaction took longer than the timeout).
 
-RTO (ARCHITECTURE.md): from the fault's injection to the start of sustained recovery, the first
-instant after which every probe succeeds (or the error rate stays under a threshold) for a
-stability window. Precisely:
+RTO (ARCHITECTURE.md), precisely:
 
-- a probe is *good* when it answered 2xx within ``slow_after`` seconds (default: its timeout);
-- a probe's *handling time* is its answer's arrival minus half a normal round trip (the median
-  latency of good probes): just after the send for a fast answer, the freeze's end for an answer
-  a freeze held back. Not the send time: in a freeze, a probe sent late in the freeze is handled
-  only when the freeze ends, and that is the first evidence of recovery;
-- recovery lies between the handling of the last failed probe and of the first good probe of the
-  first stable run after the first failure: ``rto_s`` is the midpoint (error within half a
-  sampling interval, stated as ``error_bound_s``), ``rto_upper_s`` the later end (never below the
-  truth, at most one interval above it: the conservative figure for an audit);
-- time to detect: fault -> completion (or timeout) of the first failed probe;
-- downtime: the time covered by failing probes after the fault (their count x interval);
-- if nothing failed, RTO is 0; if the samples end before a stable run, there is no RTO (the
-  result says ``recovered: false``): never an invented number.
+- a probe is *good* when it answered 2xx within ``slow_after`` seconds (default: the sampler's
+  timeout). A slower answer is a failure, as is every error and every timeout;
+- every probe is an observation of the service at one instant, its *evidence time*: for an
+  answer in time, the arrival minus half a normal round trip (the median latency of good probes
+  / 2), i.e. when the server handled it; for a timeout, send + timeout, and for an answer later
+  than ``slow_after``, send + slow_after (the service still had not answered then). Not the send
+  time: in a freeze, a probe sent late in the freeze is handled only when the freeze ends, and
+  that, not its send, is the first evidence of recovery. (Not a late answer's arrival either: it
+  proves the wait, and answers released together at a freeze's end arrive in any order);
+- observations are those sent at or after ``fault_at``, ordered by evidence time. Recovery is the
+  first good observation after the first failure that opens a window of ``stability_window``
+  seconds (default 5) whose error rate is <= ``max_error_rate`` (default 0: every probe good) and
+  that the samples outlast. The true recovery lies between the last failed observation before it
+  (``rto_lower_s``) and it (``rto_upper_s``: the conservative figure), each up to a round trip
+  off (an evidence instant is an estimate within its request). ``rto_s`` is the midpoint;
+  ``error_bound_s`` = half that gap + a normal round trip (p99 latency of the good probes before
+  the fault): about half a sampling interval;
+- time to detect: fault -> the moment the first failed probe was known to fail (its answer; for
+  a hung probe, send + slow_after);
+- downtime: the time after the fault covered by failing runs, each run from the midpoint between
+  the last good evidence and the earliest send of its failed probes (a request that failed, even
+  slowly, shows the service failing from its send) to the midpoint between its last failure and
+  the next good evidence;
+- no failure after the fault: RTO 0, bound one sampling interval (an outage shorter than that
+  can fall between probes). Samples ending before a stable run: no RTO (``recovered: false``,
+  ``rto_s: null``), only the lower bound ``rto_lower_s``; never an invented number.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
-from dataclasses import asdict, dataclass
+import threading
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from drillbit.clock import Clock
 from drillbit.events import fault_time
 from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA
-from probes.samplers import ParquetSink, TickSampler
+from probes.samplers import ParquetSink, TickSampler, read_meta, read_samples, write_meta
 
-__all__ = ["AvailabilitySampler", "RtoResult", "analyze_rto", "load_availability", "rto_seconds", "service_recovered"]
+__all__ = [
+    "AvailabilitySampler",
+    "HttpCheck",
+    "PlaceCancelOrder",
+    "RtoNotObserved",
+    "RtoResult",
+    "Transaction",
+    "analyze_rto",
+    "availability_meta",
+    "load_availability",
+    "rto_report",
+    "rto_seconds",
+    "service_recovered",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 0.1
+DEFAULT_TIMEOUT = 1.0
+
+
+class Transaction(Protocol):
+    """One synthetic transaction: returns the final HTTP status; raises ``httpx`` errors."""
+
+    def __call__(self, client: httpx.Client, timeout: float) -> int: ...
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    """One request to any URL (e.g. the API's ``/readyz``); 2xx is ok."""
+
+    url: str
+    method: str = "GET"
+
+    def __call__(self, client: httpx.Client, timeout: float) -> int:
+        return client.request(self.method, self.url, timeout=timeout).status_code
+
+
+@dataclass(frozen=True)
+class PlaceCancelOrder:
+    """The trading API's write path: place a tiny resting limit order, then cancel it.
+
+    The order (``symbol``, buy 1 at 0.00000001, client order id ``av-<run>-<n>``) can never match
+    real flow; both steps share the one timeout. Ok when both answer 2xx.
+    """
+
+    base_url: str
+    run_id: str
+    symbol: str = "DRILL-AV"
+    _ids: itertools.count[int] = field(default_factory=itertools.count, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.run_id) > 40:
+            raise ValueError("run_id must be at most 40 characters (client order ids are at most 64)")
+
+    def __call__(self, client: httpx.Client, timeout: float) -> int:
+        started = time.monotonic()
+        order = {"symbol": self.symbol, "side": "buy", "price": "0.00000001", "qty": 1,
+                 "client_order_id": f"av-{self.run_id}-{next(self._ids)}"}  # fmt: skip
+        placed = client.post(f"{self.base_url}/orders", json=order, timeout=timeout)
+        if placed.status_code not in (200, 201):
+            return placed.status_code
+        order_id = int(placed.json()["id"])
+        left = max(timeout - (time.monotonic() - started), 0.001)
+        return client.delete(f"{self.base_url}/orders/{order_id}", timeout=left).status_code
 
 
 class AvailabilitySampler:
-    """GET (or any method) ``url`` every ``interval`` s; 2xx within ``timeout`` is ok."""
+    """Runs ``transaction`` every ``interval`` s, concurrently, each bounded by ``timeout``."""
 
     def __init__(
         self,
-        url: str,
-        run_dir: Path,
+        transaction: str | Transaction,
+        run_dir: Path | str,
         *,
         clock: Clock,
-        interval: float = 0.1,
-        timeout: float = 1.0,
+        interval: float = DEFAULT_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
         method: str = "GET",
     ) -> None:
-        self.url, self.method, self.timeout, self.interval = url, method, timeout, interval
-        self.clock = clock
-        self.sink = ParquetSink(Path(run_dir) / AVAILABILITY, AVAILABILITY_SCHEMA)
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=8)
+        self.transaction: Transaction = HttpCheck(transaction, method) if isinstance(transaction, str) else transaction
+        self.interval, self.timeout, self.clock = interval, timeout, clock
+        self.path = Path(run_dir) / AVAILABILITY
+        self.sink = ParquetSink(self.path, AVAILABILITY_SCHEMA)
+        # enough slots that probes hung for the whole timeout never hold back a tick
+        self.max_in_flight = math.ceil(timeout / interval) + 2
+        limits = httpx.Limits(max_connections=self.max_in_flight + 2, max_keepalive_connections=self.max_in_flight)
         self._client = httpx.Client(timeout=timeout, limits=limits)
-        self._ticks = TickSampler(
-            self._probe,
-            clock=clock,
-            interval=interval,
-            max_in_flight=math.ceil(timeout / interval) + 2,
-            on_flush=self.sink.flush,
-            name="availability",
-        )
+        self._ticks = TickSampler(self._probe, clock=clock, interval=interval, max_in_flight=self.max_in_flight,
+                                  on_flush=self.sink.flush, name="availability")  # fmt: skip
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._started_at: float | None = None
 
-    def _probe(self, t: float) -> None:
+    def _probe(self, tick: float) -> None:
+        sent = self.clock.now()
         status, error = 0, None
         try:
-            r = self._client.request(self.method, self.url)
-            status = r.status_code
+            status = self.transaction(self._client, self.timeout)
             error = None if 200 <= status < 300 else "http"
         except httpx.TimeoutException:
             error = "timeout"
         except httpx.TransportError:
             error = "connection"
-        latency = self.clock.now() - t
-        ok = error is None
-        self.sink.add({"t": t, "ok": ok, "latency": latency if status else math.nan, "status": status, "error": error})
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):  # an answer we could not read
+            error = "protocol"
+        latency = self.clock.now() - sent
+        if error is None and latency > self.timeout:
+            error = "late"
+        self.sink.add({"t": sent, "ok": error is None, "latency": latency if status else math.nan,
+                       "status": status, "error": error})  # fmt: skip
+
+    def _meta(self) -> dict[str, Any]:
+        return {"sampler": "availability", "transaction": repr(self.transaction), "interval_s": self.interval,
+                "timeout_s": self.timeout, "max_in_flight": self.max_in_flight, "started_at": self._started_at,
+                **self._ticks.stats()}  # fmt: skip
 
     def start(self) -> AvailabilitySampler:
+        self._started_at = self.clock.now()
+        write_meta(self.path, self._meta())
         self._ticks.start()
         return self
 
     def stop(self) -> None:
+        """Stop, wait for probes in flight (at most ``timeout``), write the Parquet file. Idempotent."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         self._ticks.stop()
         self._client.close()
         self.sink.close()
+        write_meta(self.path, {**self._meta(), "stopped_at": self.clock.now(), "samples": self.sink.written})
 
     def __enter__(self) -> AvailabilitySampler:
         return self.start()
@@ -99,20 +199,30 @@ class AvailabilitySampler:
         self.stop()
 
 
+class RtoNotObserved(RuntimeError):
+    """Sustained recovery was not observed within the samples: there is no RTO number."""
+
+
 @dataclass(frozen=True)
 class RtoResult:
     fault_at: float
     recovered: bool  # False: the samples ended before sustained recovery; rto_s is then None
-    rto_s: float | None  # best estimate: midway between the last failed and the first good probe
-    rto_upper_s: float | None  # never below the truth: the first good probe's handling
+    rto_s: float | None  # best estimate: midway between the last failure and the first good observation
+    rto_lower_s: float | None  # the last failure before recovery (the truth is not earlier)
+    rto_upper_s: float | None  # the first good observation of the stable run (the truth is not later)
+    # (both up to a round trip off: see error_bound_s)
     recovered_at: float | None
     detect_s: float | None  # None when no probe failed after the fault
     downtime_s: float
     failed_probes: int
     probes: int
     interval_s: float
-    error_bound_s: float  # |rto_s - truth| <= this (half the gap between the probes around recovery)
+    error_bound_s: float  # |rto_s - truth| <= this
     stability_window_s: float
+    max_error_rate: float
+    slow_after_s: float
+    timeout_s: float
+    observed_until_s: float  # evidence time of the last observation, from the fault
     method: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,10 +230,13 @@ class RtoResult:
 
 
 def load_availability(run_dir: Path | str) -> pd.DataFrame:
-    path = Path(run_dir) / AVAILABILITY
-    if not path.exists():
-        raise FileNotFoundError(f"no availability samples in {run_dir} ({AVAILABILITY})")
-    return pq.read_table(path).to_pandas().sort_values("t", kind="stable").reset_index(drop=True)
+    table = read_samples(Path(run_dir) / AVAILABILITY, AVAILABILITY_SCHEMA)
+    return table.to_pandas().sort_values("t", kind="stable").reset_index(drop=True)
+
+
+def availability_meta(run_dir: Path | str) -> dict[str, Any]:
+    """How the availability samples were taken (interval, timeout), or ``{}`` if not recorded."""
+    return read_meta(Path(run_dir) / AVAILABILITY)
 
 
 def analyze_rto(
@@ -133,109 +246,149 @@ def analyze_rto(
     stability_window: float = 5.0,
     max_error_rate: float = 0.0,
     slow_after: float | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
     interval: float | None = None,
 ) -> RtoResult:
-    """RTO from availability samples (columns t, ok, latency); see the module docstring."""
-    s = samples[samples["t"] >= fault_at]
-    if s.empty:
+    """RTO from availability samples (columns t, ok, latency, error); see the module docstring."""
+    if stability_window <= 0:
+        raise ValueError("stability_window must be > 0")
+    if not 0 <= max_error_rate < 1:
+        raise ValueError("max_error_rate must be in [0, 1)")
+    slow = timeout if slow_after is None else slow_after
+    df = samples.sort_values("t", kind="stable")
+    t = df["t"].to_numpy(dtype=float)
+    lat = df["latency"].to_numpy(dtype=float)
+    answered = ~np.isnan(lat)
+    timed_out = ~answered & (df["error"].astype(object).to_numpy() == "timeout")
+    with np.errstate(invalid="ignore"):
+        good = df["ok"].to_numpy(dtype=bool) & answered & (lat <= slow)
+        late = answered & (lat > slow)
+    half_rtt = float(np.median(lat[good])) / 2 if good.any() else 0.0
+    # how far an evidence instant can sit from the real one: a normal round trip (p99 latency of the
+    # good probes before the fault; without a baseline, twice the median)
+    baseline = lat[good & (t < fault_at)]
+    precision = float(np.percentile(baseline, 99)) if baseline.size >= 10 else 4 * half_rtt
+    handled = t + np.maximum(np.nan_to_num(lat) - half_rtt, 0.0)
+    evidence = np.select([late, answered, timed_out], [t + slow, handled, t + timeout], default=t)
+    known_bad = np.select([late | timed_out, answered], [t + min(slow, timeout), t + np.nan_to_num(lat)], default=t)
+
+    after = t >= fault_at
+    if not after.any():
         raise ValueError("no availability samples after the fault: cannot measure RTO")
-    t = s["t"].to_numpy(dtype=float)
-    lat = s["latency"].to_numpy(dtype=float)
-    good = s["ok"].to_numpy(dtype=bool)
-    if slow_after is not None:
-        good = good & (np.nan_to_num(lat, nan=np.inf) <= slow_after)
-    step = interval if interval is not None else float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-    # When did the server handle a probe? About half a normal round trip before its answer arrived:
-    # for a fast answer that is just after the send, for an answer held by a freeze it is the freeze's
-    # end. ``done`` estimates that instant (a timeout "completes" at send + timeout).
-    all_good = samples["ok"].to_numpy(dtype=bool) & ~np.isnan(samples["latency"].to_numpy(dtype=float))
-    half_rtt = float(np.median(samples["latency"].to_numpy(dtype=float)[all_good])) / 2 if all_good.any() else 0.0
-    done = t + np.maximum(np.nan_to_num(lat, nan=0.0) - half_rtt, 0.0)
-    method = (
-        f"probe every {step * 1000:.0f} ms; recovery = completion of the first good probe of the first run of "
-        f"{stability_window:g} s with error rate <= {max_error_rate:g}"
-    )
-    bad = np.flatnonzero(~good)
+    step = interval if interval is not None else float(np.median(np.diff(t))) if len(t) > 1 else math.nan
+    before_keys = evidence[~after]
+    prev_key = float(before_keys.max()) if before_keys.size else fault_at
+    order = np.argsort(evidence[after], kind="stable")
+    k, g = evidence[after][order], good[after][order]
+    sent, kb = t[after][order], known_bad[after][order]
+    bad = np.flatnonzero(~g)
     common: dict[str, Any] = {
-        "fault_at": fault_at,
-        "probes": len(t),
-        "interval_s": step,
-        "stability_window_s": stability_window,
-        "method": method,
-    }
+        "fault_at": fault_at, "probes": int(k.size), "interval_s": step, "stability_window_s": stability_window,
+        "max_error_rate": max_error_rate, "slow_after_s": slow, "timeout_s": timeout,
+        "observed_until_s": float(k[-1] - fault_at), "failed_probes": int(bad.size),
+        "method": (f"synthetic transaction every {step * 1000:.0f} ms; good = 2xx within {slow:g} s; recovery = "
+                   f"midway between the last failure and the first good observation (by evidence time) opening "
+                   f"{stability_window:g} s with error rate <= {max_error_rate:g}"),
+    }  # fmt: skip
     if bad.size == 0:
-        return RtoResult(
-            recovered=True,
-            rto_s=0.0,
-            rto_upper_s=0.0,
-            recovered_at=fault_at,
-            detect_s=None,
-            downtime_s=0.0,
-            failed_probes=0,
-            error_bound_s=step,
-            **common,
-        )
-    first_bad = int(bad[0])
-    detect = float(done[first_bad] - fault_at)
-    downtime = float(bad.size * step)
-    start = _stable_start(t, good, first_bad, stability_window, max_error_rate)
+        return RtoResult(recovered=True, rto_s=0.0, rto_lower_s=0.0, rto_upper_s=0.0, recovered_at=fault_at,
+                         detect_s=None, downtime_s=0.0, error_bound_s=step, **common)  # fmt: skip
+    detect = float(kb[bad].min() - fault_at)
+    downtime = _downtime(k, g, sent, fault_at, prev_key)
+    start = _stable_start(k, g, int(bad[0]), stability_window, max_error_rate)
     if start is None:
-        return RtoResult(
-            recovered=False,
-            rto_s=None,
-            rto_upper_s=None,
-            recovered_at=None,
-            detect_s=detect,
-            downtime_s=downtime,
-            failed_probes=int(bad.size),
-            error_bound_s=step,
-            **common,
-        )
-    upper = float(done[start])
-    before = start - 1
-    if before >= 0 and not good[before]:
-        # recovery happened between the handling of the last failed probe and of this one
-        recovered_at, bound = (float(done[before]) + upper) / 2, (upper - float(done[before])) / 2
-    else:
-        recovered_at, bound = upper, step
+        return RtoResult(recovered=False, rto_s=None, rto_lower_s=float(k[bad[-1]] - fault_at), rto_upper_s=None,
+                         recovered_at=None, detect_s=detect, downtime_s=downtime, error_bound_s=step,
+                         **common)  # fmt: skip
+    last_bad = int(bad[np.searchsorted(bad, start) - 1])
+    lower, upper = float(k[last_bad]), float(k[start])
+    recovered_at = (lower + upper) / 2
     return RtoResult(
-        recovered=True, rto_s=recovered_at - fault_at, rto_upper_s=upper - fault_at, recovered_at=recovered_at,
-        detect_s=detect, downtime_s=downtime, failed_probes=int(bad.size), error_bound_s=bound, **common,
+        recovered=True, rto_s=recovered_at - fault_at, rto_lower_s=lower - fault_at, rto_upper_s=upper - fault_at,
+        recovered_at=recovered_at, detect_s=detect, downtime_s=downtime, error_bound_s=(upper - lower) / 2 + precision,
+        **common,
     )  # fmt: skip
 
 
-def _stable_start(t: np.ndarray, good: np.ndarray, after: int, window: float, max_error_rate: float) -> int | None:
-    """Index of the first good probe after ``after`` that opens a window meeting the error threshold."""
-    n = len(t)
+def _stable_start(k: np.ndarray, good: np.ndarray, after: int, window: float, max_error_rate: float) -> int | None:
+    """Index of the first good observation after ``after`` opening a window that meets the error threshold."""
     bad_cum = np.concatenate([[0], np.cumsum(~good)])
     candidates = np.flatnonzero(good[after:]) + after
     if candidates.size == 0:
         return None
-    ends = np.searchsorted(t, t[candidates] + window, side="left")  # probes in [t_i, t_i + window)
-    covered = ends < n  # the samples must outlast the window
-    counts = ends - candidates
+    ends = np.searchsorted(k, k[candidates] + window, side="left")  # observations in [k_i, k_i + window)
     errors = bad_cum[ends] - bad_cum[candidates]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(counts > 0, errors / np.maximum(counts, 1), 1.0)
-    ok = covered & (rate <= max_error_rate)
-    hits = np.flatnonzero(ok)
+    fits = (ends < k.size) & (errors <= max_error_rate * (ends - candidates))  # outlasted, and under the rate
+    hits = np.flatnonzero(fits)
     return int(candidates[hits[0]]) if hits.size else None
 
 
-def rto_seconds(
-    run_dir: str, fault_at: float | None = None, stability_window: float = 5.0, max_error_rate: float = 0.0
-) -> float:
-    """Chaos Toolkit probe: the measured RTO in seconds. Raises when it cannot be measured."""
+def _downtime(k: np.ndarray, good: np.ndarray, sent: np.ndarray, fault_at: float, prev_key: float) -> float:
+    """Sum over failing runs (in evidence order) of their estimated extent; see the module docstring."""
+    bad = (~good).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], bad, [0]]))
+    firsts, lasts = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    total, prev_end = 0.0, fault_at
+    for a, b in zip(firsts, lasts, strict=True):
+        before = float(k[a - 1]) if a > 0 else prev_key
+        earliest = float(sent[a : b + 1].min())  # a failing request shows the service failing from its send
+        begin = max(fault_at, prev_end, (before + earliest) / 2 if before < earliest else earliest)
+        end = (float(k[b]) + float(k[b + 1])) / 2 if b + 1 < k.size else float(k[b])
+        total += max(0.0, end - begin)
+        prev_end = max(prev_end, end)
+    return total
+
+
+def _analyze_run(
+    run_dir: str, fault_at: float | None, stability_window: float, max_error_rate: float, slow_after: float | None
+) -> RtoResult:
     d = Path(run_dir)
-    result = analyze_rto(
-        load_availability(d), fault_time(d, fault_at), stability_window=stability_window, max_error_rate=max_error_rate
+    meta = availability_meta(d)
+    return analyze_rto(
+        load_availability(d),
+        fault_time(d, fault_at),
+        stability_window=stability_window,
+        max_error_rate=max_error_rate,
+        slow_after=slow_after,
+        timeout=float(meta.get("timeout_s", DEFAULT_TIMEOUT)),
+        interval=meta.get("interval_s"),
     )
+
+
+def rto_report(
+    run_dir: str,
+    fault_at: float | None = None,
+    stability_window: float = 5.0,
+    max_error_rate: float = 0.0,
+    slow_after: float | None = None,
+) -> dict[str, Any]:
+    """Chaos Toolkit probe: every RTO figure with its bounds (``rto_s`` is null when not recovered).
+
+    ``fault_at`` defaults to the first ``fault.inject`` event in the run's events.jsonl; raises
+    when there are no samples or no fault time.
+    """
+    return _analyze_run(run_dir, fault_at, stability_window, max_error_rate, slow_after).to_dict()
+
+
+def rto_seconds(
+    run_dir: str,
+    fault_at: float | None = None,
+    stability_window: float = 5.0,
+    max_error_rate: float = 0.0,
+    slow_after: float | None = None,
+) -> float:
+    """Chaos Toolkit probe: the measured RTO in seconds. Raises ``RtoNotObserved`` when there is none."""
+    result = _analyze_run(run_dir, fault_at, stability_window, max_error_rate, slow_after)
     if result.rto_s is None:
-        raise RuntimeError(f"the service did not recover within the samples (detected after {result.detect_s} s)")
+        raise RtoNotObserved(
+            f"no sustained recovery within the samples: RTO > {result.rto_lower_s:.3f} s "
+            f"(observed until {result.observed_until_s:.3f} s after the fault)"
+        )
     return result.rto_s
 
 
-def service_recovered(run_dir: str, fault_at: float | None = None, stability_window: float = 5.0) -> bool:
+def service_recovered(
+    run_dir: str, fault_at: float | None = None, stability_window: float = 5.0, max_error_rate: float = 0.0
+) -> bool:
     """Chaos Toolkit probe: True when sustained recovery was observed after the fault."""
-    d = Path(run_dir)
-    return analyze_rto(load_availability(d), fault_time(d, fault_at), stability_window=stability_window).recovered
+    return _analyze_run(run_dir, fault_at, stability_window, max_error_rate, None).recovered

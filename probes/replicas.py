@@ -1,16 +1,21 @@
-"""Replicas sampler: desired/ready replicas per region from the target, every second."""
+"""Replicas sampler: desired/ready replicas per region, from any target with ``replicas()``, every second.
+
+The target is duck-typed (``ReplicaSource``): the sandbox, a Kubernetes or AWS driver. A sample's
+``t`` is when ``replicas()`` returned (when the counts were known: the conservative time for
+"ready by then"). A call that raises is logged and counted (``probe_errors`` in the sidecar); the schedule goes on.
+"""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from drillbit.clock import Clock
 from drillbit.rundir import REPLICAS, REPLICAS_SCHEMA
-from probes.samplers import ParquetSink, TickSampler
+from probes.samplers import ParquetSink, TickSampler, read_samples, write_meta
 
 __all__ = ["ReplicaSource", "ReplicasSampler", "load_replicas"]
 
@@ -20,23 +25,38 @@ class ReplicaSource(Protocol):
 
 
 class ReplicasSampler:
-    def __init__(self, target: ReplicaSource, run_dir: Path, *, clock: Clock, interval: float = 1.0) -> None:
-        self.target = target
-        self.sink = ParquetSink(Path(run_dir) / REPLICAS, REPLICAS_SCHEMA)
+    def __init__(self, target: ReplicaSource, run_dir: Path | str, *, clock: Clock, interval: float = 1.0) -> None:
+        self.target, self.clock, self.interval = target, clock, interval
+        self.path = Path(run_dir) / REPLICAS
+        self.sink = ParquetSink(self.path, REPLICAS_SCHEMA)
+        self._lock = threading.Lock()
+        self._stopped = False
         self._ticks = TickSampler(self._probe, clock=clock, interval=interval, max_in_flight=1,
                                   on_flush=self.sink.flush, name="replicas")  # fmt: skip
 
-    def _probe(self, t: float) -> None:
-        for region, counts in self.target.replicas().items():
-            self.sink.add({"t": t, "region": region, "desired": counts["desired"], "ready": counts["ready"]})
+    def _probe(self, tick: float) -> None:
+        counts = self.target.replicas()  # a driver error is logged and counted by TickSampler: a gap
+        t = self.clock.now()
+        for region, c in counts.items():
+            self.sink.add({"t": t, "region": region, "desired": int(c["desired"]), "ready": int(c["ready"])})
+
+    def _meta(self) -> dict[str, Any]:
+        return {"sampler": "replicas", "target": type(self.target).__name__, "interval_s": self.interval,
+                **self._ticks.stats()}  # fmt: skip
 
     def start(self) -> ReplicasSampler:
+        write_meta(self.path, self._meta())
         self._ticks.start()
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         self._ticks.stop()
         self.sink.close()
+        write_meta(self.path, self._meta())
 
     def __enter__(self) -> ReplicasSampler:
         return self.start()
@@ -46,7 +66,7 @@ class ReplicasSampler:
 
 
 def load_replicas(run_dir: Path | str) -> pd.DataFrame:
-    path = Path(run_dir) / REPLICAS
-    if not path.exists():
-        raise FileNotFoundError(f"no replica samples in {run_dir} ({REPLICAS})")
-    return pq.read_table(path).to_pandas()
+    table = read_samples(Path(run_dir) / REPLICAS, REPLICAS_SCHEMA)
+    df = table.to_pandas()
+    df["region"] = df["region"].astype(str)
+    return df

@@ -1,16 +1,28 @@
-"""The sampler machinery: fixed ticks on the drill clock, concurrent probes, a Parquet file per sampler.
+"""The sampler machinery: fixed ticks on the drill clock, bounded concurrent probes, crash-safe files.
 
-A sampler sends one probe per tick (``t0 + i * interval``) whatever the previous probes are doing:
-probes run on a small thread pool, so a probe hanging until its timeout does not delay the next
-one (a stall must be observed, not waited out). Ticks that pass while the machine itself was
-stalled are skipped, not sent in a burst. Records go to a Parquet file in row groups every
-``flush_every`` seconds and on stop; stop is prompt and idempotent.
+``TickSampler`` fires ``probe(tick)`` at ``t0 + i * interval`` on the drill clock. Each probe runs
+on its own worker thread (at most ``max_in_flight`` at once), so a probe hanging until its
+timeout does not delay the next one: a stall must be observed, not waited out. When every slot is
+busy (probes overran), the tick is skipped and counted, never queued: a backlog would send stale
+probes in a burst after the stall. Ticks missed because the machine itself stalled are skipped
+too, not replayed. A probe records its own *true* send time; the tick is only the schedule.
+
+``ParquetSink`` buffers rows and appends them every ``flush_every`` seconds to a journal (an Arrow
+IPC stream, ``<file>.journal``, readable up to its last complete batch even after a crash); on
+close the journal becomes the Parquet file named by ``drillbit.rundir`` and is removed. So an
+interrupted drill keeps what it measured: ``read_samples`` reads the Parquet file, or the journal
+when the run never closed it, and ``recover_journals`` converts leftover journals into Parquet.
+
+A small JSON sidecar (``<file>.json``, e.g. ``samples/availability.json``) says how a sampler
+measured (interval, timeout, skipped ticks), so analyzers and reports can state their bounds.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,50 +34,156 @@ import pyarrow.parquet as pq
 
 from drillbit.clock import Clock
 
-__all__ = ["ParquetSink", "TickSampler"]
+__all__ = [
+    "ParquetSink",
+    "TickSampler",
+    "journal_path",
+    "meta_path",
+    "read_meta",
+    "read_samples",
+    "recover_journals",
+    "write_meta",
+]
 
 log = logging.getLogger(__name__)
 
 
+def journal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".journal")
+
+
+def meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def write_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Write the sampler's sidecar next to its samples file (atomically)."""
+    target = meta_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, target)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The sidecar of a samples file, or ``{}`` when there is none (samples written by other tools)."""
+    target = meta_path(path)
+    if not target.exists():
+        return {}
+    data = json.loads(target.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _read_journal(journal: Path, schema: pa.Schema) -> pa.Table:
+    """Every complete batch of a journal; a batch torn by a crash (and what follows) is dropped."""
+    batches: list[pa.RecordBatch] = []
+    with pa.OSFile(str(journal), "rb") as f:
+        try:
+            reader = pa.ipc.open_stream(f)
+        except (pa.ArrowInvalid, OSError) as err:  # torn before the first batch
+            log.warning("%s: unreadable journal header (%s): no rows recovered", journal, err)
+            return schema.empty_table()
+        while True:
+            try:
+                batches.append(reader.read_next_batch())
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError) as err:
+                log.warning("%s: journal torn after %d batches (%s): keeping those", journal, len(batches), err)
+                break
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def read_samples(path: Path, schema: pa.Schema) -> pa.Table:
+    """The samples at ``path``: the Parquet file, else (a drill interrupted before stop) its journal."""
+    if path.exists():
+        return pq.read_table(path, schema=schema)
+    journal = journal_path(path)
+    if journal.exists():
+        log.warning("%s was never closed (interrupted drill?): reading its journal", path)
+        return _read_journal(journal, schema)
+    raise FileNotFoundError(f"no samples at {path}")
+
+
+def recover_journals(run_dir: Path | str, schemas: dict[str, pa.Schema]) -> list[Path]:
+    """Turn the journals an interrupted drill left into Parquet files; ``schemas``: rundir name -> schema.
+
+    Returns the Parquet files written. A samples file that already exists is left alone.
+    """
+    written = []
+    for name, schema in schemas.items():
+        path = Path(run_dir) / name
+        journal = journal_path(path)
+        if journal.exists() and not path.exists():
+            _write_parquet(path, _read_journal(journal, schema))
+            journal.unlink()
+            written.append(path)
+    return written
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
 class ParquetSink:
-    """Buffers rows (dicts) and writes them as row groups of one Parquet file."""
+    """Rows (dicts) -> journal batches on ``flush()`` -> one Parquet file on ``close()`` (idempotent)."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
         self.schema = schema
+        self.journal = journal_path(path)
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._writer: pq.ParquetWriter | None = None
+        self._file: pa.NativeFile | None = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._closed = False
         self.written = 0
 
     def add(self, row: dict[str, Any]) -> None:
         with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.path}: sink already closed")
             self._rows.append(row)
 
     def flush(self) -> None:
         with self._lock:
-            rows, self._rows = self._rows, []
-            if not rows:
-                return
-            if self._writer is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._writer = pq.ParquetWriter(self.path, self.schema)
-            self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
-            self.written += len(rows)
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        rows, self._rows = self._rows, []
+        if not rows:
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = pa.OSFile(str(self.journal), "wb")
+            self._writer = pa.ipc.new_stream(self._file, self.schema)
+        self._writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=self.schema))
+        assert self._file is not None
+        self._file.flush()
+        self.written += len(rows)
 
     def close(self) -> None:
-        self.flush()
         with self._lock:
-            if self._writer is None:  # nothing was recorded: still leave a (valid, empty) file
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(self.schema.empty_table(), self.path)
+            if self._closed:
+                return
+            self._flush_locked()
+            self._closed = True
+            if self._writer is None:  # nothing recorded: still leave a valid, empty file
+                table = self.schema.empty_table()
             else:
                 self._writer.close()
-                self._writer = None
+                assert self._file is not None
+                self._file.close()
+                table = _read_journal(self.journal, self.schema)
+            _write_parquet(self.path, table)
+            self.journal.unlink(missing_ok=True)
 
 
 class TickSampler:
-    """Runs ``probe(tick_time)`` every ``interval`` seconds on a pool; subclasses give the probe."""
+    """Calls ``probe(tick)`` every ``interval`` s on at most ``max_in_flight`` worker threads."""
 
     def __init__(
         self,
@@ -73,59 +191,84 @@ class TickSampler:
         *,
         clock: Clock,
         interval: float,
-        max_in_flight: int,
+        max_in_flight: int = 1,
         flush_every: float = 2.0,
         on_flush: Callable[[], None] | None = None,
         name: str = "sampler",
     ) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be > 0")
+        if interval <= 0 or not math.isfinite(interval):
+            raise ValueError("interval must be a positive number of seconds")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
         self.probe = probe
         self.clock = clock
         self.interval = interval
         self.flush_every = flush_every
         self.on_flush = on_flush
         self.name = name
+        self._slots = threading.BoundedSemaphore(max_in_flight)
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix=name)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.skipped_ticks = 0
-        self._started = False
+        self._state_lock = threading.Lock()
+        self._started = self._stopped = False
+        self.sent = 0  # probes started
+        self.skipped_ticks = 0  # ticks with no probe: every slot busy (overrun) or the machine stalled
+        self.probe_errors = 0  # probes that raised (a bug: logged with its traceback)
 
     def start(self) -> None:
-        if not self._started:
-            self._started = True
-            self._thread.start()
+        with self._state_lock:
+            if self._stopped:
+                raise RuntimeError(f"{self.name}: a stopped sampler cannot be restarted")
+            if not self._started:
+                self._started = True
+                self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop ticking and wait for the probes in flight (each bounded by its own timeout). Idempotent."""
+        with self._state_lock:
+            self._stopped = True
+            self._stop.set()
         if self._started:
             self._thread.join()
         self._pool.shutdown(wait=True)
+
+    def stats(self) -> dict[str, int]:
+        return {"sent": self.sent, "skipped_ticks": self.skipped_ticks, "probe_errors": self.probe_errors}
 
     def _run(self) -> None:
         t0 = self.clock.now()
         next_flush = t0 + self.flush_every
         i = 0
-        while not self._stop.is_set():
+        while True:
             tick = t0 + i * self.interval
-            now = self.clock.now()
-            if tick > now:
-                if self._stop.wait(tick - now):
-                    break
-            elif now - tick > self.interval:  # the machine stalled: skip the ticks that passed
-                missed = math.floor((now - tick) / self.interval)
+            delay = tick - self.clock.now()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            if self._stop.is_set():
+                break
+            late = self.clock.now() - tick
+            if late >= self.interval:  # this thread or the machine stalled: skip to the current tick
+                missed = math.floor(late / self.interval)
                 self.skipped_ticks += missed
                 i += missed
-                continue
-            self._pool.submit(self._safe_probe, self.clock.now())
+                tick = t0 + i * self.interval
+            if self._slots.acquire(blocking=False):
+                self.sent += 1
+                self._pool.submit(self._call, tick)
+            else:  # every slot busy: the previous probes overran; they will record themselves
+                self.skipped_ticks += 1
             i += 1
             if self.on_flush is not None and self.clock.now() >= next_flush:
                 self.on_flush()
-                next_flush += self.flush_every
+                next_flush = self.clock.now() + self.flush_every
 
-    def _safe_probe(self, t: float) -> None:
+    def _call(self, tick: float) -> None:
         try:
-            self.probe(t)
-        except Exception:  # a probe bug must not silently stop sampling: log it loudly, keep the schedule
+            self.probe(tick)
+        except Exception:  # a probe bug must not stop sampling: log it loudly, count it, keep the schedule
+            with self._state_lock:
+                self.probe_errors += 1
             log.exception("%s: probe raised", self.name)
+        finally:
+            self._slots.release()
