@@ -11,6 +11,8 @@ import loadtests.recorder  # noqa: F401  (registers the per-request recorder)
 from loadtests.openmodel import OpenModelUser, ProfileShape
 from loadtests.trader import SYMBOLS
 
+__all__ = ["MarketDataReader", "MarketDataShape", "OpenMarketDataReader"]
+
 
 class _Reading:
     client: Any

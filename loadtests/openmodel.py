@@ -26,11 +26,12 @@ from typing import Any, ClassVar
 import gevent
 from gevent.event import Event
 from gevent.pool import Pool
-from locust import FastHttpUser, LoadTestShape, User, constant, task
+from locust import FastHttpUser, LoadTestShape, User, constant, events, task
+from locust.env import Environment
 from locust.exception import StopUser
 
 from drillbit.clock import Clock
-from loadtests.profiles import arrivals, shape_at
+from loadtests.profiles import Profile, arrivals, shape_at
 from loadtests.recorder import Recorder, profile_of, recorder_of, workers_of
 from loadtests.recording import ScheduleStats
 
@@ -116,7 +117,11 @@ class OpenModelUser(FastHttpUser):
                 pool.spawn(self._fire, intended, cap_debt, clock, stats, rec)
                 stats.sent += 1
                 pending = None
-            pool.join(timeout=profile.timeout_s + 1)
+            else:
+                stats.t_end = stats.t0 + profile.duration  # the whole schedule went out
+            if stats.t_end is None:
+                stats.t_end = clock.now()  # stopped early: what was due by now counts
+            pool.join(timeout=profile.timeout_s + 0.5)  # let what is in flight answer
         finally:
             self._wind_up(clock, pool, schedule, pending, stats, rec)
         raise StopUser
@@ -125,11 +130,13 @@ class OpenModelUser(FastHttpUser):
     def _wind_up(clock: Clock, pool: Pool, schedule: Any, pending: float | None, stats: ScheduleStats,
                  rec: Recorder | None) -> None:  # fmt: skip
         """Account for every request that was due but not sent, and abandon what is still in flight."""
-        now = clock.now()
-        due = [pending] if pending is not None and pending <= now else []
-        if pending is None or pending <= now:
+        if stats.t_end is None:  # killed outright
+            stats.t_end = clock.now()
+        cutoff = stats.t_end
+        due = [pending] if pending is not None and pending <= cutoff else []
+        if pending is None or pending <= cutoff:
             for intended in schedule:  # the rest of the schedule that fell due before the stop
-                if intended > now:
+                if intended > cutoff:
                     break
                 due.append(intended)
         for intended in due:
@@ -137,28 +144,44 @@ class OpenModelUser(FastHttpUser):
                 rec.not_sent(intended)
             else:
                 stats.not_sent += 1
-        if len(pool):
-            log.info("abandoning %d requests still in flight", len(pool))
-        pool.kill(block=True, timeout=2)
-        stats.t_end = now
         if due:
             log.warning("%d requests were due but not sent when the test stopped", len(due))
+        if len(pool):
+            log.warning("abandoning %d requests still in flight", len(pool))
+        pool.kill(block=True, timeout=2)
 
 
 class ProfileShape(LoadTestShape):
     """Plays the profile: users per stage (closed), or one scheduling user per process (open)."""
 
+    abstract: ClassVar[bool] = True  # only its subclasses are shapes Locust may pick (they default to False)
     open_user: ClassVar[type[User] | None] = None
     closed_user: ClassVar[type[User] | None] = None
 
-    def tick(self) -> tuple[int, float, list[type[User]] | None] | None:
+    def user_for(self, profile: Profile) -> type[User] | None:
+        return self.open_user if profile.model == "open" else self.closed_user
+
+    def tick(self) -> tuple[int, float] | None:
         runner = self.runner
         if runner is None:
             return None
         env = runner.environment
-        profile = profile_of(env)
-        step = shape_at(profile, self.get_run_time(), workers_of(env), runner.user_count)
-        if step is None:
-            return None
-        user = self.open_user if profile.model == "open" else self.closed_user
-        return step[0], step[1], [user] if user is not None else None
+        return shape_at(profile_of(env), self.get_run_time(), workers_of(env), runner.user_count)
+
+
+@events.init.add_listener
+def _only_the_profiles_users(environment: Environment, **_: Any) -> None:
+    """Keep only the user class of the profile's model (open or closed), on the master and every worker alike.
+
+    Otherwise Locust spreads the shape's users over every User class in the locustfile (an open
+    profile on two processes would run one scheduler and one closed-model user). Done in place, the
+    way Locust itself drops classes of weight 0.
+    """
+    shape = environment.shape_class
+    if not isinstance(shape, ProfileShape) or environment.parsed_options is None:
+        return
+    profile = profile_of(environment)
+    user = shape.user_for(profile)
+    if user is None:
+        raise ValueError(f"{type(shape).__name__} names no user class for the {profile.model} model")
+    environment.user_classes[:] = [user]

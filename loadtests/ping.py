@@ -9,6 +9,8 @@ from locust import FastHttpUser, constant, task
 import loadtests.recorder  # noqa: F401  (registers the per-request recorder)
 from loadtests.openmodel import OpenModelUser, ProfileShape
 
+__all__ = ["OpenPing", "Ping", "PingShape"]
+
 
 class Ping(FastHttpUser):
     wait_time = constant(0)

@@ -126,7 +126,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
                 msg = "unknown field: remove it or check its spelling"
             elif e["type"] == "missing":
                 msg = "required: add it"
-            problems.append(f"{_where(e['loc'])}: {msg}")
+            problems.append(f"{_where(e['loc'])}: {msg}" if e["loc"] else msg)
         raise ConfigError(str(path), problems) from None
 
 
@@ -163,7 +163,7 @@ def shape_at(profile: Profile, t: float, workers: int = 1, live_users: int | Non
     if profile.model == "open":
         if t >= profile.duration and (live_users == 0 or t >= profile.duration + profile.timeout_s + 1):
             return None
-        return workers, float(workers)
+        return workers, float(max(workers, 100))  # every scheduler at once: the rate lives in the schedule
     stage = profile.stage_at(t)
     if stage is None:
         return None

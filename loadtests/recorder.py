@@ -19,37 +19,24 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import gevent
 from locust import events
 from locust.env import Environment
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from drillbit.clock import Clock
 from loadtests.profiles import Profile, load_profile
-from loadtests.recording import ABANDONED, NOT_SENT, RequestSink, ScheduleStats
+from loadtests.recording import ABANDONED, NOT_SENT, RequestSink, ScheduleStats, error_kind
 
-__all__ = ["Recorder", "error_kind", "profile_of", "recorder_of", "workers_of"]
+__all__ = ["Recorder", "profile_of", "recorder_of", "workers_of"]
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
-
-
-def error_kind(exception: BaseException | None, status: int) -> str | None:
-    """The REQUEST_SCHEMA error kind of a request Locust reported (None: it succeeded)."""
-    if exception is None:
-        return None
-    name = type(exception).__name__.lower()
-    if isinstance(exception, TimeoutError) or "timeout" in name:
-        return "timeout"
-    if status == 0:
-        return "connection"
-    if status >= 400:
-        return "http"
-    return "assert"  # the locustfile failed a response it got (catch_response)
 
 
 class Recorder:
@@ -176,3 +163,27 @@ def _on_init(environment: Environment, **_: Any) -> None:
     environment.events.test_start.add_listener(start)
     environment.events.test_stop.add_listener(stop)
     environment.events.quitting.add_listener(stop)
+
+
+@events.init.add_listener
+def _graceful_sigterm(environment: Environment, **_: Any) -> None:
+    """SIGTERM stops the test cleanly, so every request gets recorded and the Parquet files get their footer.
+
+    Headless with a shape, Locust installs its own SIGTERM handler only once the shape has ended;
+    until then SIGTERM would kill the process outright. Ending the shape instead makes Locust stop
+    the users (open-model users drain their in-flight requests), fire ``test_stop`` (the recorder
+    closes its files) and exit as after a normal run.
+    """
+    runner = environment.runner
+    if runner is None or isinstance(runner, WorkerRunner):
+        return
+
+    def on_term() -> None:
+        log.info("SIGTERM: stopping the test")
+        shape = getattr(runner, "shape_greenlet", None)
+        if shape is not None and not shape.dead:
+            shape.kill(block=False)
+        else:
+            gevent.spawn(runner.quit)
+
+    gevent.signal_handler(signal.SIGTERM, on_term)

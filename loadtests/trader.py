@@ -18,6 +18,8 @@ from locust import FastHttpUser, between, task
 import loadtests.recorder  # noqa: F401  (registers the per-request recorder)
 from loadtests.openmodel import OpenModelUser, ProfileShape
 
+__all__ = ["MIX", "SYMBOLS", "OpenTrader", "Trader", "TraderShape", "new_order"]
+
 SYMBOLS = {"AAPL": 190.0, "MSFT": 415.0, "NVDA": 120.0, "BTC-USD": 64000.0, "ES.F": 5300.0}
 TICK = 0.01
 

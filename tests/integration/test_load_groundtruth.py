@@ -1,70 +1,162 @@
-"""The load layer against ground truth: a 2 s freeze under the open model, and a saturated generator.
+"""The load layer against ground truth: a 2 s freeze under the open model, saturated generators, clean stops.
 
-Locust runs as a real subprocess through loadtests.runner; the server is drillbit.groundtruth.
+Locust runs as a real subprocess through loadtests.runner; the server is drillbit.groundtruth,
+whose freeze window is the truth the measured latency must match.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 
-from loadtests.runner import run_load, start_load
-from probes.latency import analyze_latency, load_requests
+from drillbit.errors import EnvironmentFailure
+from loadtests.runner import LoadRun, run_load, start_load
+from probes.latency import analyze_run, load_requests
 
 pytestmark = pytest.mark.slow
 
 FREEZE = 2.0
 
 
-def _profile(path: Path, rate: float, duration: float, max_in_flight: int = 10) -> Path:
+def _profile(path: Path, rate: float, duration: float, max_in_flight: int = 100, timeout: float = 5) -> Path:
     path.write_text(
-        f"name: test\nmodel: open\narrival: uniform\nstages:\n  - {{duration: {duration}, rate: {rate}}}\n"
-        f"max_in_flight: {max_in_flight}\ntimeout_s: 5\n"
+        f"name: {path.stem}\nmodel: open\narrival: uniform\nstages:\n  - {{duration: {duration}, rate: {rate}}}\n"
+        f"max_in_flight: {max_in_flight}\ntimeout_s: {timeout}\n"
     )
     return path
 
 
+def _left_behind(load: LoadRun) -> list[psutil.Process]:
+    """Processes of the generator's group still alive (its pgid is the Locust pid)."""
+    alive = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(p.pid) == load.pid:
+                alive.append(p)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return alive
+
+
+def _implied_p99_ms(run_dir: Path, start: float, end: float) -> float:
+    """What the freeze implies: a request intended during it is answered at its end, the rest as usual."""
+    r = load_requests(run_dir)
+    base = float(np.median(r.latency[(r.intended < start - 0.5) | (r.intended > end + 0.5)]))
+    implied = np.where((r.intended >= start) & (r.intended < end), end - r.intended, 0.0) + base
+    return float(np.percentile(implied, 99)) * 1000
+
+
 def test_a_two_second_freeze_shows_in_corrected_p99_within_ten_percent(groundtruth: Any, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    load = start_load("ping", _profile(tmp_path / "p.yaml", 200, 8), groundtruth.url, run_dir)
-    time.sleep(3.5)  # Locust starts (~1 s) and runs its schedule for a while before the freeze
+    # two generators at once through the same freeze: one whose in-flight cap (10) the freeze fills, so
+    # it holds requests back like a closed-model client; one with room for every frozen request
+    capped = start_load("ping", _profile(tmp_path / "capped.yaml", 250, 8, max_in_flight=10), groundtruth.url,
+                        tmp_path / "capped")  # fmt: skip
+    roomy = start_load("ping", _profile(tmp_path / "roomy.yaml", 250, 8, max_in_flight=1000), groundtruth.url,
+                       tmp_path / "roomy")  # fmt: skip
+    time.sleep(3.5)  # Locust starts (~1 s) and runs its schedule a while before the freeze
     start, end = groundtruth.outage("freeze", FREEZE)
-    result = load.wait(60)
-    assert not result.saturated, result.reasons
-    reqs = load_requests(run_dir)
-    stats = analyze_latency(reqs)["all"]
+    results = {"capped": capped.wait(60), "roomy": roomy.wait(60)}
+    for name, result in results.items():
+        assert not result.saturated, (name, result.reasons)
+        assert result.not_sent == 0 and result.abandoned == 0 and result.recorded == result.due == 2000
+        stats = analyze_run(tmp_path / name).phases["all"]
+        implied = _implied_p99_ms(tmp_path / name, start, end)
+        assert stats.p99_ms is not None and stats.p99_ms >= 0.9 * implied, (name, stats.p99_ms, implied)
+        # the generator with room for every frozen request meets the truth within 10 %; the capped one also
+        # queues its backlog 10 at a time once the freeze ends (measured +3..6 %), its own delay, on top
+        assert stats.p99_ms <= implied * (1.10 if name == "roomy" else 1.15), (name, stats.p99_ms, implied)
+        assert stats.uncorrected_p99_ms is not None
+        print(f"{name}: corrected p99 {stats.p99_ms:.0f} ms (implied {implied:.0f} ms), "
+              f"uncorrected p99 {stats.uncorrected_p99_ms:.0f} ms")  # fmt: skip
+    # held back by its cap, the capped generator's own clock misses the stall; the corrected figure does not
+    capped_stats = analyze_run(tmp_path / "capped").phases["all"]
+    assert capped_stats.uncorrected_p99_ms is not None and capped_stats.p99_ms is not None
+    assert capped_stats.uncorrected_p99_ms < 0.1 * capped_stats.p99_ms
+    assert results["capped"].capped > 0 and any("backpressure" in n or "cap" in n for n in results["capped"].notes)
+    assert results["roomy"].capped == 0  # every frozen request went out on time
 
-    # what the freeze implies: a request intended during it is answered when it ends
-    base = float(np.median(reqs.latency[(reqs.intended < start - 0.5) | (reqs.intended > end + 0.5)]))
-    implied = np.where((reqs.intended >= start) & (reqs.intended < end), end - reqs.intended, 0.0) + base
-    implied_p99_ms = float(np.percentile(implied, 99)) * 1000
-    assert stats.p99_ms == pytest.approx(implied_p99_ms, rel=0.10), (stats.p99_ms, implied_p99_ms)
-    assert stats.p99_ms > 1500
-    # the uncorrected figure, from the actual send, hides the stall: most frozen requests left late
-    assert stats.uncorrected_p99_ms is not None and stats.uncorrected_p99_ms < 0.5 * stats.p99_ms
-    print(f"corrected p99 {stats.p99_ms:.0f} ms, implied {implied_p99_ms:.0f} ms, "
-          f"uncorrected p99 {stats.uncorrected_p99_ms:.0f} ms")  # fmt: skip
 
-
-def test_a_saturated_generator_is_flagged_not_reported_as_server_latency(groundtruth: Any, tmp_path: Path) -> None:
+def test_a_generator_asked_for_more_than_it_can_send_is_flagged_saturated(groundtruth: Any, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = run_load("ping", _profile(tmp_path / "p.yaml", 20000, 3, max_in_flight=1000), groundtruth.url, run_dir,
-                      timeout=60)  # fmt: skip
-    assert result.saturated is True
+    profile = _profile(tmp_path / "flood.yaml", 20_000, 3, max_in_flight=1000, timeout=1)
+    result = run_load("ping", profile, groundtruth.url, run_dir, timeout=60)
+    assert result.saturated is True, result
+    # too busy even to read the answers, so its in-flight cap stays full: CPU and the unreached rate tell
     assert any("intended rate not reached" in r for r in result.reasons), result.reasons
-    assert result.achieved_rps < 0.95 * 20000
+    assert any("CPU-bound" in r for r in result.reasons), result.reasons
+    assert result.intended_rps == pytest.approx(20_000, rel=0.01) and result.achieved_rps < 0.95 * 20_000
+    report = analyze_run(run_dir)
+    assert report.generator_saturated is True and not report.trustworthy
+    # every request the schedule made due is accounted for: answered, or recorded as not sent
+    assert result.recorded == result.due and result.not_sent > 0
+    print(f"flood: intended {result.intended_rps:.0f} req/s, achieved {result.achieved_rps:.0f} req/s, "
+          f"CPU {result.cpu_percent_busiest:.0f} %: {result.reason}")  # fmt: skip
+
+
+def test_a_generator_that_stalls_is_flagged_not_reported_as_server_latency(groundtruth: Any, tmp_path: Path) -> None:
+    """The generator process is frozen (SIGSTOP) for 1 s while the server is fine: its lateness gives it away.
+
+    (A CPU hog pinned beside it does not do this on this kernel: the scheduler lets a mostly-sleeping
+    generator preempt even nice -20 hogs, measured at 300-500 req/s; only demand beyond its share shows.)
+    """
+    run_dir = tmp_path / "run"
+    load = start_load("ping", _profile(tmp_path / "p.yaml", 200, 5), groundtruth.url, run_dir)
+    time.sleep(3)
+    os.kill(load.pid, signal.SIGSTOP)
+    time.sleep(1.0)
+    os.kill(load.pid, signal.SIGCONT)
+    result = load.wait(60)
+    assert result.saturated is True, result
+    assert any("generator lateness: p99 500-1000 ms" in r for r in result.reasons), result.reasons
+    assert result.cpu_percent_busiest < 50  # not CPU-bound: only its lateness gives it away
+    report = analyze_run(run_dir)
+    assert report.generator_saturated is True and not report.trustworthy
+    # what it would have reported as the server's p99: the stall, though the server never stalled
+    assert report.phases["all"].p99_ms is not None and report.phases["all"].p99_ms > 500
+    print(f"stalled generator: {result.reason}; CPU {result.cpu_percent_busiest:.0f} %")
+
+
+def test_a_stop_mid_run_accounts_for_every_request_and_leaves_no_process(groundtruth: Any, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    load = start_load("ping", _profile(tmp_path / "p.yaml", 300, 30), groundtruth.url, run_dir, processes=2)
+    time.sleep(5)
+    family = [load.pid, *(c.pid for c in psutil.Process(load.pid).children(recursive=True))]
+    assert len(family) >= 3  # the master and its two workers
+    result = load.stop()
+    assert not load.running() and _left_behind(load) == []
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in family)
+    assert sorted(p.name for p in (run_dir / "requests").glob("*")) == [
+        "worker-0.json", "worker-0.parquet", "worker-1.json", "worker-1.parquet",
+    ]  # fmt: skip
+    assert result.complete and not result.saturated, (result.reasons, result.notes)
+    assert result.recorded == result.due > 500
+    assert result.intended_rps == pytest.approx(300, rel=0.05) and result.achieved_rps == pytest.approx(300, rel=0.05)
     assert (run_dir / "load.json").exists()
+    assert load.stop() is result  # idempotent
 
 
-def test_the_engine_never_imports_locust() -> None:
-    import subprocess
+def test_a_generator_that_cannot_start_is_an_environment_failure(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('this locustfile is broken')\n")
+    load = start_load(broken, _profile(tmp_path / "p.yaml", 10, 2), "http://127.0.0.1:9", tmp_path / "run")
+    with pytest.raises(EnvironmentFailure, match=r"without recording a request: .*broken.* \(see .*locust.log\)"):
+        load.wait(60)
+    assert (tmp_path / "run" / "load.json").exists() and _left_behind(load) == []
 
-    code = "import loadtests.runner, loadtests.profiles, probes.latency, sys; " \
-           "print(any(m.split('.')[0] in ('locust', 'gevent') for m in sys.modules))"  # fmt: skip
+
+def test_a_fresh_interpreter_importing_the_engine_side_loads_no_locust_or_gevent() -> None:
+    code = (
+        "import sys, drillbit.cli, loadtests.runner, loadtests.profiles, probes.latency; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'locust', 'gevent', 'greenlet'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "[]"
