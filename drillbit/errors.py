@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_ENVIRONMENT",
@@ -11,6 +16,7 @@ __all__ = [
     "ConfigError",
     "DrillError",
     "EnvironmentFailure",
+    "validation_problems",
 ]
 
 EXIT_OK = 0
@@ -41,3 +47,25 @@ class EnvironmentFailure(DrillError):
     """The environment or the harness itself failed (a process did not start, a port is gone)."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def validation_problems(err: ValidationError) -> list[str]:
+    """Every problem pydantic found, each as ``field.path: what is wrong (got X): fix``."""
+    problems = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field: remove it or check its spelling"
+        elif e["type"] == "missing":
+            msg = "required field is missing: add it"
+        elif "input" in e and not isinstance(e["input"], dict | list):
+            msg = f"{msg} (got {e['input']!r})"
+        problems.append(f"{_where(e['loc'])}: {msg}" if e["loc"] else msg)  # a model rule names its own fields
+    return problems

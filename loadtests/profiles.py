@@ -27,7 +27,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drillbit.errors import ConfigError
+from drillbit.errors import ConfigError, validation_problems
 
 __all__ = ["PROFILES_DIR", "Profile", "Stage", "arrivals", "load_profile", "resolve_profile", "shape_at"]
 
@@ -98,10 +98,6 @@ def resolve_profile(name_or_path: str | Path) -> Path:
     return PROFILES_DIR / f"{name_or_path}.yaml"
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
-
-
 def load_profile(name_or_path: str | Path) -> Profile:
     """Read and validate a profile; raises ConfigError naming the file and every problem in it."""
     path = resolve_profile(name_or_path)
@@ -119,15 +115,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown field: remove it or check its spelling"
-            elif e["type"] == "missing":
-                msg = "required: add it"
-            problems.append(f"{_where(e['loc'])}: {msg}" if e["loc"] else msg)
-        raise ConfigError(str(path), problems) from None
+        raise ConfigError(str(path), validation_problems(err)) from None
 
 
 def arrivals(profile: Profile, t0: float, share: float, rng: random.Random) -> Iterator[float]:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,7 +55,7 @@ import pandas as pd
 from drillbit.clock import Clock
 from drillbit.events import fault_time
 from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA
-from probes.samplers import ParquetSink, TickSampler, read_meta, read_samples, write_meta
+from probes.samplers import ParquetSink, Sampler, TickSampler, read_meta, read_samples
 
 __all__ = [
     "AvailabilitySampler",
@@ -125,7 +124,7 @@ class PlaceCancelOrder:
         return client.delete(f"{self.base_url}/orders/{order_id}", timeout=left).status_code
 
 
-class AvailabilitySampler:
+class AvailabilitySampler(Sampler):
     """Runs ``transaction`` every ``interval`` s, concurrently, each bounded by ``timeout``."""
 
     def __init__(
@@ -148,9 +147,8 @@ class AvailabilitySampler:
         self._client = httpx.Client(timeout=timeout, limits=limits)
         self._ticks = TickSampler(self._probe, clock=clock, interval=interval, max_in_flight=self.max_in_flight,
                                   on_flush=self.sink.flush, name="availability")  # fmt: skip
-        self._lock = threading.Lock()
-        self._stopped = False
         self._started_at: float | None = None
+        super().__init__()
 
     def _probe(self, tick: float) -> None:
         sent = self.clock.now()
@@ -175,28 +173,14 @@ class AvailabilitySampler:
                 "timeout_s": self.timeout, "max_in_flight": self.max_in_flight, "started_at": self._started_at,
                 **self._ticks.stats()}  # fmt: skip
 
-    def start(self) -> AvailabilitySampler:
+    def _prepare(self) -> None:
         self._started_at = self.clock.now()
-        write_meta(self.path, self._meta())
-        self._ticks.start()
-        return self
 
-    def stop(self) -> None:
-        """Stop, wait for probes in flight (at most ``timeout``), write the Parquet file. Idempotent."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        self._ticks.stop()
+    def _release(self) -> None:
         self._client.close()
-        self.sink.close()
-        write_meta(self.path, {**self._meta(), "stopped_at": self.clock.now(), "samples": self.sink.written})
 
-    def __enter__(self) -> AvailabilitySampler:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _final_meta(self) -> dict[str, Any]:
+        return {**super()._final_meta(), "stopped_at": self.clock.now()}
 
 
 class RtoNotObserved(RuntimeError):

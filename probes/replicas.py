@@ -7,7 +7,6 @@ The target is duck-typed (``ReplicaSource``): the sandbox, a Kubernetes or AWS d
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,7 +14,7 @@ import pandas as pd
 
 from drillbit.clock import Clock
 from drillbit.rundir import REPLICAS, REPLICAS_SCHEMA
-from probes.samplers import ParquetSink, TickSampler, read_samples, write_meta
+from probes.samplers import ParquetSink, Sampler, TickSampler, read_samples
 
 __all__ = ["ReplicaSource", "ReplicasSampler", "load_replicas"]
 
@@ -24,13 +23,12 @@ class ReplicaSource(Protocol):
     def replicas(self) -> dict[str, dict[str, int]]: ...
 
 
-class ReplicasSampler:
+class ReplicasSampler(Sampler):
     def __init__(self, target: ReplicaSource, run_dir: Path | str, *, clock: Clock, interval: float = 1.0) -> None:
         self.target, self.clock, self.interval = target, clock, interval
         self.path = Path(run_dir) / REPLICAS
         self.sink = ParquetSink(self.path, REPLICAS_SCHEMA)
-        self._lock = threading.Lock()
-        self._stopped = False
+        super().__init__()
         self._ticks = TickSampler(self._probe, clock=clock, interval=interval, max_in_flight=1,
                                   on_flush=self.sink.flush, name="replicas")  # fmt: skip
 
@@ -43,26 +41,6 @@ class ReplicasSampler:
     def _meta(self) -> dict[str, Any]:
         return {"sampler": "replicas", "target": type(self.target).__name__, "interval_s": self.interval,
                 **self._ticks.stats()}  # fmt: skip
-
-    def start(self) -> ReplicasSampler:
-        write_meta(self.path, self._meta())
-        self._ticks.start()
-        return self
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        self._ticks.stop()
-        self.sink.close()
-        write_meta(self.path, self._meta())
-
-    def __enter__(self) -> ReplicasSampler:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def load_replicas(run_dir: Path | str) -> pd.DataFrame:

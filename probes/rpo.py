@@ -60,7 +60,7 @@ from psycopg import sql
 from drillbit.clock import Clock
 from drillbit.events import fault_time
 from drillbit.rundir import HEARTBEAT, HEARTBEAT_READBACK, HEARTBEAT_READBACK_SCHEMA, HEARTBEAT_SCHEMA
-from probes.samplers import ParquetSink, TickSampler, read_meta, read_samples, write_meta
+from probes.samplers import ParquetSink, Sampler, TickSampler, read_meta, read_samples
 
 __all__ = [
     "HeartbeatWriter",
@@ -81,7 +81,7 @@ DEADLINE_GRACE = 0.5
 _UNKNOWN_OUTCOME_CLASSES = ("08", "57")  # connection exception; operator intervention (shutdown, cancel)
 
 
-class HeartbeatWriter:
+class HeartbeatWriter(Sampler):
     """One writer thread, one connection (or HTTP client); every write bounded in time."""
 
     def __init__(
@@ -106,8 +106,7 @@ class HeartbeatWriter:
         self._conn: psycopg.Connection[Any] | None = None
         self._http: httpx.Client | None = None
         self._seq = 0
-        self._lock = threading.Lock()
-        self._stopped = False
+        super().__init__()
         self._ticks = TickSampler(self._write, clock=clock, interval=interval, max_in_flight=1,
                                   on_flush=self.sink.flush, name="heartbeat")  # fmt: skip
 
@@ -214,24 +213,16 @@ class HeartbeatWriter:
                 "run_id": self.run_id, "table": self.table, "interval_s": self.interval, "timeout_s": self.timeout,
                 **self._ticks.stats()}  # fmt: skip
 
-    def start(self) -> HeartbeatWriter:
+    def _prepare(self) -> None:
         self.prepare()
-        write_meta(self.path, self._meta())
-        self._ticks.start()
-        return self
 
-    def stop(self) -> None:
-        """Stop and write the Parquet file; waits for the write in flight (bounded). Idempotent."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        self._ticks.stop()
+    def _release(self) -> None:
         self._drop_connection()
         if self._http is not None:
             self._http.close()
-        self.sink.close()
-        write_meta(self.path, {**self._meta(), "writes": self.sink.written})
+
+    def _final_meta(self) -> dict[str, Any]:
+        return {**self._meta(), "writes": self.sink.written}
 
     def readback(self, retry_for: float = 30.0) -> pd.DataFrame:
         """Which sequence numbers survived, and how often (call after recovery); writes HEARTBEAT_READBACK.
@@ -269,12 +260,6 @@ class HeartbeatWriter:
                     (len(prefix) + 1, prefix),
                 )
             return [(int(s), int(c)) for s, c in cur.fetchall()]
-
-    def __enter__(self) -> HeartbeatWriter:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _api_symbol(run_id: str) -> str:

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +36,7 @@ from drillbit.clock import Clock
 
 __all__ = [
     "ParquetSink",
+    "Sampler",
     "TickSampler",
     "journal_path",
     "meta_path",
@@ -272,3 +273,52 @@ class TickSampler:
             log.exception("%s: probe raised", self.name)
         finally:
             self._slots.release()
+
+
+class Sampler:
+    """The lifecycle every sampler shares: ``start`` records its settings and starts the ticks;
+    ``stop`` (idempotent) stops them, lets the sampler release what it holds, closes the Parquet
+    file and records the final settings and counts. Subclasses set ``path``, ``sink`` and
+    ``_ticks`` and give ``_meta``; they may override ``_prepare`` and ``_release``."""
+
+    path: Path
+    sink: ParquetSink
+    _ticks: TickSampler
+
+    def __init__(self) -> None:
+        self._lifecycle_lock = threading.Lock()
+        self._stopped = False
+
+    def _meta(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _final_meta(self) -> dict[str, Any]:
+        return {**self._meta(), "samples": self.sink.written}
+
+    def _prepare(self) -> None:
+        """Before the first tick (e.g. create a table)."""
+
+    def _release(self) -> None:
+        """After the last probe, before the file is closed (e.g. close connections)."""
+
+    def start(self) -> Self:
+        self._prepare()
+        write_meta(self.path, self._meta())
+        self._ticks.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lifecycle_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._ticks.stop()
+        self._release()
+        self.sink.close()
+        write_meta(self.path, self._final_meta())
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -53,7 +53,7 @@ def check(report: dict[str, Any], truth: float) -> None:
     assert abs(report["rto_s"] - truth) <= TOLERANCE, (report["rto_s"], truth)
     assert report["rto_lower_s"] - SLACK <= truth <= report["rto_upper_s"] + SLACK, report
     assert abs(report["rto_s"] - truth) <= report["error_bound_s"] + SLACK, report
-    assert report["error_bound_s"] <= INTERVAL / 2 + SLACK
+    assert report["error_bound_s"] <= INTERVAL / 2 + SLACK, report
 
 
 @pytest.mark.parametrize("duration", [0.5, 0.5, 0.5, 2.0, 2.0, 2.0, 10.0])
@@ -71,8 +71,8 @@ def test_rto_of_a_freeze(groundtruth: GroundTruth, tmp_path: Path, duration: flo
     # send) is when the service came back. slow_after None: the default, the 1 s timeout
     report, truth = measure(groundtruth, tmp_path, "freeze", duration, window=1.0, slow_after=slow_after)
     check(report, truth)
-    assert report["detect_s"] <= INTERVAL + (slow_after or 1.0) + SLACK
-    assert abs(report["downtime_s"] - truth) <= INTERVAL
+    assert report["detect_s"] <= INTERVAL + (slow_after or 1.0) + SLACK, report
+    assert abs(report["downtime_s"] - truth) <= 2 * INTERVAL, report  # probes answered in a burst at the end
 
 
 def test_the_default_five_second_stability_window(groundtruth: GroundTruth, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drillbit.errors import ConfigError
+from drillbit.errors import ConfigError, validation_problems
 
 __all__ = ["DEFAULT_TOPOLOGY", "Topology", "load_topology"]
 
@@ -125,27 +125,6 @@ class Topology(_Model):
         raise ConfigError("region", f"unknown region {name!r}: use one of {known}")
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _problems(err: ValidationError) -> list[str]:
-    problems = []
-    for e in err.errors():
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field: remove it or check its spelling"
-        elif e["type"] == "missing":
-            msg = "required field is missing: add it"
-        elif "input" in e and not isinstance(e["input"], dict | list):
-            msg = f"{msg} (got {e['input']!r})"
-        problems.append(f"{_where(e['loc'])}: {msg}")
-    return problems
-
-
 def parse_topology(data: Any, source: str) -> Topology:
     """Validate already-parsed data; raise ConfigError listing every problem."""
     if not isinstance(data, dict):
@@ -153,7 +132,7 @@ def parse_topology(data: Any, source: str) -> Topology:
     try:
         return Topology.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(source, _problems(err)) from None
+        raise ConfigError(source, validation_problems(err)) from None
 
 
 def load_topology(path: Path | str | None = None) -> Topology:
