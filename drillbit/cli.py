@@ -172,6 +172,11 @@ def demo(
             sandbox.down(state_dir, report=_say)
 
 
+
+# --- reports and evidence: `drill report ...`, `drill seal`, `drill verify` (defined in reports/cli.py) ---
+# (reports helper: register the report commands here)
+# --- end reports ---
+
 def _configure_logging(debug: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
