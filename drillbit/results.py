@@ -136,7 +136,8 @@ class Measurements(_Model):
     rto: dict[str, Any] | None = None
     rpo: dict[str, Any] | None = None
     latency: dict[str, Any] | None = None
-    availability: dict[str, Any] | None = None  # {"ratio", "probes", "failed", "interval_s"}
+    availability: dict[str, Any] | None = None  # {"percent", "probes", "failed", "interval_s", "phases"}
+    replicas: dict[str, Any] | None = None  # {"restored_s", "dipped", "restored_at", "interval_s"} after the fault
     autoscaling: dict[str, Any] | None = None
     load: dict[str, Any] | None = None  # load.json
     experiment: dict[str, Any] | None = None  # journal status, deviated, steady state before/after
