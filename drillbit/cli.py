@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from drillbit.cli_run import register as register_run
 from drillbit.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, ConfigError, DrillError
 
 __all__ = ["app", "main"]
@@ -172,6 +173,8 @@ def demo(
             sandbox.down(state_dir, report=_say)
 
 
+
+register_run(app)
 
 # --- reports and evidence: `drill report ...`, `drill seal`, `drill verify` (defined in reports/cli.py) ---
 # (reports helper: register the report commands here)

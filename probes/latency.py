@@ -103,8 +103,9 @@ def _files(run_dir: Path | str) -> list[Path]:
     return files
 
 
-def load_requests(run_dir: Path | str) -> Requests:
-    """Every worker's records, read batch by batch into preallocated columns (no second copy)."""
+def load_requests(run_dir: Path | str, name: str | None = None) -> Requests:
+    """Every worker's records (only requests called ``name`` if given), read batch by batch into
+    preallocated columns (no second copy)."""
     files = _files(run_dir)
     try:
         n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
@@ -119,22 +120,25 @@ def load_requests(run_dir: Path | str) -> Requests:
         unsent=np.empty(n, dtype=bool),
     )
     assert out.unsent is not None
+    columns = ["intended", "start", "latency", "status", "error"] + (["name"] if name is not None else [])
     pos = 0
     for f in files:
-        batches = pq.ParquetFile(f).iter_batches(
-            batch_size=_BATCH, columns=["intended", "start", "latency", "status", "error"]
-        )
-        for b in batches:
+        for b in pq.ParquetFile(f).iter_batches(batch_size=_BATCH, columns=columns):
+            if name is not None:
+                b = b.filter(pc.fill_null(pc.equal(b.column("name").cast(pa.string()), name), False))
             k = b.num_rows
             sl = slice(pos, pos + k)
-            for name, col in (("intended", out.intended), ("start", out.start), ("latency", out.latency)):
-                col[sl] = b.column(name).to_numpy(zero_copy_only=False)
+            for col_name, col in (("intended", out.intended), ("start", out.start), ("latency", out.latency)):
+                col[sl] = b.column(col_name).to_numpy(zero_copy_only=False)
             out.status[sl] = pc.fill_null(b.column("status"), 0).to_numpy(zero_copy_only=False)
             kind = b.column("error")
             out.error[sl] = kind.is_valid().to_numpy(zero_copy_only=False)
             out.unsent[sl] = _is_kind(kind, NO_OUTCOME)
             pos += k
-    return out
+    if pos == n:
+        return out
+    return Requests(out.intended[:pos], out.start[:pos], out.latency[:pos], out.status[:pos], out.error[:pos],
+                    out.unsent[:pos])  # fmt: skip
 
 
 def _is_kind(column: pa.Array, kinds: tuple[str, ...]) -> np.ndarray:

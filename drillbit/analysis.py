@@ -1,0 +1,224 @@
+"""Analyze a run directory into ``measurements.json``: the analyzers over what the drill recorded.
+
+Reads only the run directory (events.jsonl, samples/, requests/, load.json, journal.json), so a
+report can be rebuilt, and an interrupted or crashed run analyzed, from the directory alone.
+Leftover sample journals (a run that never closed its files) are converted first. A section an
+analyzer cannot measure is ``None`` with the reason in ``unmeasured``: never a made-up number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drillbit.events import read_events
+from drillbit.results import JOURNAL, Fault, Measurements
+from drillbit.rundir import (
+    AVAILABILITY,
+    AVAILABILITY_SCHEMA,
+    EVENTS,
+    HEARTBEAT,
+    HEARTBEAT_SCHEMA,
+    LOAD_META,
+    REPLICAS,
+    REPLICAS_SCHEMA,
+)
+from drillbit.sla import Sla
+
+__all__ = ["analyze", "faults_from_events", "first_fault"]
+
+log = logging.getLogger(__name__)
+
+JOURNAL_SCHEMAS = {AVAILABILITY: AVAILABILITY_SCHEMA, HEARTBEAT: HEARTBEAT_SCHEMA, REPLICAS: REPLICAS_SCHEMA}
+#: RTO: the service must succeed continuously this long to count as recovered
+STABILITY_WINDOW_S = 5.0
+
+
+def faults_from_events(events: list[dict[str, Any]]) -> list[Fault]:
+    """Each injected fault, with its result and (for reversible faults) when it was reverted."""
+    faults: list[Fault] = []
+    pending: dict[str, int] = {}
+    revert_at: float | None = None
+    for e in events:
+        kind = e.get("kind")
+        if kind == "fault.inject":
+            pending[e["activity"]] = len(faults)
+            faults.append(Fault(activity=e["activity"], action=e.get("action", "?"), injected_at=float(e["t"]),
+                                landed=False, error="no result recorded: the drill ended during the fault"))
+        elif kind == "fault.revert":
+            revert_at = float(e["t"])
+        elif kind == "fault.result" and e.get("role") == "fault" and e["activity"] in pending:
+            i = pending.pop(e["activity"])
+            faults[i] = faults[i].model_copy(update={
+                "landed": bool(e.get("landed")), "error": e.get("error"), "detail": e.get("output") or {}})  # fmt: skip
+        elif kind == "fault.result" and e.get("role") == "revert" and revert_at is not None:
+            for i, f in enumerate(faults):
+                if f.reverted_at is None and f.injected_at <= revert_at:
+                    faults[i] = f.model_copy(update={"reverted_at": revert_at})
+    return faults
+
+
+def first_fault(events: list[dict[str, Any]]) -> tuple[float | None, str | None]:
+    """The fault time and where it came from: an injected fault, else a ``mark`` of kind fault."""
+    for e in events:
+        if e.get("kind") == "fault.inject":
+            return float(e["t"]), "injected"
+    for e in events:
+        if e.get("kind") == "mark" and e.get("mark") == "fault":
+            return float(e["t"]), "marked"
+    return None, None
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else None
+
+
+class _Sections:
+    """Collects each analyzer's result, or why it has none."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.unmeasured: dict[str, str] = {}
+
+    def run(self, section: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            value = fn(*args, **kwargs)
+        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+            self.unmeasured[section] = f"{type(err).__name__}: {err}"
+            log.info("%s not measured: %s", section, err)
+            return None
+        self.values[section] = value
+        return value
+
+
+def _availability(run_dir: Path, phases: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    from probes.availability import availability_meta, load_availability
+
+    df = load_availability(run_dir)
+    if df.empty:
+        raise ValueError("no availability samples")
+    t, ok = df["t"].to_numpy(dtype=float), df["ok"].to_numpy(dtype=bool)
+    per_phase = {}
+    for name, (lo, hi) in phases.items():
+        m = (t >= lo) & (t < hi)
+        n = int(m.sum())
+        per_phase[name] = {"probes": n, "failed": int((m & ~ok).sum()),
+                           "percent": 100.0 * float(ok[m].mean()) if n else None}  # fmt: skip
+    return {"percent": 100.0 * float(ok.mean()), "probes": len(ok), "failed": int((~ok).sum()),
+            "interval_s": availability_meta(run_dir).get("interval_s"), "phases": per_phase}  # fmt: skip
+
+
+def _replicas_restored(run_dir: Path, fault_at: float) -> dict[str, Any]:
+    """Fault -> first replica sample at which every region has ready >= desired > 0 again."""
+    from probes.replicas import load_replicas
+
+    df = load_replicas(run_dir)
+    after = df[df["t"] >= fault_at]
+    if after.empty:
+        raise ValueError("no replica samples after the fault")
+    whole = after.assign(ok=(after["ready"] >= after["desired"]) & (after["desired"] > 0)).groupby("t")["ok"].all()
+    dipped = bool((~whole).any())
+    # restored: the first whole sample after the last broken one (a region killed later breaks it again)
+    broken_t = whole.index[~whole.to_numpy()]
+    later = whole[whole.index > broken_t.max()] if dipped else whole
+    restored_at = float(later.index[0]) if len(later) else None
+    interval = float(np.median(np.diff(np.unique(df["t"].to_numpy())))) if df["t"].nunique() > 1 else math.nan
+    return {"restored_s": None if restored_at is None else restored_at - fault_at, "dipped": dipped,
+            "restored_at": restored_at, "interval_s": interval}  # fmt: skip
+
+
+def _journal_summary(run_dir: Path) -> dict[str, Any]:
+    journal = _json(run_dir / JOURNAL)
+    if journal is None:
+        raise FileNotFoundError(f"no {JOURNAL}: the experiment did not finish")
+    ss = journal.get("steady_states") or {}
+
+    def met(which: str) -> bool | None:
+        part = ss.get(which)
+        return None if not part else bool(part.get("steady_state_met"))
+
+    return {"status": journal.get("status"), "deviated": bool(journal.get("deviated")),
+            "steady_state_before": met("before"), "steady_state_after": met("after"),
+            "activities": len(journal.get("run") or []), "rollbacks": len(journal.get("rollbacks") or [])}  # fmt: skip
+
+
+def _latency(run_dir: Path, phases: dict[str, tuple[float, float]], names: set[str]) -> dict[str, Any]:
+    from probes.latency import analyze_latency, analyze_run, load_requests
+
+    report = analyze_run(run_dir, phases).to_dict()
+    report["by_request"] = {n: {k: v.to_dict() for k, v in analyze_latency(load_requests(run_dir, n), phases).items()}
+                            for n in sorted(names)}  # fmt: skip
+    return report
+
+
+def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sla]) -> dict[str, Any]:
+    from probes.autoscaling import autoscaling_report
+    from probes.replicas import load_replicas
+
+    step = next((float(e["t"]) for e in events if e.get("kind") == "load.step"), None)
+    if step is None:
+        raise ValueError("no load.step event: the drill applied no load step")
+    capacity = next((s.capacity for s in slas.values() if s.capacity), None)
+    if capacity is None:
+        # what the autoscaler itself decided: the peak desired replicas after the step
+        df = load_replicas(run_dir)
+        totals = df[df["t"] >= step].groupby("t")["desired"].sum()
+        capacity = int(totals.max()) if len(totals) else 0
+    return autoscaling_report(str(run_dir), target_replicas=capacity)
+
+
+def analyze(run_dir: Path, slas: dict[str, Sla] | None = None) -> Measurements:
+    """Every measurement the run directory supports (``slas`` says which request names matter)."""
+    from probes.availability import rto_report
+    from probes.latency import phases_from_events
+    from probes.rpo import rpo_report
+    from probes.samplers import recover_journals
+
+    slas = slas or {}
+    recovered = recover_journals(run_dir, JOURNAL_SCHEMAS)
+    if recovered:
+        log.warning("recovered %d sample journal(s) left by an interrupted run", len(recovered))
+    events = read_events(run_dir / EVENTS) if (run_dir / EVENTS).exists() else []
+    fault_at, source = first_fault(events)
+    # the last phase is open-ended: it ends with the drill's last event
+    end = max((float(e["t"]) for e in events), default=math.inf)
+    phases = {k: (lo, min(hi, end)) for k, (lo, hi) in phases_from_events(run_dir).items()}
+    s = _Sections()
+    if fault_at is None:
+        s.unmeasured.update({k: "no fault was injected or marked" for k in ("rto", "rpo", "replicas")})
+    else:
+        s.run("rto", rto_report, str(run_dir), fault_at, STABILITY_WINDOW_S)
+        if (run_dir / HEARTBEAT).exists() or (run_dir / (HEARTBEAT + ".journal")).exists():
+            s.run("rpo", rpo_report, str(run_dir), fault_at)
+        else:
+            s.unmeasured["rpo"] = "no heartbeat writer ran (no write path to the target)"
+        s.run("replicas", _replicas_restored, run_dir, fault_at)
+    names = {sla.request for sla in slas.values() if sla.request}
+    s.run("latency", _latency, run_dir, phases, names)
+    s.run("availability", _availability, run_dir, phases)
+    if any(e.get("kind") == "load.step" for e in events):
+        s.run("autoscaling", _autoscaling, run_dir, events, slas)
+    s.run("experiment", _journal_summary, run_dir)
+    return Measurements(
+        fault_at=fault_at,
+        fault_source=source,
+        faults=faults_from_events(events),
+        phases=phases,
+        rto=s.values.get("rto"),
+        rpo=s.values.get("rpo"),
+        latency=s.values.get("latency"),
+        availability=s.values.get("availability"),
+        replicas=s.values.get("replicas"),
+        autoscaling=s.values.get("autoscaling"),
+        load=_json(run_dir / LOAD_META),
+        experiment=s.values.get("experiment"),
+        unmeasured=s.unmeasured,
+    )

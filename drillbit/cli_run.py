@@ -1,0 +1,108 @@
+"""``drill run``: the CLI of the drill runner (one experiment, or a suite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drillbit.errors import ConfigError, DrillError
+from drillbit.results import AuditFields
+
+__all__ = ["register"]
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _summary(result: object) -> None:
+    from drillbit.runner import DrillResult
+
+    assert isinstance(result, DrillResult)
+    _say(f"run directory: {result.run_dir}")
+    if result.verdicts is not None:
+        for v in result.verdicts.verdicts:
+            measured = "-" if v.measured is None else f"{v.measured:.4g} {v.unit}"
+            _say(f"  {v.verdict.value:<12} {v.requirement:<7} {v.requirement_text}: {measured} "
+                 f"(target {v.op} {v.target:g} {v.unit}){'  - ' + v.reason if v.reason else ''}")  # fmt: skip
+        for reason in result.verdicts.inconclusive_reasons:
+            _say(f"  note: {reason}")
+    outcome = result.verdicts.outcome.value if result.verdicts is not None else "ERROR"
+    _say(f"{outcome} ({result.status.value}), exit {result.exit_code}" + (f": {result.error}" if result.error else ""))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        experiment: Annotated[Path | None, typer.Argument(help="Chaos Toolkit experiment file (YAML/JSON).")] = None,
+        env: Annotated[str, typer.Option("--env", "-e", help="Target: sandbox or a drill.yaml name.")] = "sandbox",
+        profile: Annotated[str | None, typer.Option(help="Load profile (name or file).")] = None,
+        sla: Annotated[Path | None, typer.Option(help="SLA file (default experiments/slas.yaml).")] = None,
+        out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print the plan, inject nothing.")] = False,
+        keep: Annotated[bool, typer.Option(help="Leave an environment this drill started up afterwards.")] = False,
+        suite: Annotated[str | None, typer.Option(help="Run a suite from experiments/suites.yaml instead.")] = None,
+        state_dir: Annotated[Path | None, typer.Option(help="Environment state (default .drill).")] = None,
+        topology: Annotated[Path | None, typer.Option(help="Sandbox topology, if the drill starts it.")] = None,
+        operator: Annotated[str | None, typer.Option(help="Who runs it (default $DRILL_OPERATOR).")] = None,
+        scope: Annotated[str | None, typer.Option(help="Audit: the drill's scope.")] = None,
+        objectives: Annotated[str | None, typer.Option(help="Audit: the drill's objectives.")] = None,
+        participant: Annotated[list[str] | None, typer.Option(help="Audit: a participant (repeatable).")] = None,
+        approver: Annotated[str | None, typer.Option(help="Audit: who approved the drill.")] = None,
+        plain: Annotated[bool, typer.Option("--plain", help="Plain progress lines even on a terminal.")] = False,
+    ) -> None:
+        """Run an experiment (or a suite) against a live target under load; measure, judge, report."""
+        from drillbit.plan import load_plan
+        from drillbit.runner import RunOptions, run_drill
+        from drillbit.suite import combined_exit_code, load_suite
+
+        if (experiment is None) == (suite is None):
+            raise ConfigError("drill run", "give one experiment file or --suite NAME")
+        files = [experiment] if experiment is not None else load_suite(str(suite))[1]
+        plans, problems = [], []
+        for f in files:  # validate them all before running any
+            try:
+                plans.append(load_plan(f, sla_path=sla, profile=profile))
+            except ConfigError as err:
+                problems.append(str(err))
+        if problems:
+            raise ConfigError("drill run", problems)
+        if dry_run:
+            for plan in plans:
+                typer.echo(f"plan for {plan.experiment_path} on {env} (dry run: nothing injected):")
+                for line in plan.describe():
+                    typer.echo(f"  {line}")
+            return
+        options = RunOptions(env=env, out=out, state_dir=state_dir, topology=topology, keep=keep or len(plans) > 1,
+                             operator=operator, tty=False if plain else None, say=_say,
+                             audit=AuditFields(scope=scope, objectives=objectives, participants=participant or [],
+                                               approver=approver))  # fmt: skip
+        codes = []
+        started_here = False
+        try:
+            for plan in plans:
+                if len(plans) > 1:
+                    _say(f"== {plan.experiment_path}")
+                try:
+                    result = run_drill(plan, options)
+                except DrillError as err:
+                    if len(plans) == 1:
+                        raise
+                    _say(f"drill: error: {err}")
+                    codes.append(err.exit_code)
+                    continue
+                started_here = started_here or result.started_env
+                _summary(result)
+                codes.append(result.exit_code)
+        finally:
+            if len(plans) > 1 and started_here and not keep:
+                from drillbit.targets.sandbox import sandbox
+
+                sandbox.down(state_dir, report=_say)
+        code = combined_exit_code(codes)
+        if len(plans) > 1:
+            _say(f"suite {suite}: exit {code} ({', '.join(str(c) for c in codes)})")
+        if code:
+            raise typer.Exit(code)

@@ -1,0 +1,137 @@
+"""The drillbit Chaos Toolkit control: times every fault and checks that it landed.
+
+The drill runner adds it to the experiment it runs (``controls:``, with the run's events file as
+argument), so the journal shows it. For each activity provided by ``drillbit.faults``:
+
+- before a fault (``drillbit.faults.FAULTS``): ``fault.inject`` with the activity's name, and the
+  ``phase`` event ``fault`` before the first one;
+- before a revert (``restore_region``): ``fault.revert``;
+- after either: ``fault.result`` with ``landed`` (the driver's own verification; a failed
+  activity or a result without ``landed: true`` has not landed) and the driver's facts.
+
+Activities of other providers (plain chaosk8s/chaosaws, probes) are recorded as ``activity``
+events, so the timeline shows them, but they are not judged. Secrets are redacted before writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from drillbit.clock import Clock
+from drillbit.events import EventLog, read_events
+from drillbit.faults import FAULTS, REVERTS
+from drillbit.redact import Redactor, secret_values
+
+__all__ = [
+    "after_activity_control",
+    "after_hypothesis_control",
+    "after_method_control",
+    "after_rollback_control",
+    "before_activity_control",
+    "before_method_control",
+    "before_rollback_control",
+    "control_entry",
+]
+
+log = logging.getLogger(__name__)
+
+MODULE = "drillbit.faults"
+
+
+def control_entry(events_path: Path) -> dict[str, Any]:
+    """The ``controls:`` entry the runner adds to an experiment."""
+    return {
+        "name": "drillbit",
+        "provider": {"type": "python", "module": __name__, "arguments": {"events_path": str(events_path)}},
+    }
+
+
+def _kind(activity: dict[str, Any]) -> str | None:
+    provider = activity.get("provider") or {}
+    if provider.get("type") != "python" or provider.get("module") != MODULE:
+        return None
+    func = provider.get("func")
+    return "fault" if func in FAULTS else "revert" if func in REVERTS else None
+
+
+def _emit(events_path: str, secrets: dict[str, Any] | None, kind: str, **fields: Any) -> None:
+    redact = Redactor(secret_values(secrets, os.environ))
+    with EventLog(Path(events_path), Clock()) as log_:
+        log_.emit(kind, **redact(fields))
+
+
+def _faults_so_far(events_path: str) -> int:
+    path = Path(events_path)
+    return sum(1 for e in read_events(path) if e.get("kind") == "fault.inject") if path.exists() else 0
+
+
+def before_activity_control(
+    context: dict[str, Any], events_path: str, secrets: dict[str, Any] | None = None, **kwargs: Any
+) -> None:
+    kind = _kind(context)
+    name = context.get("name", "?")
+    func = (context.get("provider") or {}).get("func")
+    if kind == "fault":
+        if _faults_so_far(events_path) == 0:
+            _emit(events_path, secrets, "phase", name="fault")
+        _emit(events_path, secrets, "fault.inject", activity=name, action=f"{MODULE}.{func}",
+              arguments=context["provider"].get("arguments", {}))  # fmt: skip
+    elif kind == "revert":
+        _emit(events_path, secrets, "fault.revert", activity=name, action=f"{MODULE}.{func}",
+              arguments=context["provider"].get("arguments", {}))  # fmt: skip
+    else:
+        _emit(events_path, secrets, "activity.start", activity=name, type=context.get("type"))
+
+
+def after_activity_control(
+    context: dict[str, Any],
+    state: dict[str, Any] | None,
+    events_path: str,
+    secrets: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    kind = _kind(context)
+    run = state or {}
+    status = run.get("status")
+    output = run.get("output")
+    if kind is None:
+        _emit(events_path, secrets, "activity.end", activity=context.get("name", "?"), status=status)
+        return
+    landed = status == "succeeded" and isinstance(output, dict) and output.get("landed") is True
+    error = None
+    if status != "succeeded":
+        exc = run.get("exception") or []
+        error = (exc[-1].strip() if exc else None) or f"activity {status}"
+    elif not landed:
+        error = "the target did not confirm the fault took effect (landed is not true)"
+    _emit(events_path, secrets, "fault.result", activity=context.get("name", "?"), role=kind, status=status,
+          landed=landed, error=error, duration_s=run.get("duration"),
+          output=output if isinstance(output, dict) else {"value": output})  # fmt: skip
+    if error:
+        log.warning("%s %r did not land: %s", kind, context.get("name"), error)
+
+
+def before_method_control(context: dict[str, Any], events_path: str, **kwargs: Any) -> None:
+    _emit(events_path, None, "method.start")
+
+
+def after_method_control(context: dict[str, Any], events_path: str, **kwargs: Any) -> None:
+    _emit(events_path, None, "method.end")
+
+
+def before_rollback_control(context: dict[str, Any], events_path: str, **kwargs: Any) -> None:
+    _emit(events_path, None, "rollbacks.start")
+
+
+def after_rollback_control(context: dict[str, Any], events_path: str, **kwargs: Any) -> None:
+    _emit(events_path, None, "rollbacks.end")
+
+
+def after_hypothesis_control(
+    context: dict[str, Any], state: dict[str, Any] | None, events_path: str, **kwargs: Any
+) -> None:
+    met = (state or {}).get("steady_state_met")
+    _emit(events_path, None, "hypothesis", title=context.get("title"), met=met)

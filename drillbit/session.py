@@ -1,0 +1,130 @@
+"""A recording session: the samplers and the load around a target, writing into one run directory.
+
+Shared by ``drill run`` (which injects faults meanwhile) and ``drill observe`` (which only
+watches). Starting and stopping are idempotent and ordered so an interrupted drill keeps what it
+measured: samplers start before the load and stop after it; every file is flushed as it goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+from drillbit.clock import Clock
+from drillbit.errors import EnvironmentFailure
+from probes.availability import AvailabilitySampler, HttpCheck, PlaceCancelOrder, Transaction
+from probes.replicas import ReplicaSource, ReplicasSampler
+from probes.rpo import HeartbeatWriter
+from probes.samplers import Sampler
+
+__all__ = ["LoadSpec", "Session", "drill_profile"]
+
+log = logging.getLogger(__name__)
+
+#: the profile as run (stretched to cover the drill) is kept in the run directory
+PROFILE_AS_RUN = "profile.yaml"
+#: Locust's own running stats (locust_stats_history.csv), for the live view only
+LIVE_STATS = "locust"
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    profile: str  # name or path
+    locustfile: str = "trader"
+    processes: int = 1
+
+
+def drill_profile(profile: str, run_dir: Path, cover_s: float) -> Path:
+    """The profile with its last stage stretched so the load covers ``cover_s`` seconds; the drill
+    stops it when it is done. Written to the run directory as run."""
+    from loadtests.profiles import load_profile
+
+    prof = load_profile(profile)
+    stages = [s.model_dump(exclude_none=True) for s in prof.stages]
+    short = cover_s - prof.duration
+    if short > 0:
+        stages[-1]["duration"] = stages[-1]["duration"] + math.ceil(short)
+    data = {**prof.model_dump(exclude_none=True), "stages": stages}
+    path = run_dir / PROFILE_AS_RUN
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+class Session:
+    """Availability probe, heartbeat writer, replica sampler and load generator, on one clock."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        clock: Clock,
+        *,
+        api_url: str,
+        run_id: str,
+        write_path: bool = True,
+        dsn: str | None = None,
+        heartbeat_via: str = "api",
+        replicas: ReplicaSource | None = None,
+        load: LoadSpec | None = None,
+        cover_s: float = 600.0,
+    ) -> None:
+        self.run_dir, self.clock, self.api_url, self.run_id = run_dir, clock, api_url.rstrip("/"), run_id
+        self.dsn, self.heartbeat_via, self.replica_source = dsn, heartbeat_via, replicas
+        self.load_spec, self.cover_s, self.write_path = load, cover_s, write_path
+        self.samplers: list[Sampler] = []
+        self.heartbeat: HeartbeatWriter | None = None
+        self.load: Any = None  # loadtests.runner.LoadRun
+        self.load_result: Any = None
+
+    def _transaction(self) -> Transaction:
+        # the write path (place + cancel an order) when the target is the trading API; else readiness
+        if self.write_path:
+            return PlaceCancelOrder(self.api_url, self.run_id)
+        return HttpCheck(self.api_url)
+
+    def start(self) -> None:
+        """Start samplers, then the load. Raises EnvironmentFailure when the target cannot be measured."""
+        self.samplers.append(AvailabilitySampler(self._transaction(), self.run_dir, clock=self.clock).start())
+        if self.dsn is not None:
+            api = self.api_url if self.heartbeat_via == "api" else None
+            self.heartbeat = HeartbeatWriter(self.dsn, self.run_dir, self.run_id, clock=self.clock, api_url=api)
+            self.samplers.append(self.heartbeat.start())
+        if self.replica_source is not None:
+            self.samplers.append(ReplicasSampler(self.replica_source, self.run_dir, clock=self.clock).start())
+        if self.load_spec is not None:
+            from loadtests.runner import start_load
+
+            profile = drill_profile(self.load_spec.profile, self.run_dir, self.cover_s)
+            live_stats = ["--csv", str(self.run_dir / LIVE_STATS), "--csv-full-history"]
+            spec = self.load_spec
+            self.load = start_load(spec.locustfile, profile, self.api_url, self.run_dir, processes=spec.processes,
+                                   clock=self.clock, extra_args=live_stats)  # fmt: skip
+
+    def stop_load(self) -> None:
+        if self.load is not None and self.load_result is None:
+            try:
+                self.load_result = self.load.stop()
+            except EnvironmentFailure as err:
+                log.error("load generator: %s", err)
+
+    def stop(self) -> None:
+        """Stop the load, then the samplers (each flushes and closes its file); idempotent."""
+        self.stop_load()
+        for sampler in reversed(self.samplers):
+            sampler.stop()
+
+    def readback(self, retry_for: float = 60.0) -> bool:
+        """Read the heartbeat back for RPO (after recovery). False when there is no heartbeat or it failed."""
+        if self.heartbeat is None:
+            return False
+        try:
+            self.heartbeat.readback(retry_for=retry_for)
+        except (psycopg.Error, OSError) as err:  # RPO is then unmeasured, and says why
+            log.error("heartbeat read-back failed: %s", err)
+            return False
+        return True

@@ -1,0 +1,135 @@
+"""SLA files: which targets a drill is held to, per experiment, citing the requirement each verifies.
+
+An SLA file (YAML; the default is ``experiments/slas.yaml``, matching the seeds)::
+
+    slas:                       # every SLA drillbit knows, by key
+      rto: {metric: rto_s, op: "<", target: 900, requirement: R9.4, text: "RTO < 15 min"}
+      p95: {metric: p95_ms, phases: [baseline, after], op: "<", target: 100, requirement: E12000,
+            text: "API p95 < 100 ms outside the fault window"}
+    default: [rto, rpo, p95]    # the SLAs an experiment is held to unless it says otherwise
+    experiments:                # per experiment (by file stem): which SLAs, and overrides
+      rolling-update: {use: [errors, p95], override: {p95: {phases: [baseline, fault, recovery, after]}}}
+
+Metrics are drillbit's own names (``METRICS``); each is read from measurements.json by
+``drillbit.verdicts``. Every problem in the file is reported at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from drillbit.errors import ConfigError, validation_problems
+
+__all__ = ["DEFAULT_SLA_FILE", "METRICS", "Sla", "SlaFile", "load_sla_file", "slas_for"]
+
+DEFAULT_SLA_FILE = Path(__file__).resolve().parents[1] / "experiments" / "slas.yaml"
+
+#: metric -> unit
+METRICS: dict[str, str] = {
+    "rto_s": "s",  # fault -> sustained recovery (availability probe)
+    "detect_s": "s",  # fault -> first failed probe
+    "downtime_s": "s",
+    "rpo_s": "s",  # fault - ack time of the oldest lost acknowledged write (0: nothing lost)
+    "lost_writes": "count",  # acknowledged writes absent after recovery
+    "p50_ms": "ms",
+    "p95_ms": "ms",
+    "p99_ms": "ms",
+    "errors": "count",  # failed requests of the load (per phases)
+    "error_rate_percent": "%",
+    "availability_percent": "%",  # share of good availability probes over the drill
+    "replicas_restored_s": "s",  # fault -> every region's ready replicas back at desired (replica samples)
+    "first_new_replica_s": "s",  # load step -> first new ready replica
+    "capacity_s": "s",  # load step -> target capacity
+    "scale_out_p95_ms": "ms",  # worst windowed p95 while scaling out
+}
+
+Op = Literal["<", "<=", ">", ">=", "=="]
+
+
+class Sla(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str
+    op: Op
+    target: float
+    requirement: str = Field(min_length=1)  # seed id, e.g. R9.4
+    text: str = Field(min_length=1)  # e.g. "RTO < 15 min"
+    phases: list[str] | None = None  # latency/error metrics: which phases (default: all of the run)
+    request: str | None = None  # latency metrics: only requests with this name (e.g. "POST /orders")
+    capacity: int | None = None  # capacity_s: the target number of ready replicas
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> Sla:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric: unknown metric {self.metric!r}: use one of {', '.join(METRICS)}")
+        if self.metric == "capacity_s" and not self.capacity:
+            raise ValueError("capacity: required for metric capacity_s (the target number of ready replicas)")
+        return self
+
+    @property
+    def unit(self) -> str:
+        return METRICS[self.metric]
+
+
+class ExperimentSlas(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    use: list[str] | None = None
+    override: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class SlaFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    slas: dict[str, Sla]
+    default: list[str]
+    experiments: dict[str, ExperimentSlas] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> SlaFile:
+        problems = [f"default: unknown SLA {k!r}: define it under slas" for k in self.default if k not in self.slas]
+        for name, exp in self.experiments.items():
+            for k in [*(exp.use or []), *exp.override]:
+                if k not in self.slas:
+                    problems.append(f"experiments.{name}: unknown SLA {k!r}: define it under slas or remove it")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def load_sla_file(path: Path | None = None) -> SlaFile:
+    source = path or DEFAULT_SLA_FILE
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(source), "no such SLA file: pass an existing file to --sla") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(str(source), f"{where}not valid YAML: fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(source), "expected a mapping with slas:, default: and experiments:")
+    try:
+        return SlaFile.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(str(source), validation_problems(err)) from None
+
+
+def slas_for(sla_file: SlaFile, experiment: str, source: str = "SLA file") -> dict[str, Sla]:
+    """The SLAs experiment ``experiment`` (file stem) is held to, overrides applied."""
+    spec = sla_file.experiments.get(experiment, ExperimentSlas())
+    keys = spec.use if spec.use is not None else sla_file.default
+    out = {}
+    for key in keys:
+        base = sla_file.slas[key]
+        change = spec.override.get(key)
+        if change:
+            try:
+                base = Sla.model_validate({**base.model_dump(), **change})
+            except ValidationError as err:
+                raise ConfigError(source, [f"experiments.{experiment}.override.{key}.{p}"
+                                           for p in validation_problems(err)]) from None  # fmt: skip
+        out[key] = base
+    return out

@@ -1,0 +1,65 @@
+"""The target protocol: what every driver (sandbox, kubernetes, aws) offers a drill.
+
+Portable fault actions (``drillbit.faults``) and the drill runner talk to a target only through
+this protocol, so one experiment file runs on every target. A fault method returns JSON-friendly
+facts including ``landed``: whether the target *verified* that the fault took effect (the replica
+really died, the primary really changed). ``heal`` undoes every lasting fault (a lost region, a
+node left down) and is idempotent: the runner calls it after every drill, interrupted or not,
+and a later invocation calls it for a drill that crashed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Endpoints", "Target"]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    api_url: str  # the service's base URL (front door / ingress / load balancer)
+    dsn: str | None = None  # database DSN: the RPO read-back (and the heartbeat, when heartbeat_via="database")
+    heartbeat_via: str = "api"  # "api": acknowledged orders through the service; "database": direct inserts
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
+
+
+class Target(Protocol):
+    name: str  # as configured (e.g. "sandbox", "staging-eks")
+    kind: str  # driver: sandbox | kubernetes | aws
+
+    def endpoints(self) -> Endpoints: ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Identifies exactly what was exercised (ids, versions, topology hash) for the report."""
+        ...
+
+    def ready(self) -> bool:
+        """The service answers readiness through its public endpoint."""
+        ...
+
+    def replicas(self) -> dict[str, dict[str, int]]:
+        """Desired and ready API replicas per region."""
+        ...
+
+    def primary_region(self) -> str | None: ...
+
+    def kill_replicas(self, count: int | None = None, percent: float | None = None,
+                      region: str | None = None) -> dict[str, Any]: ...  # fmt: skip
+
+    def lose_region(self, region: str) -> dict[str, Any]: ...
+
+    def restore_region(self, region: str) -> dict[str, Any]: ...
+
+    def fail_over_database(self, mode: str = "kill-node") -> dict[str, Any]: ...
+
+    def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]: ...
+
+    def heal(self) -> dict[str, Any]:
+        """Undo every lasting fault and wait until the target is whole; idempotent."""
+        ...
+
+    def whole(self) -> bool:
+        """Every region up, every replica ready, a primary database: nothing left to heal."""
+        ...

@@ -1,0 +1,111 @@
+"""The sandbox as a drill target (``drillbit.targets.base.Target``)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from drillbit.errors import ConfigError
+from drillbit.targets.base import Endpoints
+from drillbit.targets.sandbox import procs
+from drillbit.targets.sandbox.sandbox import Sandbox
+
+__all__ = ["SandboxTarget"]
+
+log = logging.getLogger(__name__)
+
+FAILOVER_MODES = ("kill-node", "kill-postgres", "switchover")
+
+
+class SandboxTarget:
+    kind = "sandbox"
+
+    def __init__(self, sandbox: Sandbox, name: str = "sandbox") -> None:
+        self.sb = sandbox
+        self.name = name
+
+    @classmethod
+    def attach(cls, state_dir: Path | str | None = None, name: str = "sandbox") -> SandboxTarget:
+        return cls(Sandbox.attach(state_dir), name)
+
+    def endpoints(self) -> Endpoints:
+        # the heartbeat goes through the trading API: an acknowledged order is the write that must not be lost
+        return Endpoints(api_url=self.sb.front_door_url, dsn=self.sb.dsn, heartbeat_via="api")
+
+    def fingerprint(self) -> dict[str, Any]:
+        topo = Path(self.sb.state.topology_file)
+        return {
+            "sandbox_id": self.sb.state.id,
+            "created_at": self.sb.state.created_at,
+            "topology": str(topo),
+            "topology_sha256": hashlib.sha256(topo.read_bytes()).hexdigest() if topo.exists() else None,
+            "regions": self.sb.regions,
+            "front_door": self.sb.front_door_url,
+        }
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.sb.front_door_url}/readyz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def replicas(self) -> dict[str, dict[str, int]]:
+        return self.sb.replicas()
+
+    def primary_region(self) -> str | None:
+        return self.sb.primary()
+
+    # -- faults ----------------------------------------------------------------------------
+    def kill_replicas(self, count: int | None = None, percent: float | None = None,
+                      region: str | None = None) -> dict[str, Any]:  # fmt: skip
+        return self.sb.kill_replicas(count, percent=percent, region=region)
+
+    def lose_region(self, region: str) -> dict[str, Any]:
+        result = self.sb.kill_region(region)
+        alive = [r for r in self.sb.regions if r != region]
+        counts = self.sb.replicas()
+        gone = counts[region]["ready"] == 0 and not self.sb.node_healthy(region)
+        return {**result, "landed": gone, "surviving_regions": alive}
+
+    def restore_region(self, region: str) -> dict[str, Any]:
+        result = self.sb.restore_region(region)
+        return {**result, "landed": self.sb.node_healthy(region)}
+
+    def fail_over_database(self, mode: str = "kill-node") -> dict[str, Any]:
+        if mode not in FAILOVER_MODES:
+            raise ConfigError("arguments.mode", f"unknown failover mode {mode!r}: use {', '.join(FAILOVER_MODES)}")
+        result = self.sb.failover_db(mode)  # type: ignore[arg-type]
+        new, old = result.get("new_primary"), result.get("old_primary")
+        return {**result, "landed": new is not None and new != old}
+
+    def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]:
+        return self.sb.roll_out(version=version, max_unavailable=max_unavailable)
+
+    # -- healing ---------------------------------------------------------------------------
+    def _broken_regions(self) -> list[str]:
+        """Regions with a stopped API watcher or no database node process (lost, or killed and left down)."""
+        return [
+            r for r in self.sb.regions
+            if self.sb.supervisor.status(f"api-{r}") != "active" or not procs.tagged(self.sb.state.id, f"{r}/db")
+        ]  # fmt: skip
+
+    def whole(self) -> bool:
+        counts = self.sb.replicas()
+        return (
+            self.sb.primary() is not None
+            and all(c["ready"] >= c["desired"] > 0 for c in counts.values())
+            and all(self.sb.node_healthy(r) for r in self.sb.regions)
+        )
+
+    def heal(self) -> dict[str, Any]:
+        """Restore every region whose database node or replicas are down; idempotent."""
+        restored = []
+        for region in self._broken_regions():
+            log.warning("healing: restoring %s", region)
+            self.sb.restore_region(region)
+            restored.append(region)
+        return {"restored": restored, "whole": self.whole()}
