@@ -228,7 +228,7 @@ class Drill:
         rps, p95, failures = locust_now(self.run_dir / f"{LIVE_STATS}_stats_history.csv")
         probe = None
         with contextlib.suppress(OSError, ValueError):
-            table = read_samples(self.run_dir / AVAILABILITY, AVAILABILITY_SCHEMA)
+            table = read_samples(self.run_dir / AVAILABILITY, AVAILABILITY_SCHEMA, live=True)
             if table.num_rows:
                 recent = table.column("ok").to_pylist()[-10:]
                 probe = "ok" if all(recent) else f"FAILING ({recent.count(False)}/10 recent)"

@@ -95,13 +95,15 @@ def _read_journal(journal: Path, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches(batches, schema=schema)
 
 
-def read_samples(path: Path, schema: pa.Schema) -> pa.Table:
-    """The samples at ``path``: the Parquet file, else (a drill interrupted before stop) its journal."""
+def read_samples(path: Path, schema: pa.Schema, *, live: bool = False) -> pa.Table:
+    """The samples at ``path``: the Parquet file, else (a drill interrupted before stop, or ``live``:
+    a sampler still running) its journal."""
     if path.exists():
         return pq.read_table(path, schema=schema)
     journal = journal_path(path)
     if journal.exists():
-        log.warning("%s was never closed (interrupted drill?): reading its journal", path)
+        if not live:
+            log.warning("%s was never closed (interrupted drill?): reading its journal", path)
         return _read_journal(journal, schema)
     raise FileNotFoundError(f"no samples at {path}")
 
