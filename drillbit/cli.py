@@ -177,7 +177,13 @@ def demo(
 register_run(app)
 
 # --- reports and evidence: `drill report ...`, `drill seal`, `drill verify` (defined in reports/cli.py) ---
-# (reports helper: register the report commands here)
+def _register_reports() -> None:
+    from reports.cli import register
+
+    register(app)
+
+
+_register_reports()
 # --- end reports ---
 
 def _configure_logging(debug: bool) -> None:

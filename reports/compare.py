@@ -1,0 +1,136 @@
+"""``drill report compare BASELINE CANDIDATE``: two drills side by side, with a latency regression verdict.
+
+Per phase present in both runs, the candidate's corrected p95 is compared with the baseline's:
+worse by more than ``max_p95_regression_pct`` percent is a regression. The verdict is
+
+- ``REGRESSION`` (exit 1): at least one phase regressed;
+- ``OK`` (exit 0): every compared phase within the limit;
+- ``INCONCLUSIVE`` (exit 3): nothing to compare (no phase with a p95 in both), or either load
+  generator was saturated (its latency is the generator's, not the server's).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from markupsafe import Markup
+
+from drillbit import __version__
+from drillbit.redact import Redactor
+from reports.charts import bar_chart_svg
+from reports.html import CSP, environment
+from reports.runs import load_summary
+from reports.summary import Summary
+
+__all__ = ["Comparison", "PhaseDelta", "compare", "compare_summaries", "format_text", "render_comparison"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PhaseDelta:
+    phase: str
+    metric: str  # p50_ms | p95_ms | p99_ms | error_rate | throughput_rps
+    baseline: float | None
+    candidate: float | None
+    change_pct: float | None  # (candidate - baseline) / baseline * 100
+    judged: bool  # this row decides the verdict (p95)
+    regressed: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    baseline: Summary
+    candidate: Summary
+    max_p95_regression_pct: float
+    verdict: str  # OK | REGRESSION | INCONCLUSIVE
+    rows: list[PhaseDelta]
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return {"OK": 0, "REGRESSION": 1, "INCONCLUSIVE": 3}[self.verdict]
+
+
+def _change(base: float | None, cand: float | None) -> float | None:
+    if base is None or cand is None or not (math.isfinite(base) and math.isfinite(cand)) or base == 0:
+        return None
+    return (cand - base) / base * 100.0
+
+
+def compare_summaries(baseline: Summary, candidate: Summary, max_p95_regression_pct: float = 10.0) -> Comparison:
+    if max_p95_regression_pct < 0:
+        raise ValueError("max_p95_regression_pct must be >= 0")
+    b_lat, c_lat = baseline.measurements.latency, candidate.measurements.latency
+    phases = [p for p in b_lat if p in c_lat]
+    rows: list[PhaseDelta] = []
+    regressions, judged = [], 0
+    for phase in phases:
+        b, c = b_lat[phase], c_lat[phase]
+        for metric in ("p50_ms", "p95_ms", "p99_ms", "error_rate", "throughput_rps"):
+            bv, cv = getattr(b, metric), getattr(c, metric)
+            pct = _change(bv, cv)
+            is_judged = metric == "p95_ms" and pct is not None
+            regressed = is_judged and pct is not None and pct > max_p95_regression_pct
+            judged += is_judged
+            if regressed:
+                limit = max_p95_regression_pct
+                regressions.append(f"{phase}: p95 {bv:.2f} ms -> {cv:.2f} ms (+{pct:.1f} % > {limit:g} %)")
+            rows.append(PhaseDelta(phase, metric, bv, cv, pct, is_judged, regressed))
+    reasons = list(regressions)
+    runs = (("baseline", baseline), ("candidate", candidate))
+    saturated = [name for name, s in runs if s.measurements.load_saturated]
+    if regressions:
+        verdict = "REGRESSION"
+    elif saturated:
+        verdict = "INCONCLUSIVE"
+        reasons.append(f"load generator saturated in the {' and '.join(saturated)} run: latency is the generator's")
+    elif judged == 0:
+        verdict = "INCONCLUSIVE"
+        reasons.append("no phase has a p95 in both runs: nothing to compare")
+    else:
+        verdict = "OK"
+    return Comparison(baseline, candidate, max_p95_regression_pct, verdict, rows, reasons)
+
+
+def render_comparison(cmp: Comparison) -> str:
+    p95 = [r for r in cmp.rows if r.metric == "p95_ms"]
+    chart = bar_chart_svg("p95 latency per phase (corrected)", "p95 (ms)", [r.phase for r in p95],
+                          {f"baseline {cmp.baseline.run.id}": [r.baseline for r in p95],
+                           f"candidate {cmp.candidate.run.id}": [r.candidate for r in p95]}, "compare-p95")  # fmt: skip
+    ctx = {"csp": CSP, "cmp": cmp, "b": cmp.baseline, "c": cmp.candidate, "chart": Markup(chart) if chart else None,
+           "drillbit_version": __version__,
+           "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}  # fmt: skip
+    html: str = environment().get_template("compare.html.j2").render(**ctx)
+    return html
+
+
+def format_text(cmp: Comparison) -> str:
+    """The comparison as a plain-text table (for the terminal and CI logs)."""
+    lines = [f"baseline  {cmp.baseline.run.id}", f"candidate {cmp.candidate.run.id}", "",
+             f"{'phase':<12} {'metric':<15} {'baseline':>12} {'candidate':>12} {'change':>9}"]  # fmt: skip
+    for r in cmp.rows:
+        b = "-" if r.baseline is None else f"{r.baseline:.3f}"
+        c = "-" if r.candidate is None else f"{r.candidate:.3f}"
+        pct = "-" if r.change_pct is None else f"{r.change_pct:+.1f}%"
+        flag = "  REGRESSION" if r.regressed else ""
+        lines.append(f"{r.phase[:12]:<12} {r.metric:<15} {b:>12} {c:>12} {pct:>9}{flag}")
+    lines += ["", f"verdict: {cmp.verdict} (limit: p95 worse by more than {cmp.max_p95_regression_pct:g} %)"]
+    lines += [f"  {r}" for r in cmp.reasons]
+    return "\n".join(lines)
+
+
+def compare(baseline: Path, candidate: Path, *, max_p95_regression_pct: float = 10.0, out: Path | None = None,
+            redactor: Redactor | None = None) -> Comparison:  # fmt: skip
+    cmp = compare_summaries(load_summary(baseline, redactor), load_summary(candidate, redactor),
+                            max_p95_regression_pct)  # fmt: skip
+    if out is not None:
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(render_comparison(cmp), encoding="utf-8")
+        os.replace(tmp, out)
+    return cmp
