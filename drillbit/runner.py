@@ -235,6 +235,10 @@ class Drill:
         replicas: dict[str, dict[str, int]] = {}
         with contextlib.suppress(OSError, RuntimeError, ValueError):
             replicas = self.target.replicas()
+        # the control marks the fault phase in events.jsonl: the latest phase event is the truth
+        with contextlib.suppress(OSError):
+            phases = [e["name"] for e in read_events(self.run_dir / EVENTS) if e.get("kind") == "phase"]
+            self.phase_name = phases[-1] if phases else self.phase_name
         return Snapshot(phase=self.phase_name, elapsed_s=time.monotonic() - self.started_mono, rps=rps, p95_ms=p95,
                         failures=failures, replicas=replicas, availability=probe)  # fmt: skip
 

@@ -67,9 +67,11 @@ class SandboxTarget:
     def lose_region(self, region: str) -> dict[str, Any]:
         result = self.sb.kill_region(region)
         alive = [r for r in self.sb.regions if r != region]
-        counts = self.sb.replicas()
-        gone = counts[region]["ready"] == 0 and not self.sb.node_healthy(region)
-        return {**result, "landed": gone, "surviving_regions": alive}
+        # landed: no process of the region is left and none of its replicas answers (Patroni's own view
+        # lags: a dead member stays in the DCS until its lease expires)
+        left = procs.tagged(self.sb.state.id, prefix=f"{region}/")
+        gone = not left and self.sb.replicas()[region]["ready"] == 0
+        return {**result, "landed": gone, "surviving_regions": alive, "left_running": [p.pid for p in left]}
 
     def restore_region(self, region: str) -> dict[str, Any]:
         result = self.sb.restore_region(region)
