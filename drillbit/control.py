@@ -106,7 +106,8 @@ def after_activity_control(
         exc = run.get("exception") or []
         error = (exc[-1].strip() if exc else None) or f"activity {status}"
     elif not landed:
-        error = "the target did not confirm the fault took effect (landed is not true)"
+        error = ("the target did not confirm the fault took effect (landed is not true)" if kind == "fault"
+                 else "the target did not confirm it was restored (landed is not true)")  # fmt: skip
     _emit(events_path, secrets, "fault.result", activity=context.get("name", "?"), role=kind, status=status,
           landed=landed, error=error, duration_s=run.get("duration"),
           output=output if isinstance(output, dict) else {"value": output})  # fmt: skip

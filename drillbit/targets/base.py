@@ -57,7 +57,8 @@ class Target(Protocol):
     def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]: ...
 
     def heal(self) -> dict[str, Any]:
-        """Undo every lasting fault and wait until the target is whole; idempotent."""
+        """Undo every lasting fault and wait until the target is whole; idempotent.
+        Returns ``restored`` (what was undone), ``whole`` and ``landed`` (= whole)."""
         ...
 
     def whole(self) -> bool:

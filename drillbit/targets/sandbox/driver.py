@@ -110,4 +110,5 @@ class SandboxTarget:
             log.warning("healing: restoring %s", region)
             self.sb.restore_region(region)
             restored.append(region)
-        return {"restored": restored, "whole": self.whole()}
+        whole = self.whole()
+        return {"restored": restored, "whole": whole, "landed": whole}

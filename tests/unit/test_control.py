@@ -1,0 +1,92 @@
+"""The drillbit control: fault timing and landing, as chaostoolkit-lib calls it, into events.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drillbit import control
+from drillbit.analysis import faults_from_events
+from drillbit.events import read_events
+
+KILL = {"type": "action", "name": "kill-one", "provider": {"type": "python", "module": "drillbit.faults",
+                                                              "func": "kill_replicas", "arguments": {"count": 1}}}  # fmt: skip
+RESTORE = {"type": "action", "name": "restore-a", "provider": {"type": "python", "module": "drillbit.faults",
+                                                                  "func": "restore_region", "arguments": {"region": "a"}}}  # fmt: skip
+OTHER = {"type": "probe", "name": "pods", "provider": {"type": "python", "module": "chaosk8s.pod.probes", "func": "x"}}
+
+
+def _run(path: Path, activity: dict[str, Any], state: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+    control.before_activity_control(context=activity, events_path=str(path), secrets=secrets)
+    control.after_activity_control(context=activity, state=state, events_path=str(path), secrets=secrets)
+
+
+def test_a_fault_that_landed_is_timed_and_marks_the_fault_phase(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _run(path, KILL, {"status": "succeeded", "output": {"landed": True, "killed": [{"pid": 7}]}, "duration": 0.02})
+    kinds = [e["kind"] for e in read_events(path)]
+    assert kinds == ["phase", "fault.inject", "fault.result"]
+    (fault,) = faults_from_events(read_events(path))
+    assert fault.landed and fault.detail["killed"] == [{"pid": 7}] and fault.error is None
+
+
+def test_only_the_first_fault_opens_the_fault_phase(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    for _ in range(2):
+        _run(path, KILL, {"status": "succeeded", "output": {"landed": True}})
+    assert [e["kind"] for e in read_events(path)].count("phase") == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "error"),
+    [
+        ({"status": "succeeded", "output": {"landed": False}}, "did not confirm the fault took effect"),
+        ({"status": "succeeded", "output": "done"}, "did not confirm the fault took effect"),
+        ({"status": "failed", "exception": ["Traceback", "ConfigError: count: only 4 replicas are running\n"]},
+         "ConfigError: count: only 4 replicas are running"),
+    ],
+    ids=["landed-false", "no-landed-field", "activity-failed"],
+)
+def test_a_fault_that_did_not_land_is_recorded_with_why(tmp_path: Path, state: dict[str, Any], error: str) -> None:
+    path = tmp_path / "events.jsonl"
+    _run(path, KILL, state)
+    (fault,) = faults_from_events(read_events(path))
+    assert not fault.landed
+    assert error in (fault.error or "")
+
+
+def test_a_revert_is_timed_against_the_faults_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _run(path, KILL, {"status": "succeeded", "output": {"landed": True}})
+    _run(path, RESTORE, {"status": "succeeded", "output": {"landed": True}})
+    events = read_events(path)
+    (fault,) = faults_from_events(events)
+    revert_at = next(e["t"] for e in events if e["kind"] == "fault.revert")
+    assert fault.reverted_at == revert_at > fault.injected_at
+
+
+def test_other_providers_are_on_the_timeline_but_not_judged(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _run(path, OTHER, {"status": "succeeded", "output": 3})
+    assert [e["kind"] for e in read_events(path)] == ["activity.start", "activity.end"]
+    assert faults_from_events(read_events(path)) == []
+
+
+def test_a_drill_that_ended_mid_fault_has_an_unlanded_fault(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    control.before_activity_control(context=KILL, events_path=str(path))
+    (fault,) = faults_from_events(read_events(path))
+    assert not fault.landed and "ended during the fault" in (fault.error or "")
+
+
+def test_secrets_in_a_fault_result_never_reach_the_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TARGET_API_TOKEN", "canary-0xDEADBEEF")
+    path = tmp_path / "events.jsonl"
+    state = {"status": "succeeded", "output": {"landed": True, "dsn": "postgresql://app:hunter2pw@db/x",
+                                                "echo": "token canary-0xDEADBEEF and vault-s3cret"}}  # fmt: skip
+    _run(path, KILL, state, secrets={"vault": {"password": "vault-s3cret"}})
+    text = path.read_text()
+    assert "canary-0xDEADBEEF" not in text and "vault-s3cret" not in text and "hunter2pw" not in text
+    assert "***" in text

@@ -1,0 +1,100 @@
+"""Verdicts: PASS only when measured, holding and trustworthy; a breach is FAIL; doubt is INCONCLUSIVE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drillbit.results import Fault, Measurements, Outcome
+from drillbit.sla import Sla
+from drillbit.verdicts import evaluate
+
+RTO = Sla(metric="rto_s", op="<", target=900, requirement="R9.4", text="RTO < 15 min")
+P95 = Sla(metric="p95_ms", op="<", target=100, requirement="E12000", text="p95", phases=["baseline", "after"])
+ERRORS = Sla(metric="errors", op="==", target=0, requirement="R1.4", text="no failed request")
+
+
+def _rto(rto_s: float | None, recovered: bool = True) -> dict[str, Any]:
+    return {"rto_s": rto_s, "recovered": recovered, "interval_s": 0.1, "stability_window_s": 5.0,
+            "error_bound_s": 0.1, "observed_until_s": 30.0, "detect_s": 0.2, "downtime_s": rto_s or 0}  # fmt: skip
+
+
+def _phase(p95: float | None, errors: int = 0) -> dict[str, Any]:
+    return {"p95_ms": p95, "uncorrected_p95_ms": p95, "errors": errors, "ok": 100}
+
+
+def _measurements(*, rto_s: float | None = 3.0, landed: bool = True, saturated: bool = False,
+                  p95: tuple[float, float] = (10.0, 12.0), errors: int = 0) -> Measurements:  # fmt: skip
+    fault = Fault(activity="kill", action="drillbit.faults.kill_replicas", injected_at=1.0, landed=landed,
+                  error=None if landed else "selector matched nothing")  # fmt: skip
+    latency = {"phases": {"baseline": _phase(p95[0]), "fault": _phase(900.0, errors), "after": _phase(p95[1]),
+                          "all": _phase(900.0, errors)},
+               "generator_saturated": saturated, "saturation_reasons": ["busy 99 %"] if saturated else [],
+               "generator_complete": True}  # fmt: skip
+    return Measurements(fault_at=1.0, faults=[fault], rto=_rto(rto_s), latency=latency)
+
+
+def test_measured_and_within_target_passes() -> None:
+    result = evaluate(_measurements(), {"rto": RTO, "p95": P95})
+    assert result.outcome is Outcome.PASS and result.exit_code == 0
+    assert [v.verdict for v in result.verdicts] == [Outcome.PASS, Outcome.PASS]
+    assert result.verdicts[0].measured == 3.0
+
+
+def test_latency_is_judged_on_the_worst_of_the_named_phases_only() -> None:
+    """The fault phase's 900 ms is outside the SLA's window; the worst of baseline/after counts."""
+    result = evaluate(_measurements(p95=(10.0, 42.0)), {"p95": P95})
+    assert result.verdicts[0].measured == 42.0
+    assert result.verdicts[0].verdict is Outcome.PASS
+
+
+def test_a_breach_fails_and_says_measured_against_target() -> None:
+    result = evaluate(_measurements(p95=(10.0, 150.0)), {"p95": P95})
+    assert result.outcome is Outcome.FAIL and result.exit_code == 1
+    assert "measured 150 ms, target < 100 ms" in (result.verdicts[0].reason or "")
+
+
+def test_a_fault_that_did_not_land_makes_the_rto_inconclusive_never_pass() -> None:
+    result = evaluate(_measurements(landed=False), {"rto": RTO, "p95": P95})
+    rto, p95 = result.verdicts
+    assert rto.verdict is Outcome.INCONCLUSIVE and "did not land" in (rto.reason or "")
+    assert p95.verdict is Outcome.PASS  # latency does not depend on the fault
+    assert result.outcome is Outcome.INCONCLUSIVE and result.exit_code == 3
+
+
+def test_a_saturated_generator_makes_latency_inconclusive() -> None:
+    result = evaluate(_measurements(saturated=True), {"rto": RTO, "p95": P95})
+    rto, p95 = result.verdicts
+    assert rto.verdict is Outcome.PASS
+    assert p95.verdict is Outcome.INCONCLUSIVE and "saturated" in (p95.reason or "")
+
+
+def test_a_measured_breach_stays_fail_even_when_the_generator_was_saturated() -> None:
+    result = evaluate(_measurements(saturated=True, p95=(10.0, 150.0)), {"p95": P95})
+    assert result.verdicts[0].verdict is Outcome.FAIL
+    assert result.outcome is Outcome.FAIL
+
+
+def test_no_sustained_recovery_is_inconclusive_with_the_reason() -> None:
+    m = _measurements().model_copy(update={"rto": _rto(None, recovered=False)})
+    verdict = evaluate(m, {"rto": RTO}).verdicts[0]
+    assert verdict.verdict is Outcome.INCONCLUSIVE and verdict.measured is None
+    assert "no sustained recovery" in (verdict.reason or "")
+
+
+def test_a_section_that_was_not_measured_is_inconclusive_and_says_why() -> None:
+    m = Measurements(fault_at=1.0, faults=[], unmeasured={"rto": "no availability samples"})
+    verdict = evaluate(m, {"rto": RTO}).verdicts[0]
+    assert verdict.verdict is Outcome.INCONCLUSIVE and verdict.reason == "no availability samples"
+
+
+def test_errors_are_counted_over_the_named_phases() -> None:
+    sla = ERRORS.model_copy(update={"phases": ["baseline", "fault", "after"]})
+    result = evaluate(_measurements(errors=3), {"errors": sla})
+    assert result.verdicts[0].measured == 3
+    assert result.outcome is Outcome.FAIL
+
+
+def test_an_interrupted_drill_is_never_pass() -> None:
+    result = evaluate(_measurements(), {"rto": RTO}, interrupted=True)
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert any("interrupted" in r for r in result.inconclusive_reasons)
