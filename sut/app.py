@@ -33,11 +33,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sut import matching
 
-__all__ = ["Settings", "create_app"]
+__all__ = ["DEFAULT_VERSION", "Lifecycle", "Settings", "create_app", "wait_ready"]
 
 log = logging.getLogger(__name__)
 
 _SYMBOL_PATTERN = r"^[A-Z0-9.\-]{1,16}$"
+#: the version a replica reports when neither the server nor $DRILL_APP_VERSION names one
+DEFAULT_VERSION = "v1"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Settings:
     pool_size: int = 4
     getconn_timeout: float = 0.5
     request_timeout: float = 2.0
+    version: str = DEFAULT_VERSION  # the deployed code version: x-drill-version header and /healthz
 
     @classmethod
     def from_env(cls, dsn: str | None = None, replica: str | None = None, **overrides: Any) -> Settings:
@@ -57,12 +60,26 @@ class Settings:
         }
         if "DRILL_SUT_POOL_SIZE" in env:
             values["pool_size"] = int(env["DRILL_SUT_POOL_SIZE"])
+        if env.get("DRILL_APP_VERSION"):
+            values["version"] = env["DRILL_APP_VERSION"]
         if "DRILL_SUT_REQUEST_TIMEOUT" in env:
             values["request_timeout"] = float(env["DRILL_SUT_REQUEST_TIMEOUT"])
         values.update(overrides)
         if not values["dsn"]:
             raise ValueError("no database DSN: pass dsn= or set DRILL_SUT_DSN")
         return cls(**values)
+
+
+@dataclass
+class Lifecycle:
+    """What the server tells the app about the replica's life; read on every response.
+
+    ``draining``: the replica stopped accepting connections and is about to exit; every response
+    from then on carries ``Connection: close``, so a keep-alive client learns it from an answer
+    instead of from a connection closed under its next request.
+    """
+
+    draining: bool = False
 
 
 class OrderIn(BaseModel):
@@ -209,16 +226,56 @@ async def get_market_data(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "alive", "replica": request.app.state.settings.replica})
+    settings: Settings = request.app.state.settings
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    return JSONResponse(
+        {
+            "status": "alive",
+            "replica": settings.replica,
+            "version": settings.version,
+            "pid": os.getpid(),
+            "draining": lifecycle.draining,
+        }
+    )
+
+
+async def _writable(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cur = await conn.execute("SELECT NOT pg_is_in_recovery()")
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def readyz(request: Request) -> Response:
+    if request.app.state.lifecycle.draining:
+        return _error(503, "draining")
     async with _db(request) as conn:
-        cur = await conn.execute("SELECT NOT pg_is_in_recovery()")
-        row = await cur.fetchone()
-    if not row or not row[0]:
+        writable = await _writable(conn)
+    if not writable:
         return _error(503, "database is read-only")
     return JSONResponse({"status": "ready"})
+
+
+async def wait_ready(app: Starlette, timeout: float, interval: float = 0.1) -> bool:
+    """Poll what /readyz checks (a pooled connection to a writable primary) until it holds or
+    ``timeout`` passes; True when ready. The server calls it after start-up, before it takes
+    connections from a shared front door, so a new replica's first requests find a warm pool."""
+    settings: Settings = app.state.settings
+    pool: AsyncConnectionPool = app.state.pool
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            async with (
+                asyncio.timeout(settings.request_timeout),
+                pool.connection(timeout=settings.getconn_timeout) as conn,
+            ):
+                if await _writable(conn):
+                    return True
+        except (psycopg.Error, PoolTimeout, TimeoutError) as err:
+            log.info("not ready yet: %s: %s", type(err).__name__, err)
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(interval)
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -226,11 +283,14 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 class _Instrument:
-    """ASGI middleware: route-template latency histogram and the x-drill-replica header."""
+    """ASGI middleware: route-template latency histogram, the x-drill-replica and x-drill-version
+    headers, and ``Connection: close`` on every response while the replica drains."""
 
-    def __init__(self, app: ASGIApp, routes: list[Route], metrics: Metrics, replica: str) -> None:
-        self.app, self.routes, self.metrics = app, routes, metrics
-        self.replica = replica.encode()
+    def __init__(
+        self, app: ASGIApp, routes: list[Route], metrics: Metrics, replica: str, version: str, lifecycle: Lifecycle
+    ) -> None:
+        self.app, self.routes, self.metrics, self.lifecycle = app, routes, metrics, lifecycle
+        self.replica, self.version = replica.encode(), version.encode()
 
     def _template(self, scope: Scope) -> str:
         for route in self.routes:
@@ -250,7 +310,10 @@ class _Instrument:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-drill-replica", self.replica)]
+                headers = [*message["headers"], (b"x-drill-replica", self.replica), (b"x-drill-version", self.version)]
+                if self.lifecycle.draining:
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -302,5 +365,8 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={_DatabaseUnavailable: _unavailable})
     app.state.settings = cfg
     app.state.metrics = metrics
-    app.add_middleware(_Instrument, routes=routes, metrics=metrics, replica=cfg.replica)
+    app.state.lifecycle = lifecycle = Lifecycle()
+    app.add_middleware(
+        _Instrument, routes=routes, metrics=metrics, replica=cfg.replica, version=cfg.version, lifecycle=lifecycle
+    )
     return app

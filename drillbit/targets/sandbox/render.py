@@ -21,11 +21,24 @@ from drillbit.targets.sandbox.procs import ENV_SANDBOX, ENV_UNIT, LOOPBACK
 from drillbit.targets.sandbox.topology import Topology
 from drillbit.targets.sandbox.unpriv import db_command_prefix
 
-__all__ = ["Ports", "Secrets", "app_dsn", "circus_ini", "patroni_config", "pgpass"]
+__all__ = [
+    "API_DRAIN_TIMEOUT_S",
+    "Ports",
+    "Secrets",
+    "api_version_file",
+    "app_dsn",
+    "circus_ini",
+    "patroni_config",
+    "pgpass",
+]
 
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 RESTAPI_USER = "patroni"
+#: an API replica told to stop (SIGTERM) drains for at most this long (see sut.serve); the
+#: supervisor waits a little longer before it sends SIGKILL
+API_DRAIN_TIMEOUT_S = 10.0
+API_DRAIN_IDLE_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,11 @@ class Secrets:
     replication: str
     app: str
     restapi: str
+
+
+def api_version_file(layout: Layout) -> Path:
+    """The deploy record: the API version every replica reads when it starts (``Sandbox.roll_out``)."""
+    return layout.root / "api-version"
 
 
 def app_dsn(topo: Topology, ports: Ports, layout: Layout, *, connect_timeout: int = 2) -> str:
@@ -210,6 +228,12 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
                 f"{r.name}/$(circus.wid)",
                 "--uds",
                 str(layout.run / f"api-{r.name}-$(circus.wid).sock"),
+                "--version-file",
+                str(api_version_file(layout)),
+                "--drain-idle-grace",
+                str(API_DRAIN_IDLE_GRACE_S),
+                "--drain-timeout",
+                str(API_DRAIN_TIMEOUT_S),
             ]
         )
         watcher(
@@ -222,8 +246,9 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
                 "use_sockets": "True",
                 "numprocesses": str(r.api_replicas),
                 "warmup_delay": "0",
+                # SIGTERM drains the replica without failing a request (sut.serve); SIGKILL only after
                 "stop_signal": "TERM",
-                "graceful_timeout": "5",
+                "graceful_timeout": str(API_DRAIN_TIMEOUT_S + 5),
             },
         )
         ini[f"env:api-{r.name}"].update(

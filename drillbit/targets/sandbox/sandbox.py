@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 
 from drillbit.errors import ConfigError, EnvironmentFailure
-from drillbit.targets.sandbox import procs
+from drillbit.targets.sandbox import procs, rollout
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.render import (
     SUPERUSER,
@@ -381,6 +381,17 @@ class Sandbox:
             return counts["ready"] == counts["desired"]
 
         return _wait(f"API replicas of {region} ready", ready, timeout, f"see {self.layout.logs / f'api-{region}.log'}")
+
+    # -- deployments -----------------------------------------------------------------------
+    def roll_out(
+        self, version: str, *, max_unavailable: int = 1, timeout: float = rollout.DEFAULT_TIMEOUT_S
+    ) -> dict[str, Any]:
+        """Rolling update of every API replica to ``version``, without a failed request (see rollout)."""
+        return rollout.roll_out(self, version, max_unavailable=max_unavailable, timeout=timeout)
+
+    def versions(self) -> dict[str, list[str]]:
+        """Region -> the version each live API replica reports on its own socket."""
+        return rollout.versions(self)
 
 
 # -- lifecycle -------------------------------------------------------------------------------
