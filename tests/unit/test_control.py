@@ -11,10 +11,14 @@ from drillbit import control
 from drillbit.analysis import faults_from_events
 from drillbit.events import read_events
 
-KILL = {"type": "action", "name": "kill-one", "provider": {"type": "python", "module": "drillbit.faults",
-                                                              "func": "kill_replicas", "arguments": {"count": 1}}}  # fmt: skip
-RESTORE = {"type": "action", "name": "restore-a", "provider": {"type": "python", "module": "drillbit.faults",
-                                                                  "func": "restore_region", "arguments": {"region": "a"}}}  # fmt: skip
+
+def _activity(name: str, func: str, **arguments: object) -> dict[str, Any]:
+    provider = {"type": "python", "module": "drillbit.faults", "func": func, "arguments": arguments}
+    return {"type": "action", "name": name, "provider": provider}
+
+
+KILL = _activity("kill-one", "kill_replicas", count=1)
+RESTORE = _activity("restore-a", "restore_region", region="a")
 OTHER = {"type": "probe", "name": "pods", "provider": {"type": "python", "module": "chaosk8s.pod.probes", "func": "x"}}
 
 

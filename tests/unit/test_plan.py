@@ -30,6 +30,11 @@ def _write(tmp_path: Path, data: dict[str, object]) -> Path:
     return path
 
 
+def _fault(name: str, func: str, **arguments: object) -> dict[str, object]:
+    provider = {"type": "python", "module": "drillbit.faults", "func": func, "arguments": arguments}
+    return {"type": "action", "name": name, "provider": provider}
+
+
 def _experiment(**changes: object) -> dict[str, object]:
     base = yaml.safe_load((ROOT / "experiments" / "region-loss.yaml").read_text())
     base.update(changes)
@@ -38,12 +43,7 @@ def _experiment(**changes: object) -> dict[str, object]:
 
 def test_every_problem_of_a_malformed_experiment_is_reported_at_once(tmp_path: Path) -> None:
     bad = _experiment(
-        method=[
-            {"type": "action", "name": "typo", "provider": {"type": "python", "module": "drillbit.faults",
-                                                              "func": "kill_replica", "arguments": {"count": 1}}},
-            {"type": "action", "name": "bad-args", "provider": {"type": "python", "module": "drillbit.faults",
-                                                                  "func": "lose_region", "arguments": {"zone": "a"}}},
-        ],  # fmt: skip
+        method=[_fault("typo", "kill_replica", count=1), _fault("bad-args", "lose_region", zone="a")],
         rollbacks=[],
         extensions=[{"name": "drillbit", "baseline_s": -1, "colour": "red"}],
     )
