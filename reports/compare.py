@@ -103,8 +103,8 @@ def render_comparison(cmp: Comparison) -> str:
     chart = bar_chart_svg("p95 latency per phase (corrected)", "p95 (ms)", [r.phase for r in p95],
                           {f"baseline {cmp.baseline.run.id}": [r.baseline for r in p95],
                            f"candidate {cmp.candidate.run.id}": [r.candidate for r in p95]}, "compare-p95")  # fmt: skip
-    ctx = {"csp": CSP, "cmp": cmp, "b": cmp.baseline, "c": cmp.candidate, "chart": Markup(chart) if chart else None,
-           "drillbit_version": __version__,
+    ctx = {"csp": Markup(CSP), "cmp": cmp, "b": cmp.baseline, "c": cmp.candidate,
+           "chart": Markup(chart) if chart else None, "drillbit_version": __version__,
            "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}  # fmt: skip
     html: str = environment().get_template("compare.html.j2").render(**ctx)
     return html

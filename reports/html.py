@@ -178,7 +178,7 @@ def render_report(data: RunData, summary: Summary, analysis: Analysis) -> str:
     svg = _timeline(data, analysis)
     origin = data.run.started_at if data.run is not None else (data.events[0]["t"] if data.events else None)
     ctx = {
-        "csp": CSP, "data": data, "run": data.run, "summary": summary, "m": m, "verdicts": data.verdicts,
+        "csp": Markup(CSP), "data": data, "run": data.run, "summary": summary, "m": m, "verdicts": data.verdicts,
         "outcome": summary.outcome.value if summary.outcome is not None else None,
         "latency": latency or {}, "latency_from_records": not (m is not None and m.latency) and bool(latency),
         "latency_meta": m.latency if m is not None and m.latency else None,

@@ -70,7 +70,7 @@ def render_trend(rows: list[TrendRow]) -> str:
         trend_svg("p95 latency per drill (corrected, whole run)", "p95 (ms)", _series(rows, "p95_ms"), "trend-p95"),
     ]
     counts = {k: sum(r.outcome == k for r in rows) for k in ("PASS", "FAIL", "INCONCLUSIVE", "NO VERDICT")}
-    ctx = {"csp": CSP, "rows": rows, "charts": [Markup(c) for c in charts if c is not None], "counts": counts,
+    ctx = {"csp": Markup(CSP), "rows": rows, "charts": [Markup(c) for c in charts if c is not None], "counts": counts,
            "experiments": sorted({r.experiment for r in rows}), "drillbit_version": __version__,
            "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}  # fmt: skip
     html: str = environment().get_template("trend.html.j2").render(**ctx)

@@ -78,11 +78,13 @@ class RunSpec:
     xss: bool = False  # plant <script> payloads in error messages, response bodies, marks
     outage_s: float = 2.0
     rate: float = 50.0
+    slowdown: float = 1.0  # multiplies every request's latency
+    declare_secret: bool = True  # the canary is declared in the experiment's secrets block (else only planted)
     audit: AuditFields = field(default_factory=AuditFields)
 
 
 def write_requests(run_dir: Path, n: int, *, rate: float, start: float, fail: tuple[float, float] | None = None,
-                   per_file: int = 1_000_000, seed: int = 7) -> None:  # fmt: skip
+                   per_file: int = 1_000_000, seed: int = 7, slowdown: float = 1.0) -> None:  # fmt: skip
     """``n`` open-model request records at ``rate``/s from ``start``; requests intended within ``fail`` get 503."""
     rng = np.random.default_rng(seed)
     out = run_dir / REQUESTS_DIR
@@ -99,7 +101,7 @@ def write_requests(run_dir: Path, n: int, *, rate: float, start: float, fail: tu
                 "name": pa.DictionaryArray.from_arrays(rng.integers(0, 2, k).astype(np.int32), names),
                 "intended": intended,
                 "start": intended + rng.exponential(0.0003, k),
-                "latency": rng.lognormal(-4.6, 0.4, k),
+                "latency": rng.lognormal(-4.6, 0.4, k) * slowdown,
                 "status": np.where(failing, 503, 200).astype(np.int16),
                 "error": pa.DictionaryArray.from_arrays(pa.array(err, mask=err < 0), kinds),
                 "worker": np.full(k, w, dtype=np.int16),
@@ -162,7 +164,7 @@ def _journal(spec: RunSpec) -> dict[str, Any]:
     return {
         "chaoslib-version": "1.44.0",
         "experiment": {"title": f"An API replica is killed {XSS if spec.xss else ''}".strip(),
-                       "secrets": {"api": {"token": spec.canary}} if spec.canary else {}},
+                       "secrets": {"api": {"token": spec.canary}} if spec.canary and spec.declare_secret else {}},
         "status": "interrupted" if spec.kind == "interrupted" else "completed",
         "deviated": spec.kind == "fail",
         "start": to_iso(T0), "end": to_iso(END), "duration": END - T0,
@@ -206,7 +208,8 @@ def write_run_dir(parent: Path, spec: RunSpec | None = None) -> Path:
         status=RunStatus.INTERRUPTED if spec.kind == "interrupted" else RunStatus.COMPLETED,
     )  # fmt: skip
     write_model(d / "run.json", run)
-    write_requests(d, int((END - T0) * spec.rate), rate=spec.rate, start=T0, fail=outage if outage_len else None)
+    write_requests(d, int((END - T0) * spec.rate), rate=spec.rate, start=T0, fail=outage if outage_len else None,
+                   slowdown=spec.slowdown)
     _availability(d, outage, close=spec.kind != "interrupted")
     _replicas(d, killed=landed)
     _heartbeats(d, lost=3 if spec.kind == "fail" else 0)
@@ -251,18 +254,19 @@ def _measure_and_judge(d: Path, spec: RunSpec, landed: bool, observe: bool) -> N
         "interval_s": 0.1}, load=json.loads((d / LOAD_META).read_text()),
         experiment={"status": "completed"}))  # fmt: skip
     p95 = latency["phases"]["all"]["p95_ms"]
+    xss = f" {XSS}" if spec.xss else ""
     if spec.kind == "inconclusive":
         verdicts = [Verdict(sla="rto", requirement="R9.4", requirement_text="RTO < 15 min", metric="rto_s", op="<",
                             target=900, unit="s", measured=None, verdict=Outcome.INCONCLUSIVE,
                             how="availability probe every 100 ms", reason="the fault did not land")]  # fmt: skip
-        reasons = ["fault kill-one-replica did not land: no replica to kill"]
+        reasons = ["fault kill-one-replica did not land: no replica to kill" + (f" {XSS}" if spec.xss else "")]
     else:
         rto_ok = rto["rto_s"] is not None and rto["rto_s"] < 15
         verdicts = [
             Verdict(sla="rto", requirement="R9.4", requirement_text="RTO < 15 min", metric="rto_s", op="<", target=15,
                     unit="s", measured=rto["rto_s"], verdict=Outcome.PASS if rto_ok else Outcome.FAIL,
                     how=f"availability probe every 100 ms, ± {rto['error_bound_s']:.3f} s",
-                    reason=None if rto_ok else "recovery took longer than the target"),
+                    reason=None if rto_ok else f"recovery took longer than the target{xss}"),
             Verdict(sla="rpo", requirement="R9.4", requirement_text="RPO < 1 min (no acknowledged write lost)",
                     metric="rpo_lost", op="==", target=0, unit="count", measured=rpo["lost"],
                     verdict=Outcome.PASS if rpo["lost"] == 0 else Outcome.FAIL, how="heartbeat every 100 ms"),
