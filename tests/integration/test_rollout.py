@@ -1,0 +1,193 @@
+"""Rolling updates of the sandbox's API replicas under real load (seed R1.4: zero failed requests).
+
+Two load generators, two rolls: the trader locustfile under the open model (Locust's
+geventhttpclient pool, every request recorded), and a closed loop of keep-alive POSTs with no
+think time (httpx), the client most exposed to a connection closed under its next request.
+The session's sandbox is rolled back to its original version at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from drillbit.errors import ConfigError
+from drillbit.targets.sandbox.render import api_version_file
+from drillbit.targets.sandbox.sandbox import Sandbox
+from loadtests.runner import start_load
+
+pytestmark = pytest.mark.slow
+
+
+def _new_version(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def _wait_all_ready(sb: Sandbox, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(c["ready"] != c["desired"] for c in sb.replicas().values()):
+        assert time.monotonic() < deadline, f"replicas not ready: {sb.replicas()}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def sb(sandbox_env: Sandbox) -> Iterator[Sandbox]:
+    """The session sandbox, whole, and back at its original version (and replica count) afterwards."""
+    _wait_all_ready(sandbox_env)
+    original = {v for vs in sandbox_env.versions().values() for v in vs}
+    assert len(original) == 1, original
+    yield sandbox_env
+    result = sandbox_env.roll_out(original.pop())
+    assert result["landed"], result
+    for r in sandbox_env.topology.regions:  # undo a scale-out the load may have caused
+        if sandbox_env.supervisor.numprocesses(f"api-{r.name}") != r.api_replicas:
+            sandbox_env.supervisor.set_numprocesses(f"api-{r.name}", r.api_replicas)
+    _wait_all_ready(sandbox_env)
+
+
+@dataclass
+class TraderRoll:
+    version: str
+    before: dict[str, list[str]]
+    result: dict[str, Any]
+    requests: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def trader_roll(sb: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> TraderRoll:
+    """A roll of every replica while the trader mix runs at 80 req/s (open model, Poisson)."""
+    tmp = tmp_path_factory.mktemp("trader-roll")
+    profile = tmp / "roll.yaml"
+    profile.write_text(
+        "name: roll\nmodel: open\narrival: poisson\nstages:\n  - {duration: 20, rate: 80}\n"
+        "max_in_flight: 100\ntimeout_s: 5\n"
+    )
+    version = _new_version("trader")
+    before = sb.versions()
+    load = start_load("trader", profile, sb.front_door_url, tmp / "run")
+    try:
+        time.sleep(4.0)  # a baseline, so every connection of the pool is open and in use
+        result = sb.roll_out(version)
+        outcome = load.wait(60)
+    finally:
+        load.stop()
+    assert outcome.complete and outcome.recorded > 0, outcome
+    files = sorted((tmp / "run" / "requests").glob("*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    return TraderRoll(version, before, result, table.to_pydict())
+
+
+def test_no_trader_request_fails_while_every_replica_is_replaced(trader_roll: TraderRoll) -> None:
+    req, result = trader_roll.requests, trader_roll.result
+    failed = Counter((n, s, e) for n, s, e in zip(req["name"], req["status"], req["error"], strict=True) if e)
+    assert not failed, failed
+    assert len(result["replaced"]) == sum(len(v) for v in trader_roll.before.values())
+    # the load really ran through the roll: requests were sent while each replica was replaced
+    for step in result["replaced"]:
+        t0 = datetime.fromisoformat(step["signalled_at"]).timestamp()
+        during = sum(t0 <= s <= t0 + 1 + step["replaced_in_s"] for s in req["start"])
+        assert during > 20, (step, during)
+    print(
+        f"roll of {len(result['replaced'])} replicas under 80 req/s: {result['duration_s']:.1f} s, "
+        f"{len(req['start'])} requests, failed {sum(failed.values())}"
+    )
+
+
+def test_every_replica_runs_the_new_version_after_the_roll(sb: Sandbox, trader_roll: TraderRoll) -> None:
+    result, version = trader_roll.result, trader_roll.version
+    assert result["landed"] is True and result["error"] is None, result
+    old_pids = {i["pid"] for infos in result["before"].values() for i in infos}
+    assert {s["old_pid"] for s in result["replaced"]} == old_pids
+    for region, infos in result["after"].items():
+        assert infos and all(i["version"] == version and i["pid"] not in old_pids for i in infos), (region, infos)
+    assert sb.versions() == {r: [version] * len(v) for r, v in sb.versions().items()}
+    assert all(len(v) == c["desired"] for v, c in zip(sb.versions().values(), sb.replicas().values(), strict=True))
+
+
+def test_the_front_door_answers_with_the_new_version(sb: Sandbox, trader_roll: TraderRoll) -> None:
+    seen = {httpx.get(f"{sb.front_door_url}/healthz", timeout=2.0).headers["x-drill-version"] for _ in range(20)}
+    assert seen == {trader_roll.version}
+
+
+def test_a_replica_killed_after_the_roll_respawns_at_the_new_version(sb: Sandbox, trader_roll: TraderRoll) -> None:
+    killed = sb.kill_replicas(1, region=sb.regions[0])
+    victim = killed["killed"][0]["pid"]
+    assert killed["landed"] is True
+    name = f"api-{sb.regions[0]}"
+    deadline = time.monotonic() + 30
+    while True:
+        pids = set(sb.supervisor.pids(name))
+        if victim not in pids and len(sb.versions()[sb.regions[0]]) == sb.supervisor.numprocesses(name):
+            break
+        assert time.monotonic() < deadline, f"no replacement for {victim}: {sb.replicas()}"
+        time.sleep(0.2)
+    assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == psutil.STATUS_ZOMBIE
+    assert sb.versions()[sb.regions[0]] == [trader_roll.version] * len(pids)
+
+
+def test_no_keep_alive_post_fails_in_a_closed_loop_while_rolling(sb: Sandbox, trader_roll: TraderRoll) -> None:
+    """16 threads, each on its own keep-alive connection, POST orders back to back (no retries:
+    a POST is not idempotent, so an httpx error here is a failed order)."""
+    version = _new_version("loop")
+    stop = threading.Event()
+    lock = threading.Lock()
+    outcomes: Counter[str] = Counter()
+    errors: list[str] = []
+
+    def loop() -> None:
+        with httpx.Client(base_url=sb.front_door_url, timeout=5.0) as client:
+            while not stop.is_set():
+                body = {"symbol": "ROLL", "side": "buy", "price": "1.00", "qty": 1, "client_order_id": uuid.uuid4().hex}
+                try:
+                    r = client.post("/orders", json=body)
+                except httpx.HTTPError as err:
+                    with lock:
+                        errors.append(repr(err))
+                    continue
+                with lock:
+                    outcomes[f"{r.status_code} {r.headers.get('connection', 'keep-alive')}"] += 1
+
+    threads = [threading.Thread(target=loop) for _ in range(16)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2.0)
+        result = sb.roll_out(version)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert result["landed"] is True, result
+    assert errors == [], errors[:5]
+    assert set(outcomes) <= {"201 keep-alive", "201 close"}, outcomes
+    assert outcomes["201 close"] > 0, outcomes  # the drained replicas told their clients
+    print(f"roll under a 16-thread keep-alive POST loop: {result['duration_s']:.1f} s, {dict(outcomes)}, failed 0")
+
+
+def test_roll_out_rejects_a_version_that_is_not_a_plain_token(sb: Sandbox) -> None:
+    with pytest.raises(ConfigError, match="version"):
+        sb.roll_out("v2; rm -rf /")
+
+
+def test_roll_out_rejects_max_unavailable_below_one(sb: Sandbox) -> None:
+    with pytest.raises(ConfigError, match="max_unavailable"):
+        sb.roll_out("v2", max_unavailable=0)
+
+
+def test_roll_out_leaves_the_version_file_naming_what_runs(sb: Sandbox, trader_roll: TraderRoll) -> None:
+    current = {v for vs in sb.versions().values() for v in vs}
+    assert len(current) == 1
+    assert api_version_file(sb.layout).read_text().strip() == current.pop()
