@@ -99,6 +99,7 @@ class MeasurementSummary(_Model):
     autoscaling_first_new_ready_s: float | None = None
     autoscaling_capacity_s: float | None = None
     autoscaling_sla_held: bool | None = None
+    replicas_restored_s: float | None = None  # fault -> every region back at its desired ready replicas
     load_intended_rps: float | None = None
     load_achieved_rps: float | None = None
     load_saturated: bool | None = None
@@ -144,6 +145,12 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _availability_ratio(avail: dict[str, Any]) -> float | None:
+    """measurements.availability says ``percent`` (older run directories: ``ratio``)."""
+    percent = _finite(avail.get("percent"))
+    return percent / 100.0 if percent is not None else _finite(avail.get("ratio"))
+
+
 def _latency(phases: dict[str, Any]) -> dict[str, LatencySummary]:
     out = {}
     for name, s in phases.items():
@@ -172,9 +179,10 @@ def summarize(data: RunData, latency: dict[str, Any] | None = None, latency_sour
             rpo_lost=rpo.get("lost") if m.rpo else None, rpo_window_s=_finite(rpo.get("window_s")),
             rpo_indeterminate=rpo.get("indeterminate") if m.rpo else None,
             rpo_duplicates=len(rpo.get("duplicates") or []) if m.rpo else None,
-            availability_ratio=_finite(avail.get("ratio")),
+            availability_ratio=_availability_ratio(avail),
             autoscaling_first_new_ready_s=_finite(auto.get("first_new_ready_s")),
             autoscaling_capacity_s=_finite(auto.get("capacity_s")), autoscaling_sla_held=auto.get("sla_held"),
+            replicas_restored_s=_finite((m.replicas or {}).get("restored_s")),
             load_intended_rps=_finite(load.get("intended_rps")), load_achieved_rps=_finite(load.get("achieved_rps")),
             load_saturated=load.get("saturated") if load else None, unmeasured=dict(m.unmeasured),
         )  # fmt: skip

@@ -250,8 +250,10 @@ def _measure_and_judge(d: Path, spec: RunSpec, landed: bool, observe: bool) -> N
                                        error=None if landed else f"no replica {XSS}")]  # fmt: skip
     write_model(d / "measurements.json", Measurements(
         fault_at=FAULT_AT, fault_source="marked" if observe else "injected", faults=faults, phases=PHASES,
-        rto=rto, rpo=rpo, latency=latency, availability={"ratio": 0.95, "probes": 400, "failed": 20,
-        "interval_s": 0.1}, load=json.loads((d / LOAD_META).read_text()),
+        rto=rto, rpo=rpo, latency=latency, availability={"percent": 95.0, "probes": 400, "failed": 20,
+        "interval_s": 0.1, "phases": {"fault": {"probes": 100, "failed": 20, "percent": 80.0}}},
+        replicas={"restored_s": 3.0, "dipped": True, "restored_at": FAULT_AT + 3, "interval_s": 1.0},
+        load=json.loads((d / LOAD_META).read_text()),
         experiment={"status": "completed"}))  # fmt: skip
     p95 = latency["phases"]["all"]["p95_ms"]
     xss = f" {XSS}" if spec.xss else ""

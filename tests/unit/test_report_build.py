@@ -97,6 +97,13 @@ def test_interrupted_report_draws_the_timeline_from_the_sample_journal(built: Bu
     assert _html(built("interrupted")).count("<svg") == 1
 
 
+def test_report_gives_availability_per_phase_and_replica_restoration(built: Built) -> None:
+    text = _text(_html(built("pass")))
+    assert "Availability over the run: 95.000 % (20 of 400 probes failed, every 100 ms)" in text
+    assert "Phase Probes Failed Available fault 100 20 80.000 %" in text
+    assert "every region back at its desired count 3.0 s after the fault" in text
+
+
 def test_observe_report_says_drillbit_did_not_inject(built: Built) -> None:
     text = _text(_html(built("observe")))
     assert "Observe mode: drillbit observed this run and did not inject any fault" in text
