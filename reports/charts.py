@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from reports.timeline import RequestSeries
 
@@ -49,7 +49,7 @@ def inline_svg(raw: str, prefix: str) -> str:
 def _to_svg(fig: Figure, prefix: str) -> str:
     buf = io.StringIO()
     with mpl.rc_context({**_RC, "svg.hashsalt": prefix}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return inline_svg(buf.getvalue(), prefix)
 
 
@@ -136,6 +136,7 @@ def timeline_svg(inp: TimelineInput, prefix: str = "timeline") -> str | None:
                     label="p99 uncorrected")  # fmt: skip
             if np.isfinite(r.p99_ms).any():
                 ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
                 ax.yaxis.set_major_formatter(ScalarFormatter())
                 ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_ylabel("latency (ms)")
