@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         args.remove("--debug")
     _configure_logging(debug)
     try:
-        app(args=args, prog_name="drill", standalone_mode=False)
+        code = app(args=args, prog_name="drill", standalone_mode=False)  # click returns an Exit's code here
+        if isinstance(code, int) and code:
+            return code
     except DrillError as err:
         if debug:
             raise

@@ -288,6 +288,16 @@ class Drill:
             self.view.event(f"healed: restored {', '.join(healed['restored'])}")
 
 
+def _was_interrupted(journal: dict[str, Any]) -> bool:
+    """chaostoolkit handles SIGTERM itself during the experiment: inside an activity it only fails
+    that activity (InterruptExecution) and goes on to the rollbacks, so look for it in the journal."""
+    if journal.get("status") == "interrupted":
+        return True
+    hypotheses = [p for part in (journal.get("steady_states") or {}).values() if part for p in part.get("probes", [])]
+    runs = [*(journal.get("run") or []), *hypotheses]
+    return any("InterruptExecution" in "".join(r.get("exception") or []) for r in runs if isinstance(r, dict))
+
+
 def _stop_everything(drill: Drill, *, interrupted: bool) -> bool:
     """Stop the load, heal the target, stop the samplers, read the heartbeat back. True if healed."""
     healed = True
@@ -409,7 +419,7 @@ def _run(plan: DrillPlan, options: RunOptions) -> DrillResult:
                 ledger.note_load(drill.session.load.pid)
             drill.wait(plan.settings.baseline_s)
             journal = drill.experiment()
-            if journal.get("status") == "interrupted":
+            if _was_interrupted(journal):
                 raise DrillInterrupted("during the experiment")
             drill.phase("recovery")
             if drill.await_recovery():

@@ -173,8 +173,10 @@ def _judge(key: str, sla: Sla, m: Measurements, fault_doubts: list[str], load_do
 
 def evaluate(m: Measurements, slas: dict[str, Sla], *, interrupted: bool = False) -> VerdictSet:
     fault_doubts, load_doubts = drill_problems(m)
+    if interrupted:  # the fault was cut short (and rolled back early): what it did is not what was planned
+        fault_doubts.append("the drill was interrupted before it finished")
     verdicts = [_judge(key, sla, m, fault_doubts, load_doubts) for key, sla in slas.items()]
-    reasons = fault_doubts + load_doubts + (["the drill was interrupted before it finished"] if interrupted else [])
+    reasons = fault_doubts + load_doubts
     if any(v.verdict is Outcome.FAIL for v in verdicts):
         outcome = Outcome.FAIL
     elif reasons or not verdicts or any(v.verdict is Outcome.INCONCLUSIVE for v in verdicts):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ __all__ = ["SandboxTarget"]
 log = logging.getLogger(__name__)
 
 FAILOVER_MODES = ("kill-node", "kill-postgres", "switchover")
+#: a restored node must rejoin (pg_rewind, streaming) and a primary be elected within this
+HEAL_TIMEOUT_S = 120.0
 
 
 class SandboxTarget:
@@ -74,8 +77,10 @@ class SandboxTarget:
         return {**result, "landed": gone, "surviving_regions": alive, "left_running": [p.pid for p in left]}
 
     def restore_region(self, region: str) -> dict[str, Any]:
-        result = self.sb.restore_region(region)
-        return {**result, "landed": self.sb.node_healthy(region)}
+        result = self.sb.restore_region(region)  # waits until its node runs and its replicas are ready
+        counts = self.sb.replicas()[region]
+        back = bool(procs.tagged(self.sb.state.id, f"{region}/db")) and counts["ready"] >= counts["desired"] > 0
+        return {**result, "landed": back}
 
     def fail_over_database(self, mode: str = "kill-node") -> dict[str, Any]:
         if mode not in FAILOVER_MODES:
@@ -103,12 +108,15 @@ class SandboxTarget:
             and all(self.sb.node_healthy(r) for r in self.sb.regions)
         )
 
-    def heal(self) -> dict[str, Any]:
-        """Restore every region whose database node or replicas are down; idempotent."""
+    def heal(self, timeout: float = HEAL_TIMEOUT_S) -> dict[str, Any]:
+        """Restore every region whose database node or replicas are down, then wait (bounded) until
+        the whole sandbox is healthy again (a primary elected, every node streaming); idempotent."""
         restored = []
         for region in self._broken_regions():
             log.warning("healing: restoring %s", region)
             self.sb.restore_region(region)
             restored.append(region)
-        whole = self.whole()
+        deadline = time.monotonic() + timeout
+        while not (whole := self.whole()) and time.monotonic() < deadline:
+            time.sleep(0.5)
         return {"restored": restored, "whole": whole, "landed": whole}
