@@ -9,6 +9,7 @@ written as ``\\u003c``-style escapes, so a ``</script>`` inside any value stays 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from reports.summary import Summary
 
 __all__ = ["CSP", "environment", "journal_view", "json_for_html", "render_report"]
 
+log = logging.getLogger(__name__)
+
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
        "frame-src 'none'; object-src 'none'; script-src 'none'")  # fmt: skip
 _DETAIL_MAX = 600
@@ -35,6 +38,10 @@ def json_for_html(obj: Any) -> str:
     """JSON safe inside an HTML ``<script type="application/json">`` block (no ``<``, ``>``, ``&`` raw)."""
     text = json.dumps(obj, indent=1, sort_keys=True, default=str, allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _utc(t: Any) -> str:
@@ -59,6 +66,15 @@ def _g(x: Any) -> str:
     return f"{x:g}" if isinstance(x, int | float) and not isinstance(x, bool) else _num(x)
 
 
+def _count(x: Any) -> str:
+    return str(len(x)) if isinstance(x, list | tuple | dict) else "—"
+
+
+def _mapping(x: Any) -> Mapping[str, Any]:
+    """``x`` if it is a mapping, else an empty one (a section of the wrong shape renders empty, never raises)."""
+    return x if isinstance(x, Mapping) else {}
+
+
 def _ms(seconds: Any) -> str:
     """Seconds shown in milliseconds."""
     ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
@@ -77,7 +93,7 @@ def _short(value: Any, limit: int = _DETAIL_MAX) -> str:
 def environment() -> Environment:
     env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True, undefined=ChainableUndefined,
                       trim_blocks=True, lstrip_blocks=True)  # fmt: skip
-    env.filters.update(utc=_utc, num=_num, pct=_pct, short=_short, ms=_ms, g=_g)
+    env.filters.update(utc=_utc, num=_num, pct=_pct, short=_short, ms=_ms, g=_g, count=_count, mapping=_mapping)
     return env
 
 
@@ -158,17 +174,23 @@ def _timeline(data: RunData, analysis: Analysis) -> str | None:
         return None
     rto = data.measurements.rto if data.measurements is not None else None
     rto_span = None
-    if rto and isinstance(rto.get("fault_at"), int | float):
-        if rto.get("rto_s") is not None:
-            label = f"RTO {rto['rto_s']:.2f} s ± {float(rto.get('error_bound_s') or 0):.2f} s"
+    if rto and _is_number(rto.get("fault_at")):
+        rto_s, bound, recovered_at = rto.get("rto_s"), rto.get("error_bound_s"), rto.get("recovered_at")
+        if _is_number(rto_s):
+            label = f"RTO {rto_s:.2f} s" + (f" ± {bound:.2f} s" if _is_number(bound) else "")
         else:
             label = "not recovered within the samples"
-        rto_span = (float(rto["fault_at"]), rto.get("recovered_at"), label)
+        rto_span = (float(rto["fault_at"]), float(rto["recovered_at"]) if _is_number(recovered_at) else None, label)
     inp = charts.TimelineInput(
         origin=min(origin_candidates), phases=phases(data), faults=fault_spans(data), marks=marks(data),
         rto=rto_span, requests=analysis.requests, availability=analysis.availability, replicas=analysis.replicas,
     )  # fmt: skip
-    return charts.timeline_svg(inp, prefix="timeline")
+    try:
+        return charts.timeline_svg(inp, prefix="timeline")
+    except (ValueError, TypeError, OverflowError) as err:  # odd data: say so, keep the rest of the report
+        log.warning("timeline not drawn: %s", err)
+        analysis.notes.append(f"timeline: could not be drawn ({data.text(err)})")
+        return None
 
 
 def render_report(data: RunData, summary: Summary, analysis: Analysis) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -137,6 +138,10 @@ class RunData:
         return self.redactor.text(str(value))
 
 
+def _is_time(t: object) -> bool:
+    return isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+
+
 def _read_json(data: RunData, name: str) -> Any:
     path = data.run_dir / name
     if not path.exists():
@@ -180,7 +185,11 @@ def load_run(run_dir: Path, redactor: Redactor | None = None, *, hash_files: boo
     data.load = load if isinstance(load, dict) else None
     if (run_dir / EVENTS).exists():
         try:
-            data.events = [e for e in redactor(read_events(run_dir / EVENTS)) if isinstance(e, dict) and "t" in e]
+            events = redactor(read_events(run_dir / EVENTS))
+            data.events = [e for e in events if isinstance(e, dict) and _is_time(e.get("t"))]
+            if len(data.events) < len(events):
+                skipped = len(events) - len(data.events)
+                data.problems.append(f"{EVENTS}: {skipped} event(s) without a numeric time skipped")
         except (OSError, UnicodeDecodeError) as err:
             data.problems.append(f"{EVENTS}: unreadable ({data.text(err)})")
     for sample in (AVAILABILITY, REPLICAS, HEARTBEAT):

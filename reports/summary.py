@@ -151,13 +151,21 @@ def _availability_ratio(avail: dict[str, Any]) -> float | None:
     return percent / 100.0 if percent is not None else _finite(avail.get("ratio"))
 
 
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _latency(phases: dict[str, Any]) -> dict[str, LatencySummary]:
     out = {}
     for name, s in phases.items():
         if isinstance(s, dict):
-            out[name] = LatencySummary(
-                count=int(s.get("count") or 0), error_rate=float(s.get("error_rate") or 0.0),
-                throughput_rps=float(s.get("throughput_rps") or 0.0),
+            out[str(name)] = LatencySummary(
+                count=_int(s.get("count")) or 0, error_rate=_finite(s.get("error_rate")) or 0.0,
+                throughput_rps=_finite(s.get("throughput_rps")) or 0.0,
                 **{k: _finite(s.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "uncorrected_p50_ms",
                                                   "uncorrected_p95_ms", "uncorrected_p99_ms")},
             )  # fmt: skip
@@ -172,24 +180,25 @@ def summarize(data: RunData, latency: dict[str, Any] | None = None, latency_sour
     if m is not None:
         rto, rpo, auto, avail = m.rto or {}, m.rpo or {}, m.autoscaling or {}, m.availability or {}
         load = m.load or data.load or {}
+        replicas = m.replicas or {}
         ms = MeasurementSummary(
             fault_at=m.fault_at, rto_s=_finite(rto.get("rto_s")), rto_error_bound_s=_finite(rto.get("error_bound_s")),
-            rto_recovered=rto.get("recovered") if m.rto else None, detect_s=_finite(rto.get("detect_s")),
+            rto_recovered=_bool(rto.get("recovered")), detect_s=_finite(rto.get("detect_s")),
             downtime_s=_finite(rto.get("downtime_s")),
-            rpo_lost=rpo.get("lost") if m.rpo else None, rpo_window_s=_finite(rpo.get("window_s")),
-            rpo_indeterminate=rpo.get("indeterminate") if m.rpo else None,
-            rpo_duplicates=len(rpo.get("duplicates") or []) if m.rpo else None,
+            rpo_lost=_int(rpo.get("lost")), rpo_window_s=_finite(rpo.get("window_s")),
+            rpo_indeterminate=_int(rpo.get("indeterminate")),
+            rpo_duplicates=len(rpo["duplicates"]) if isinstance(rpo.get("duplicates"), list) else None,
             availability_ratio=_availability_ratio(avail),
             autoscaling_first_new_ready_s=_finite(auto.get("first_new_ready_s")),
-            autoscaling_capacity_s=_finite(auto.get("capacity_s")), autoscaling_sla_held=auto.get("sla_held"),
-            replicas_restored_s=_finite((m.replicas or {}).get("restored_s")),
+            autoscaling_capacity_s=_finite(auto.get("capacity_s")), autoscaling_sla_held=_bool(auto.get("sla_held")),
+            replicas_restored_s=_finite(replicas.get("restored_s")),
             load_intended_rps=_finite(load.get("intended_rps")), load_achieved_rps=_finite(load.get("achieved_rps")),
-            load_saturated=load.get("saturated") if load else None, unmeasured=dict(m.unmeasured),
+            load_saturated=_bool(load.get("saturated")), unmeasured=dict(m.unmeasured),
         )  # fmt: skip
     elif data.load:
         ms.load_intended_rps = _finite(data.load.get("intended_rps"))
         ms.load_achieved_rps = _finite(data.load.get("achieved_rps"))
-        ms.load_saturated = data.load.get("saturated")
+        ms.load_saturated = _bool(data.load.get("saturated"))
     if m is not None and m.latency and isinstance(m.latency.get("phases"), dict):
         ms.latency, ms.latency_source = _latency(m.latency["phases"]), "measurements.json"
     elif latency:

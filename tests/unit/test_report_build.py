@@ -128,6 +128,23 @@ def test_unreadable_files_are_reported_not_raised(tmp_path: Path) -> None:
     assert problems[1].startswith("verdicts.json: does not match the contract: outcome:")
 
 
+def test_values_of_the_wrong_type_do_not_break_the_report(tmp_path: Path) -> None:
+    d = write_run_dir(tmp_path, RunSpec(kind="pass"))
+    m = json.loads((d / "measurements.json").read_text())
+    m["rto"] = {"fault_at": "soon", "rto_s": "fast", "recovered_at": [], "error_bound_s": None}
+    m["rpo"] = {"lost": "none", "duplicates": 3}
+    m["latency"] = {"phases": {"all": {"count": "many", "p95_ms": "slow"}, "odd": 7}}
+    m["availability"] = {"percent": "most", "phases": {"fault": {"probes": None}}}
+    (d / "measurements.json").write_text(json.dumps(m))
+    (d / "events.jsonl").write_text('{"t": "noon", "kind": 5}\n[1, 2]\n{"t": 1760000010.0, "kind": "mark"}\n')
+    (d / "journal.json").write_text(json.dumps({"run": "x", "steady_states": [], "rollbacks": [None, 3]}))
+    (d / "load.json").write_text("[1, 2]")
+    reports.build(d)
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["measurements"]["rto_s"] is None and summary["measurements"]["rpo_lost"] is None
+    assert "events.jsonl: 2 event(s) without a numeric time skipped" in summary["problems"]
+
+
 def test_torn_parquet_is_reported_not_raised(tmp_path: Path) -> None:
     d = write_run_dir(tmp_path, RunSpec(kind="pass"))
     (d / "requests" / "worker-0.parquet").write_bytes(b"PAR1 torn")
