@@ -27,6 +27,7 @@ import websocket
 from PIL import Image, ImageStat
 
 import reports
+from reports.compare import compare
 from reports.trend import trend
 from tests.unit.rundirs import RunSpec, write_run_dir
 
@@ -201,6 +202,14 @@ def test_trend_page_loads_offline_without_errors(browser: Browser, runs: Path, t
     loaded = browser.load(page)
     assert loaded.errors == [] and loaded.requests == [loaded.url]
     assert _not_blank(browser.screenshot())
+
+
+def test_compare_page_loads_offline_without_errors(browser: Browser, runs: Path, tmp_path: Path) -> None:
+    page = tmp_path / "compare.html"
+    compare(runs / "run-pass", runs / "run-pass", out=page)
+    loaded = browser.load(page)
+    assert loaded.errors == [] and loaded.requests == [loaded.url]
+    assert browser.evaluate("document.querySelector('#verdict .badge').innerText") == "OK"
 
 
 def test_a_page_that_reaches_out_is_caught(browser: Browser, tmp_path: Path) -> None:
