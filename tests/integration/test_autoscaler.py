@@ -22,7 +22,8 @@ TOPOLOGY = """
 regions:
   - {name: region-a, api_replicas: 1}
   - {name: region-b, api_replicas: 1}
-autoscaling: {enabled: true, max_replicas: 3, target_cpu_percent: 15, scale_down_stabilization_s: 4, interval_s: 0.5}
+autoscaling:
+  {enabled: true, max_replicas: 3, metric: cpu, target_cpu_percent: 15, scale_down_stabilization_s: 4, interval_s: 0.5}
 """
 
 

@@ -2,7 +2,7 @@
 
 from drillbit.targets.sandbox.autoscaler import Policy, Recommender
 
-POLICY = Policy(min_replicas=2, max_replicas=6, target_cpu_percent=50, scale_down_stabilization_s=30)
+POLICY = Policy(min_replicas=2, max_replicas=6, target=50, scale_down_stabilization_s=30)
 
 
 def test_scales_out_by_the_hpa_ratio_rounding_up() -> None:

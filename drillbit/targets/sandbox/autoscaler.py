@@ -1,9 +1,12 @@
 """An HPA-like autoscaler for the sandbox's API replicas, one decision per region per interval.
 
-Kubernetes' Horizontal Pod Autoscaler rule, on CPU utilisation (percent of one core per
-replica, the sandbox's "request"):
+Kubernetes' Horizontal Pod Autoscaler rule, on one metric averaged over a region's replicas:
 
-    desired = ceil(current * utilisation / target)      clamped to [min, max]
+    desired = ceil(current * metric / target)      clamped to [min, max]
+
+The metric is ``rps`` (requests per second per replica, from each replica's own Prometheus
+counter, as an HPA on a custom metric through the Prometheus adapter; the default: it does not
+depend on what else runs on the machine) or ``cpu`` (percent of one core per replica).
 
 no change while utilisation / target is within the tolerance (10 %); scale-up applies at once;
 scale-down applies the highest recommendation of the stabilization window (HPA's default
@@ -24,7 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.supervisor import Supervisor
@@ -38,7 +43,7 @@ log = logging.getLogger(__name__)
 class Policy:
     min_replicas: int
     max_replicas: int
-    target_cpu_percent: float
+    target: float  # per replica: requests/s (metric rps) or percent of one core (metric cpu)
     scale_down_stabilization_s: float = 30.0
     tolerance: float = 0.1
 
@@ -52,7 +57,7 @@ class Recommender:
 
     def raw(self, current: int, utilisation: float) -> int:
         p = self.policy
-        ratio = utilisation / p.target_cpu_percent
+        ratio = utilisation / p.target
         desired = current if abs(ratio - 1.0) <= p.tolerance else math.ceil(current * ratio)
         return max(p.min_replicas, min(p.max_replicas, desired))
 
@@ -90,9 +95,56 @@ class _CpuMeter:
         return sum(readings) / len(readings) if readings else None
 
 
-def run(layout: Layout, regions: list[str], policy: Policy, interval: float) -> None:
+class _RateMeter:
+    """Requests per second per replica, from the replicas' request counters (over their own sockets)."""
+
+    COUNTER = "sut_http_request_duration_seconds"
+    IGNORED = frozenset({"/metrics", "/healthz", "/readyz"})  # the harness's own probes are not load
+
+    WINDOW_S = 5.0  # the rate is taken over this long (as an HPA reads rate() over a window), not one tick
+
+    def __init__(self, layout: Layout, region: str) -> None:
+        self.layout, self.region = layout, region
+        self.served = 0.0  # requests served by the region's replicas since the meter started
+        self.previous: dict[str, float] = {}
+        self.history: deque[tuple[float, float]] = deque()
+
+    def _count(self, sock: Path) -> float | None:
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=0.5) as client:
+                text = client.get("http://replica/metrics").text
+        except httpx.HTTPError:
+            return None  # a dead or starting replica
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == self.COUNTER
+            for sample in family.samples
+            if sample.name == self.COUNTER + "_count" and sample.labels.get("route") not in self.IGNORED
+        )
+
+    def utilisation(self, pids: list[int]) -> float | None:
+        now = time.monotonic()
+        counts = {s.name: c for s in self.layout.run.glob(f"api-{self.region}-*.sock")
+                  if (c := self._count(s)) is not None}  # fmt: skip
+        # a respawned replica's counter starts again from zero: count it from zero
+        self.served += sum(c - self.previous.get(k, 0.0) if c >= self.previous.get(k, 0.0) else c
+                           for k, c in counts.items())  # fmt: skip
+        self.previous = counts
+        self.history.append((now, self.served))
+        while len(self.history) > 2 and self.history[1][0] <= now - self.WINDOW_S:
+            self.history.popleft()
+        (t0, s0), (t1, s1) = self.history[0], self.history[-1]
+        if t1 - t0 < self.WINDOW_S / 2 or not pids:
+            return None
+        return (s1 - s0) / (t1 - t0) / len(pids)
+
+
+def run(layout: Layout, regions: list[str], policy: Policy, interval: float, metric: str = "rps") -> None:
     sup = Supervisor(layout.run)
-    meters = {r: _CpuMeter() for r in regions}
+    meters: dict[str, _CpuMeter | _RateMeter] = {
+        r: _RateMeter(layout, r) if metric == "rps" else _CpuMeter() for r in regions
+    }
     recs = {r: Recommender(policy) for r in regions}
     decisions = layout.logs / "autoscaler.jsonl"
     while True:
@@ -108,17 +160,12 @@ def run(layout: Layout, regions: list[str], policy: Policy, interval: float) -> 
             desired = recs[region].decide(current, util, time.time())
             if desired != current:
                 sup.set_numprocesses(name, desired)
-                entry = {"t": time.time(), "region": region, "from": current, "to": desired, "cpu_percent": util}
+                entry = {"t": time.time(), "region": region, "from": current, "to": desired, "metric": metric,
+                         "value": round(util, 3), "target": policy.target}
                 with decisions.open("a") as f:
                     f.write(json.dumps(entry) + "\n")
-                log.warning(
-                    "scaled %s from %d to %d replicas (cpu %.0f%% of target %.0f%%)",
-                    name,
-                    current,
-                    desired,
-                    util,
-                    policy.target_cpu_percent,
-                )
+                log.warning("scaled %s from %d to %d replicas (%s %.1f, target %.1f)", name, current, desired,
+                            metric, util, policy.target)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regions", required=True, help="comma-separated")
     ap.add_argument("--min", type=int, required=True)
     ap.add_argument("--max", type=int, required=True)
-    ap.add_argument("--target-cpu", type=float, required=True)
+    ap.add_argument("--metric", choices=("rps", "cpu"), default="rps")
+    ap.add_argument("--target", type=float, required=True, help="per replica: requests/s (rps) or % of a core (cpu)")
     ap.add_argument("--stabilization", type=float, default=30.0)
     ap.add_argument("--interval", type=float, default=1.0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    policy = Policy(args.min, args.max, args.target_cpu, args.stabilization)
-    run(Layout.at(args.state_dir), args.regions.split(","), policy, args.interval)
+    policy = Policy(args.min, args.max, args.target, args.stabilization)
+    run(Layout.at(args.state_dir), args.regions.split(","), policy, args.interval, args.metric)
     return 0
 
 

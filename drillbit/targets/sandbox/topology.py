@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -52,7 +52,13 @@ class Api(_Model):
 class Autoscaling(_Model):
     enabled: bool = True
     max_replicas: int = Field(default=4, ge=1, le=16)  # per region; the minimum is the region's api_replicas
-    target_cpu_percent: float = Field(default=60.0, gt=0, le=100)
+    metric: Literal["rps", "cpu"] = "rps"  # requests/s per replica, or percent of one core per replica
+    target_rps: float = Field(default=40.0, gt=0, le=100_000)  # per replica (metric rps)
+    target_cpu_percent: float = Field(default=60.0, gt=0, le=100)  # per replica (metric cpu)
+
+    @property
+    def target(self) -> float:
+        return self.target_rps if self.metric == "rps" else self.target_cpu_percent
     scale_down_stabilization_s: float = Field(default=30.0, ge=0)
     interval_s: float = Field(default=1.0, gt=0, le=60)
 
