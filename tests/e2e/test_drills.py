@@ -126,3 +126,46 @@ def test_a_fault_that_cannot_land_makes_the_drill_inconclusive_exit_3(sandbox_en
     assert result.verdicts is not None and result.verdicts.outcome is Outcome.INCONCLUSIVE
     assert any("did not land" in r and "only 4 replicas" in r for r in result.verdicts.inconclusive_reasons)
     assert all(v.verdict is not Outcome.PASS for v in result.verdicts.verdicts if v.sla in ("rto", "restart"))
+
+
+def test_rolling_update_drill_fails_no_request_and_every_replica_runs_the_new_version(
+    sandbox_env: Sandbox, tmp_path: Path
+) -> None:
+    result = _drill(sandbox_env, _plan("rolling-update"), tmp_path)
+    m = _measurements(result)
+    assert m.faults[0].landed, m.faults
+    replaced = m.faults[0].detail["replaced"]
+    assert len(replaced) >= 4  # every replica of both regions
+    verdict = _verdict(result, "zero_failed_requests")
+    assert verdict.verdict is Outcome.PASS and verdict.measured == 0
+    assert m.latency is not None and m.latency["phases"]["all"]["ok"] > 1000  # it was under load
+    assert {v for vs in sandbox_env.versions().values() for v in vs} == {"2.0.0-drill"}  # asked of each replica
+    assert result.exit_code == 0, result.verdicts
+
+
+def _scale_back(sandbox: Sandbox) -> None:
+    for region in sandbox.regions:
+        sandbox.supervisor.set_numprocesses(f"api-{region}", 2)
+    SandboxTarget(sandbox).heal()
+
+
+def test_load_spike_drill_scales_out_and_reports_the_reaction_time(sandbox_env: Sandbox, tmp_path: Path) -> None:
+    decisions = sandbox_env.layout.logs / "autoscaler.jsonl"
+    seen = len(decisions.read_text().splitlines()) if decisions.exists() else 0
+    try:
+        result = _drill(sandbox_env, _plan("load-spike"), tmp_path)
+        m = _measurements(result)
+        assert m.faults[0].landed, m.faults
+        assert m.autoscaling is not None, m.unmeasured
+        step = m.autoscaling["load_step_at"]
+        first_new = m.autoscaling["first_new_ready_s"]
+        assert first_new is not None and first_new < 30, m.autoscaling
+        # ground truth: the autoscaler's own decision log; a new replica is ready after it decided
+        ups = [json.loads(line) for line in decisions.read_text().splitlines()[seen:]]
+        ups = [d for d in ups if d["to"] > d["from"]]
+        assert ups, "the autoscaler never scaled out"
+        decided = min(d["t"] for d in ups) - step
+        assert decided - 0.5 <= first_new <= decided + 15, (decided, first_new)
+        assert _verdict(result, "scale_out").verdict is Outcome.PASS
+    finally:
+        _scale_back(sandbox_env)
