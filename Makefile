@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make drill: run the default drill on the sandbox (brings it up, exercises it, brings it down)
+## make drill: the default drill: pod-kill on the sandbox under load (brings the sandbox up, kills
+## replicas, measures, judges, writes runs/<id>/report.html, brings the sandbox down)
 drill: $(STAMP)
-	$(BIN)/drill demo --env sandbox
+	$(BIN)/drill run experiments/pod-kill.yaml --env sandbox
 
 ## make test: lint, type-check, then every test tier (unit, integration, e2e) on real services
 test: $(STAMP) lint
