@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from drillbit.clock import to_iso
 from drillbit.events import read_events
 from drillbit.results import JOURNAL, Fault, Measurements
 from drillbit.rundir import (
@@ -64,13 +65,16 @@ def faults_from_events(events: list[dict[str, Any]]) -> list[Fault]:
 
 
 def first_fault(events: list[dict[str, Any]]) -> tuple[float | None, str | None]:
-    """The fault time and where it came from: an injected fault, else a ``mark`` of kind fault."""
-    for e in events:
-        if e.get("kind") == "fault.inject":
-            return float(e["t"]), "injected"
-    for e in events:
-        if e.get("kind") == "mark" and e.get("mark") == "fault":
-            return float(e["t"]), "marked"
+    """The fault time and where it came from: an injected fault, else an operator's ``mark`` of
+    kind fault, else the fault ``drill observe`` detected from the first failed probe."""
+    for source, match in (
+        ("injected", lambda e: e.get("kind") == "fault.inject"),
+        ("marked", lambda e: e.get("kind") == "mark" and e.get("mark") == "fault"),
+        ("detected", lambda e: e.get("kind") == "fault.detected"),
+    ):
+        times = [float(e["t"]) for e in events if match(e)]
+        if times:
+            return min(times), source
     return None, None
 
 
@@ -195,7 +199,13 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None) -> Measurements:
     if fault_at is None:
         s.unmeasured.update({k: "no fault was injected or marked" for k in ("rto", "rpo", "replicas")})
     else:
-        s.run("rto", rto_report, str(run_dir), fault_at, STABILITY_WINDOW_S)
+        rto = s.run("rto", rto_report, str(run_dir), fault_at, STABILITY_WINDOW_S)
+        if rto is not None and source == "detected":
+            # the fault time *is* the first failed probe: there is no separate time to detect
+            rto.update(detect_s=None, fault_time="detected from the first failed probe (no fault was marked): "
+                                                 "time to detect is undefined")  # fmt: skip
+        elif rto is not None:
+            rto["fault_time"] = f"{source} at {to_iso(fault_at)}"
         if (run_dir / HEARTBEAT).exists() or (run_dir / (HEARTBEAT + ".journal")).exists():
             s.run("rpo", rpo_report, str(run_dir), fault_at)
         else:

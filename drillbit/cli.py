@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from drillbit.cli_observe import register as register_observe
 from drillbit.cli_run import register as register_run
 from drillbit.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, ConfigError, DrillError
 
@@ -175,6 +176,7 @@ def demo(
 
 
 register_run(app)
+register_observe(app)
 
 # --- reports and evidence: `drill report ...`, `drill seal`, `drill verify` (defined in reports/cli.py) ---
 def _register_reports() -> None:

@@ -10,14 +10,14 @@ import typer
 from drillbit.errors import ConfigError, DrillError
 from drillbit.results import AuditFields
 
-__all__ = ["register"]
+__all__ = ["register", "summary"]
 
 
 def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
-def _summary(result: object) -> None:
+def summary(result: object) -> None:
     from drillbit.runner import DrillResult
 
     assert isinstance(result, DrillResult)
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
                     codes.append(err.exit_code)
                     continue
                 started_here = started_here or result.started_env
-                _summary(result)
+                summary(result)
                 codes.append(result.exit_code)
         finally:
             if len(plans) > 1 and started_here and not keep:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import yaml
@@ -72,10 +73,12 @@ class Session:
         replicas: ReplicaSource | None = None,
         load: LoadSpec | None = None,
         cover_s: float = 600.0,
+        availability_interval: float = 0.1,
     ) -> None:
         self.run_dir, self.clock, self.api_url, self.run_id = run_dir, clock, api_url.rstrip("/"), run_id
         self.dsn, self.heartbeat_via, self.replica_source = dsn, heartbeat_via, replicas
         self.load_spec, self.cover_s, self.write_path = load, cover_s, write_path
+        self.availability_interval = availability_interval
         self.samplers: list[Sampler] = []
         self.heartbeat: HeartbeatWriter | None = None
         self.load: Any = None  # loadtests.runner.LoadRun
@@ -89,7 +92,8 @@ class Session:
 
     def start(self) -> None:
         """Start samplers, then the load. Raises EnvironmentFailure when the target cannot be measured."""
-        self.samplers.append(AvailabilitySampler(self._transaction(), self.run_dir, clock=self.clock).start())
+        self.samplers.append(AvailabilitySampler(self._transaction(), self.run_dir, clock=self.clock,
+                                                 interval=self.availability_interval).start())  # fmt: skip
         if self.dsn is not None:
             api = self.api_url if self.heartbeat_via == "api" else None
             self.heartbeat = HeartbeatWriter(self.dsn, self.run_dir, self.run_id, clock=self.clock, api_url=api)
@@ -102,7 +106,9 @@ class Session:
             profile = drill_profile(self.load_spec.profile, self.run_dir, self.cover_s)
             live_stats = ["--csv", str(self.run_dir / LIVE_STATS), "--csv-full-history"]
             spec = self.load_spec
-            self.load = start_load(spec.locustfile, profile, self.api_url, self.run_dir, processes=spec.processes,
+            parts = urlsplit(self.api_url)  # the load generator's host is the service's base URL
+            host = f"{parts.scheme}://{parts.netloc}"
+            self.load = start_load(spec.locustfile, profile, host, self.run_dir, processes=spec.processes,
                                    clock=self.clock, extra_args=live_stats)  # fmt: skip
 
     def stop_load(self) -> None:

@@ -140,8 +140,8 @@ _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
 def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
     """Drill-wide reasons for doubt: (fault problems, load problems)."""
     fault: list[str] = []
-    if not m.faults and m.fault_source != "marked":
-        fault.append("no fault was injected")
+    if m.fault_at is None:
+        fault.append("no fault was injected, marked or detected")
     fault += [f"fault {f.activity!r} did not land: {f.error}" for f in m.faults if not f.landed]
     load: list[str] = []
     lat = m.latency or {}

@@ -94,3 +94,16 @@ def test_secrets_in_a_fault_result_never_reach_the_events(tmp_path: Path, monkey
     text = path.read_text()
     assert "canary-0xDEADBEEF" not in text and "vault-s3cret" not in text and "hunter2pw" not in text
     assert "***" in text
+
+
+def test_the_fault_time_prefers_injected_then_marked_then_detected() -> None:
+    from drillbit.analysis import first_fault
+
+    detected = {"kind": "fault.detected", "t": 5.0}
+    marked = {"kind": "mark", "mark": "fault", "t": 7.0}
+    injected = {"kind": "fault.inject", "t": 9.0, "activity": "x"}
+    note = {"kind": "mark", "mark": "note", "t": 1.0}
+    assert first_fault([note, detected]) == (5.0, "detected")
+    assert first_fault([note, detected, marked]) == (7.0, "marked")
+    assert first_fault([detected, marked, injected]) == (9.0, "injected")
+    assert first_fault([note]) == (None, None)

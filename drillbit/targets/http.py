@@ -1,0 +1,51 @@
+"""Any HTTP service as an observation target: a URL to probe (and, optionally, a DSN to write to).
+
+It cannot inject faults, report replicas or heal: ``drill observe`` only needs to measure it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from drillbit.errors import ConfigError
+from drillbit.targets.base import Endpoints
+
+__all__ = ["HttpTarget", "check_url"]
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("--url", f"{url!r} is not an http(s) URL: pass e.g. http://127.0.0.1:8080/healthz")
+    return url
+
+
+class HttpTarget:
+    kind = "http"
+
+    def __init__(self, url: str, dsn: str | None = None) -> None:
+        self.url, self.dsn = check_url(url), dsn
+        self.name = urlsplit(url).netloc
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints(api_url=self.url, dsn=self.dsn, heartbeat_via="database")
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"url": self.url, "heartbeat": "database" if self.dsn else None}
+
+    def ready(self) -> bool:
+        try:
+            return 200 <= httpx.get(self.url, timeout=2.0).status_code < 300
+        except httpx.HTTPError:
+            return False
+
+    def reachable(self) -> bool:
+        """Anything answers at all (a 503 during an outage still means the host is there)."""
+        try:
+            httpx.get(self.url, timeout=3.0)
+        except httpx.TransportError:
+            return False
+        return True
