@@ -1,8 +1,8 @@
 """`make bench`: every benchmark in turn, each printing its figures against its target."""
 
-from benchmarks import accuracy, analyzers, generator, reports, samplers, sandbox
+from benchmarks import accuracy, analyzers, drill, generator, reports, samplers, sandbox
 
 if __name__ == "__main__":
-    for bench in (sandbox, accuracy, generator, analyzers, reports, samplers):
+    for bench in (sandbox, drill, accuracy, generator, analyzers, reports, samplers):
         print(f"\n== {bench.__name__} ==", flush=True)
         bench.main()

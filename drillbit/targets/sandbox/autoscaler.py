@@ -123,7 +123,9 @@ class _RateMeter:
             if sample.name == self.COUNTER + "_count" and sample.labels.get("route") not in self.IGNORED
         )
 
-    def utilisation(self, pids: list[int]) -> float | None:
+    def utilisation(self, replicas: int) -> float | None:
+        """Requests/s per replica over the window; ``replicas``: how many the supervisor runs (desired:
+        a replica killed a moment ago is being replaced, and does not double the others' share)."""
         now = time.monotonic()
         counts = {s.name: c for s in self.layout.run.glob(f"api-{self.region}-*.sock")
                   if (c := self._count(s)) is not None}  # fmt: skip
@@ -135,26 +137,28 @@ class _RateMeter:
         while len(self.history) > 2 and self.history[1][0] <= now - self.WINDOW_S:
             self.history.popleft()
         (t0, s0), (t1, s1) = self.history[0], self.history[-1]
-        if t1 - t0 < self.WINDOW_S / 2 or not pids:
+        if t1 - t0 < self.WINDOW_S / 2 or replicas < 1:
             return None
-        return (s1 - s0) / (t1 - t0) / len(pids)
+        return (s1 - s0) / (t1 - t0) / replicas
 
 
 def run(layout: Layout, regions: list[str], policy: Policy, interval: float, metric: str = "rps") -> None:
     sup = Supervisor(layout.run)
-    meters: dict[str, _CpuMeter | _RateMeter] = {
-        r: _RateMeter(layout, r) if metric == "rps" else _CpuMeter() for r in regions
-    }
+    # requests/s: every region's replicas serve one front door (one Service), so the rate per
+    # replica is the service's rate over all live replicas (the kernel spreads connections over
+    # processes unevenly; a per-region rate would scale a region on that noise); CPU: per region
+    service_rate = _RateMeter(layout, "*")
+    cpu = {r: _CpuMeter() for r in regions}
     recs = {r: Recommender(policy) for r in regions}
     decisions = layout.logs / "autoscaler.jsonl"
     while True:
         time.sleep(interval)
-        for region in regions:
+        live = [r for r in regions if sup.status(f"api-{r}") == "active"]  # a lost region is not scaled
+        rate = service_rate.utilisation(sum(sup.numprocesses(f"api-{r}") for r in live)) if metric == "rps" else None
+        for region in live:
             name = f"api-{region}"
-            if sup.status(name) != "active":
-                continue  # a lost region is not scaled
             current = sup.numprocesses(name)
-            util = meters[region].utilisation(sup.pids(name))
+            util = rate if metric == "rps" else cpu[region].utilisation(sup.pids(name))
             if util is None:
                 continue
             desired = recs[region].decide(current, util, time.time())
