@@ -158,8 +158,13 @@ def _latency(run_dir: Path, phases: dict[str, tuple[float, float]], names: set[s
     from probes.latency import analyze_latency, analyze_run, load_requests
 
     report = analyze_run(run_dir, phases).to_dict()
-    report["by_request"] = {n: {k: v.to_dict() for k, v in analyze_latency(load_requests(run_dir, n), phases).items()}
-                            for n in sorted(names)}  # fmt: skip
+    report["by_request"] = {}
+    for name in sorted(names):  # a request the load never made leaves its own SLA unmeasured, not the others
+        try:
+            report["by_request"][name] = {k: v.to_dict() for k, v in
+                                          analyze_latency(load_requests(run_dir, name), phases).items()}  # fmt: skip
+        except ValueError as err:
+            log.info("no latency for %s: %s", name, err)
     return report
 
 
@@ -179,7 +184,7 @@ def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sl
     return autoscaling_report(str(run_dir), target_replicas=capacity)
 
 
-def analyze(run_dir: Path, slas: dict[str, Sla] | None = None) -> Measurements:
+def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: float = STABILITY_WINDOW_S) -> Measurements:
     """Every measurement the run directory supports (``slas`` says which request names matter)."""
     from probes.availability import rto_report
     from probes.latency import phases_from_events
@@ -199,7 +204,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None) -> Measurements:
     if fault_at is None:
         s.unmeasured.update({k: "no fault was injected or marked" for k in ("rto", "rpo", "replicas")})
     else:
-        rto = s.run("rto", rto_report, str(run_dir), fault_at, STABILITY_WINDOW_S)
+        rto = s.run("rto", rto_report, str(run_dir), fault_at, stability_s)
         if rto is not None and source == "detected":
             # the fault time *is* the first failed probe: there is no separate time to detect
             rto.update(detect_s=None, fault_time="detected from the first failed probe (no fault was marked): "

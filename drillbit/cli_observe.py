@@ -46,8 +46,10 @@ def register(app: typer.Typer) -> None:
 
         if url is not None and env is not None:
             raise ConfigError("drill observe", "give --env or --url, not both")
-        if interval <= 0 or cooldown < 0:
-            raise ConfigError("drill observe", "--interval must be > 0 and --cooldown >= 0")
+        if not 0.01 <= interval <= 60 or cooldown < 0:
+            raise ConfigError("drill observe", "--interval must be within [0.01, 60] s and --cooldown >= 0")
+        if dsn is not None and url is None:
+            raise ConfigError("--dsn", "only with --url: an env brings its own write path (the trading API)")
         from drillbit.observe import parse_duration
 
         options = ObserveOptions(

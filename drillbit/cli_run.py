@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run an experiment (or a suite) against a live target under load; measure, judge, report."""
         from drillbit.plan import load_plan
-        from drillbit.runner import RunOptions, run_drill
+        from drillbit.results import RunStatus
+        from drillbit.runner import RunOptions, bring_up, run_drill
         from drillbit.suite import combined_exit_code, load_suite
 
         if (experiment is None) == (suite is None):
@@ -69,6 +70,9 @@ def register(app: typer.Typer) -> None:
                 problems.append(str(err))
         if problems:
             raise ConfigError("drill run", problems)
+        from drillbit.targets import check_target_name
+
+        check_target_name(env)  # a typo in --env is a usage error, also for a dry run
         if dry_run:
             for plan in plans:
                 typer.echo(f"plan for {plan.experiment_path} on {env} (dry run: nothing injected):")
@@ -80,7 +84,7 @@ def register(app: typer.Typer) -> None:
                              audit=AuditFields(scope=scope, objectives=objectives, participants=participant or [],
                                                approver=approver))  # fmt: skip
         codes = []
-        started_here = False
+        suite_env = len(plans) > 1 and bring_up(options)  # a suite shares one environment
         try:
             for plan in plans:
                 if len(plans) > 1:
@@ -93,11 +97,13 @@ def register(app: typer.Typer) -> None:
                     _say(f"drill: error: {err}")
                     codes.append(err.exit_code)
                     continue
-                started_here = started_here or result.started_env
                 summary(result)
                 codes.append(result.exit_code)
+                if result.status is RunStatus.INTERRUPTED:
+                    _say("interrupted: the rest of the suite is not run")
+                    break
         finally:
-            if len(plans) > 1 and started_here and not keep:
+            if suite_env and not keep:
                 from drillbit.targets.sandbox import sandbox
 
                 sandbox.down(state_dir, report=_say)

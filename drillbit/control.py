@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from drillbit.clock import Clock
@@ -31,6 +34,7 @@ __all__ = [
     "after_method_control",
     "after_rollback_control",
     "before_activity_control",
+    "before_experiment_control",
     "before_method_control",
     "before_rollback_control",
     "control_entry",
@@ -57,10 +61,11 @@ def _kind(activity: dict[str, Any]) -> str | None:
     return "fault" if func in FAULTS else "revert" if func in REVERTS else None
 
 
-def _emit(events_path: str, secrets: dict[str, Any] | None, kind: str, **fields: Any) -> None:
+def _emit(events_path: str, secrets: dict[str, Any] | None, kind: str, t: float | None = None,
+          **fields: Any) -> None:  # fmt: skip
     redact = Redactor(secret_values(secrets, os.environ))
     with EventLog(Path(events_path), Clock()) as log_:
-        log_.emit(kind, **redact(fields))
+        log_.emit(kind, t=t, **redact(fields))
 
 
 def _faults_so_far(events_path: str) -> int:
@@ -74,10 +79,12 @@ def before_activity_control(
     kind = _kind(context)
     name = context.get("name", "?")
     func = (context.get("provider") or {}).get("func")
+    # chaostoolkit calls this before the activity's own "pauses: before": the fault comes after it
+    at = Clock().now() + float((context.get("pauses") or {}).get("before") or 0)
     if kind == "fault":
         if _faults_so_far(events_path) == 0:
-            _emit(events_path, secrets, "phase", name="fault")
-        _emit(events_path, secrets, "fault.inject", activity=name, action=f"{MODULE}.{func}",
+            _emit(events_path, secrets, "phase", t=at, name="fault")
+        _emit(events_path, secrets, "fault.inject", t=at, activity=name, action=f"{MODULE}.{func}",
               arguments=context["provider"].get("arguments", {}))  # fmt: skip
     elif kind == "revert":
         _emit(events_path, secrets, "fault.revert", activity=name, action=f"{MODULE}.{func}",
@@ -112,7 +119,7 @@ def after_activity_control(
           landed=landed, error=error, duration_s=run.get("duration"),
           output=output if isinstance(output, dict) else {"value": output})  # fmt: skip
     if error:
-        log.warning("%s %r did not land: %s", kind, context.get("name"), error)
+        log.warning("%s %r did not land: %s", kind, context.get("name"), Redactor(secret_values(secrets))(error))
 
 
 def before_method_control(context: dict[str, Any], events_path: str, **kwargs: Any) -> None:
@@ -123,7 +130,33 @@ def after_method_control(context: dict[str, Any], events_path: str, **kwargs: An
     _emit(events_path, None, "method.end")
 
 
+def _signals(events_path: str, *, interrupt: bool) -> None:
+    """Take SIGINT/SIGTERM back from chaostoolkit (its SIGTERM handler raises an exception that an
+    activity swallows as a mere failure, and the next fault is injected anyway). Each signal is a
+    ``signal`` event; during the method it also interrupts (a KeyboardInterrupt, which chaostoolkit
+    answers with the rollbacks); during the rollbacks it is only recorded, so they all run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        _emit(events_path, None, "signal", signal=name, during="method" if interrupt else "rollbacks")
+        if interrupt:
+            from drillbit.runs import DrillInterrupted
+
+            raise DrillInterrupted(f"{name} during the experiment")
+        log.warning("%s during the rollbacks: recorded; the rollbacks finish first", name)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, handler)
+
+
+def before_experiment_control(context: dict[str, Any], events_path: str, **kwargs: Any) -> None:
+    if threading.current_thread() is threading.main_thread():
+        _signals(events_path, interrupt=True)
+
+
 def before_rollback_control(context: dict[str, Any], events_path: str, **kwargs: Any) -> None:
+    if threading.current_thread() is threading.main_thread():
+        _signals(events_path, interrupt=False)
     _emit(events_path, None, "rollbacks.start")
 
 

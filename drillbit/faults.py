@@ -89,8 +89,13 @@ def fail_over_database(mode: str = "kill-node", configuration: Configuration = N
     return _target(configuration).fail_over_database(mode)
 
 
-def roll_out(version: str, max_unavailable: int = 1, configuration: Configuration = None) -> dict[str, Any]:
-    """Roll every API replica to ``version``, ``max_unavailable`` at a time, waiting for readiness."""
+def roll_out(version: str = "auto", max_unavailable: int = 1, configuration: Configuration = None) -> dict[str, Any]:
+    """Roll every API replica to ``version``, ``max_unavailable`` at a time, waiting for readiness.
+
+    ``auto``: a version no replica runs yet (``drill-<UTC time>``), so a repeated drill rolls again.
+    """
+    if version == "auto":
+        version = "drill-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return _target(configuration).roll_out(version, max_unavailable=max_unavailable)
 
 

@@ -12,6 +12,7 @@ refuses a second drill.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -39,10 +40,12 @@ def state_root(state_dir: Path | str | None = None) -> Path:
 class ActiveDrill:
     pid: int
     pid_started: float  # psutil create_time: a recycled pid is not the drill
-    run_dir: str
+    run_dir: str  # "" until the run directory exists
     target: str
-    state_dir: str
+    state_dir: str  # the target's own state (what a clean-up heals)
     load_pgid: int | None = None
+    load_started: float | None = None  # the generator's create_time: a recycled pgid is not ours
+    mode: str = "run"  # "observe": a clean-up never touches the target
 
     def alive(self) -> bool:
         try:
@@ -52,24 +55,40 @@ class ActiveDrill:
 
 
 class Ledger:
-    """The record of the drill running in this process."""
+    """The record of the drill running in this process (take it before touching the target)."""
 
-    def __init__(self, state_dir: Path, run_dir: Path, target: str) -> None:
-        self.path = state_dir / LEDGER
+    def __init__(self, root: Path, target: str, target_state: Path | str | None, mode: str = "run") -> None:
+        self.path = root / LEDGER
         me = psutil.Process()
-        self.entry = ActiveDrill(me.pid, me.create_time(), str(run_dir.resolve()), target, str(state_dir))
+        self.entry = ActiveDrill(me.pid, me.create_time(), "", target, str(target_state or root), mode=mode)
 
     def open(self) -> Ledger:
-        other = read(self.path)
-        if other is not None and other.alive():
-            raise EnvironmentFailure(f"another drill (pid {other.pid}, {other.run_dir}) is running on this state "
-                                     f"directory: wait for it or stop it (kill -INT {other.pid})")  # fmt: skip
-        self._write()
+        """Take the record, atomically (a lock file): refuses while another drill lives, or while a dead
+        one's record waits for its clean-up (``clean_orphan`` first)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(LEDGER + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            other = read(self.path)
+            if other is not None and other.pid != self.entry.pid:
+                if other.alive():
+                    raise EnvironmentFailure(f"another drill (pid {other.pid}, {other.run_dir or 'starting'}) is "
+                                             f"running on this state directory: wait for it or stop it "
+                                             f"(kill -INT {other.pid})")  # fmt: skip
+                raise EnvironmentFailure(f"a crashed drill's record is still in {self.path}: its clean-up failed; "
+                                         "see the messages above, fix the target and remove the file")  # fmt: skip
+            self._write()
         return self
 
-    def note_load(self, pgid: int) -> None:
-        self.entry = ActiveDrill(**{**asdict(self.entry), "load_pgid": pgid})
+    def update(self, **changes: Any) -> None:
+        self.entry = ActiveDrill(**{**asdict(self.entry), **changes})
         self._write()
+
+    def note_load(self, pid: int) -> None:
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            started = None
+        self.update(load_pgid=pid, load_started=started)
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,12 +120,22 @@ def find_orphan(state_dir: Path | str | None = None) -> ActiveDrill | None:
 
 
 def stop_orphaned_load(entry: ActiveDrill) -> bool:
-    """SIGKILL the crashed drill's load generator (its own process group), if it still runs."""
+    """SIGKILL the crashed drill's load generator (its own process group), if it still runs and is
+    still the process the record names (same create time: a recycled pid is left alone)."""
     if entry.load_pgid is None:
         return False
     try:
+        leader = psutil.Process(entry.load_pgid)
+        if entry.load_started is not None and abs(leader.create_time() - entry.load_started) > 1.0:
+            return False
+    except psutil.NoSuchProcess:
+        pass  # the leader is gone; while any of its workers lives, the group id is still theirs
+    try:
         os.killpg(entry.load_pgid, signal.SIGKILL)
     except ProcessLookupError:
+        return False
+    except PermissionError as err:
+        log.warning("cannot stop the orphaned load generator (pgid %s): %s", entry.load_pgid, err)
         return False
     return True
 

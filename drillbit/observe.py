@@ -19,6 +19,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import select
 import socket
 import sys
@@ -45,13 +46,14 @@ from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
 from drillbit.runner import DrillResult
 from drillbit.runs import (
     DrillInterrupted,
+    Signals,
     file_ref,
     finish_run,
     git,
-    interruptible,
     open_run_dir,
-    shielded,
+    signals_blocked,
     tool_versions,
+    write_slas,
 )
 from drillbit.session import LIVE_STATS, LoadSpec, Session
 from drillbit.sla import DEFAULT_SLA_FILE, Sla, load_sla_file, slas_for
@@ -91,16 +93,11 @@ class ObserveOptions:
 
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``30m``, ``1h``, ``1h30m`` -> seconds."""
-    units = {"h": 3600, "m": 60, "s": 1}
-    total, number = 0.0, ""
-    for ch in text.strip().lower():
-        if ch.isdigit() or ch == ".":
-            number += ch
-        elif ch in units and number:
-            total, number = total + float(number) * units[ch], ""
-        else:
-            raise ConfigError("--duration", f"{text!r} is not a duration: use e.g. 90s, 30m or 1h")
-    total += float(number) if number else 0.0
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip().lower())
+    if not text.strip() or match is None:
+        raise ConfigError("--duration", f"{text!r} is not a duration: use e.g. 90s, 30m or 1h")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
     if total <= 0:
         raise ConfigError("--duration", f"{text!r} is not a positive duration: use e.g. 90s, 30m or 1h")
     return total
@@ -119,6 +116,8 @@ def add_mark(label: str, kind: str = "fault", run_dir: Path | None = None,
         run_dir = Path(entry.run_dir)
     if not (run_dir / RUN).exists():
         raise ConfigError("--run", f"{run_dir} is not a run directory (no {RUN})")
+    if (run_dir / "MANIFEST").exists():
+        raise ConfigError("--run", f"{run_dir} is sealed: a mark now would break its evidence (drill verify)")
     with EventLog(run_dir / EVENTS, Clock()) as events:
         return events.emit("mark", mark=kind, label=label, by_pid=os.getpid())
 
@@ -173,8 +172,10 @@ class _Watch:
         after = [i for i in failed if t[i] >= self.fault_at]
         start = (after[-1] + 1) if after else next((i for i, v in enumerate(t) if v >= self.fault_at), len(t))
         # judged on the samples written so far (the journal lags the clock), with a margin of two
-        # probes so the analyzer, which sees the same samples, agrees
-        if after and start < len(t) and t[-1] - t[start] >= self.stability_s + 2 * self.interval_s:
+        # probes so the analyzer, which sees the same samples, agrees; a marked fault the probes
+        # never felt (a seamless failover) recovers at the mark
+        if (after or self.source == "marked") and start < len(t) and (
+                t[-1] - t[start] >= self.stability_s + 2 * self.interval_s):  # fmt: skip
             self.recovered_at = t[start]
             self.events.emit("phase", t=t[start], name="after")
 
@@ -189,8 +190,8 @@ class _KeyMarks:
         self._saved: list[Any] | None = None
 
     def start(self) -> None:
-        if not sys.stdin.isatty():
-            return
+        if not sys.stdin.isatty() or os.tcgetpgrp(sys.stdin.fileno()) != os.getpgrp():
+            return  # no terminal, or running in the background (touching it would stop us with SIGTTOU)
         self._saved = termios.tcgetattr(sys.stdin)
         tty.setcbreak(sys.stdin)
         self.view.event("keys: f = mark the fault now, r = mark the restore")
@@ -243,6 +244,32 @@ def _target(options: ObserveOptions) -> Any:
 
 def observe(options: ObserveOptions) -> DrillResult:
     """Observe until the duration ends, recovery (``until_recovered``) or a signal; analyze and report."""
+    from drillbit.runner import RunOptions, clean_orphan
+
+    with Signals() as signals:
+        try:
+            clean_orphan(RunOptions(state_dir=options.state_dir, say=options.say))
+            ledger = Ledger(state_root(options.state_dir), options.url or options.env or "sandbox",
+                            options.state_dir, mode="observe").open()  # fmt: skip
+        except DrillInterrupted:
+            raise DrillError("interrupted before the observation started") from None
+        try:
+            return _observe(options, signals, ledger)
+        except DrillInterrupted:
+            raise DrillError("interrupted before the observation started") from None
+        finally:
+            signals.shield()
+            ledger.close()
+
+
+def _step(what: str, fn: Any) -> None:
+    try:
+        fn()
+    except Exception as err:  # noqa: BLE001  (each clean-up step must not stop the others; the error is reported)
+        log.error("clean-up: %s failed: %s: %s", what, type(err).__name__, err)
+
+
+def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> DrillResult:
     if options.profile is not None:
         from loadtests.profiles import load_profile
 
@@ -265,7 +292,8 @@ def observe(options: ObserveOptions) -> DrillResult:
     from drillbit.results import write_model
 
     write_model(run_dir / RUN, info)
-    ledger = Ledger(state_root(options.state_dir), run_dir, target.name).open()
+    write_slas(run_dir, slas)
+    ledger.update(run_dir=str(run_dir.resolve()))
     events = EventLog(run_dir / EVENTS, clock)
     load = None
     if options.profile is not None:
@@ -289,34 +317,35 @@ def observe(options: ObserveOptions) -> DrillResult:
                 f"`drill mark LABEL --kind fault`)")  # fmt: skip
     view.start()
     try:
-        with interruptible():
-            events.emit("phase", name="baseline")
+        events.emit("phase", name="baseline")
+        with signals_blocked():  # the generator is spawned and recorded at once
             session.start()
-            keys.start()
-            deadline = started + options.duration_s
-            settle = options.stability_s + options.cooldown_s  # recovery confirmed, then the cool-down
-            while time.monotonic() < deadline:
-                watch.update()
-                if options.until_recovered and watch.recovered_at is not None and (
-                        clock.now() - watch.recovered_at >= settle):  # fmt: skip
-                    break
-                time.sleep(0.25)
+            if session.load is not None:
+                ledger.note_load(session.load.pid)
+        keys.start()
+        deadline = started + options.duration_s
+        settle = options.stability_s + options.cooldown_s  # recovery confirmed, then the cool-down
+        while time.monotonic() < deadline:
+            watch.update()
+            if options.until_recovered and watch.recovered_at is not None and (
+                    clock.now() - watch.recovered_at >= settle):  # fmt: skip
+                break
+            time.sleep(0.25)
     except DrillInterrupted:
         view.event("observation ended by signal: analyzing what was recorded")
-    except DrillError as err:
-        status, error = RunStatus.ERROR, str(err)
+    except Exception as err:  # noqa: BLE001  (the clean-up below must run; the error ends the run as ERROR)
+        status, error = RunStatus.ERROR, str(err) if isinstance(err, DrillError) else f"{type(err).__name__}: {err}"
+    signals.shield()
+    for what, step in (("keys", keys.stop), ("watch", watch.update), ("load and samplers", session.stop),
+                       ("heartbeat read-back", session.readback), ("live view", view.stop)):  # fmt: skip
+        _step(what, step)
+    events.emit("drill.end", status=status.value)
+    ledger.close()  # no mark after this: the run is being sealed
+    info = info.model_copy(update={"ended_at": clock.now()})
+    try:
+        verdicts = finish_run(run_dir, info, slas, status, Redactor(secret_values(None)), options.stability_s)
     finally:
-        with shielded():
-            keys.stop()
-            watch.update()
-            events.emit("drill.end", status=status.value)
-            session.stop()
-            session.readback()
-            view.stop()
-            info = info.model_copy(update={"ended_at": clock.now()})
-            verdicts = finish_run(run_dir, info, slas, status, Redactor(secret_values(None)))
-            events.close()
-            ledger.close()
+        events.close()
     code = EXIT_ENVIRONMENT if status is RunStatus.ERROR else verdicts.exit_code
     return DrillResult(run_dir, status, verdicts, code, error)
 

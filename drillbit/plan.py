@@ -135,6 +135,14 @@ def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | 
         exp = load_experiment(str(experiment))
     except ChaosException as err:
         raise ConfigError(str(experiment), f"cannot load the experiment: {err}: fix the YAML/JSON") from None
+    if not isinstance(exp, dict):
+        raise ConfigError(str(experiment), "an experiment is a mapping (title:, description:, method:, ...)")
+    shape = [f"{part}[{i}]: an activity is a mapping (type:, name:, provider:)"
+             for part in ("method", "rollbacks") for i, a in enumerate(exp.get(part) or []) if not isinstance(a, dict)]
+    if not isinstance(exp.get("method") or [], list) or not isinstance(exp.get("rollbacks") or [], list):
+        shape.append("method and rollbacks are lists of activities")
+    if shape:
+        raise ConfigError(str(experiment), shape)
     problems = _experiment_problems(exp)
     settings, setting_problems = _settings(exp)
     problems += setting_problems

@@ -20,6 +20,10 @@ MASK = "***"
 _SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|(^|_)KEY$|API_?KEY|ACCESS_KEY", re.I)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s\"']+:)(?P<pw>[^@\s\"'/]+)(?=@)", re.I)
 _KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<pw>'[^']*'|[^\s'\"]+)", re.I)
+#: a URL query parameter whose name says it is a secret (?token=..., &api_key=...)
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&](?:[a-z_]*(?:token|secret|password|passwd|key|signature|sig))=)(?P<v>[^&#\s\"']+)", re.I
+)
 #: shorter values would mask ordinary words; they are still never logged by drillbit itself
 MIN_SECRET_LEN = 4
 
@@ -62,6 +66,7 @@ class Redactor:
         if self._pattern is not None:
             s = self._pattern.sub(MASK, s)
         s = _URL_PASSWORD.sub(lambda m: m.group("scheme") + MASK, s)
+        s = _QUERY_SECRET.sub(lambda m: m.group("key") + MASK, s)
         return _KV_PASSWORD.sub(lambda m: m.group("key") + MASK, s)
 
     def __call__(self, obj: Any) -> Any:

@@ -31,12 +31,12 @@ from typing import Any
 
 from drillbit.clock import Clock
 from drillbit.control import control_entry
-from drillbit.errors import EXIT_ENVIRONMENT, ConfigError, DrillError
+from drillbit.errors import EXIT_ENVIRONMENT, DrillError, EnvironmentFailure
 from drillbit.events import EventLog, read_events
 from drillbit.faults import wait_until_ready
 from drillbit.ledger import ActiveDrill, Ledger, find_orphan, forget, state_root, stop_orphaned_load
 from drillbit.live import LiveView, Snapshot, locust_now
-from drillbit.plan import DrillPlan, load_plan
+from drillbit.plan import DrillPlan
 from drillbit.redact import Redactor, secret_values
 from drillbit.results import (
     JOURNAL,
@@ -51,19 +51,21 @@ from drillbit.results import (
 from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
 from drillbit.runs import (
     DrillInterrupted,
+    Signals,
     file_ref,
     finish_run,
     git,
-    interruptible,
     open_run_dir,
-    shielded,
+    read_slas,
+    signals_blocked,
     tool_versions,
+    write_slas,
 )
 from drillbit.session import LIVE_STATS, LoadSpec, Session
-from drillbit.sla import DEFAULT_SLA_FILE, Sla
+from drillbit.sla import DEFAULT_SLA_FILE
 from drillbit.targets import Target, resolve_target
 
-__all__ = ["DrillResult", "RunOptions", "clean_orphan", "run_drill"]
+__all__ = ["DrillResult", "RunOptions", "bring_up", "clean_orphan", "run_drill"]
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +165,9 @@ class Drill:
 
         exp = json.loads(json.dumps(self.plan.experiment))  # a copy: the plan stays as validated
         config = exp.setdefault("configuration", {})
-        config.update({"drillbit_target": self.target.name, "drillbit_run_dir": str(self.run_dir)})
-        if self.options.state_dir is not None:
-            config["drillbit_state_dir"] = str(self.options.state_dir)
+        # the faults act on exactly the target the drill measures (its own state, never a default)
+        config.update({"drillbit_target": self.target.name, "drillbit_run_dir": str(self.run_dir),
+                       "drillbit_state_dir": str(self.target.state_dir())})  # fmt: skip
         exp.setdefault("controls", []).append(control_entry(self.run_dir / EVENTS))
         try:
             self.redactor = Redactor(secret_values(load_secrets(exp.get("secrets") or {}, config)))
@@ -197,35 +199,41 @@ class Drill:
         self.events.emit("heal", **healed)
         if healed.get("restored"):
             self.view.event(f"healed: restored {', '.join(healed['restored'])}")
+        if healed.get("whole") is not True:
+            raise EnvironmentFailure("the target is not whole after healing it: check it by hand (drill env status)")
 
 
-def _was_interrupted(journal: dict[str, Any]) -> bool:
-    """chaostoolkit handles SIGTERM itself during the experiment: inside an activity it only fails
-    that activity (InterruptExecution) and goes on to the rollbacks, so look for it in the journal."""
+def _interrupted_during(run_dir: Path, journal: dict[str, Any]) -> bool:
+    """A signal reached the experiment: the drillbit control recorded it (it owns SIGINT/SIGTERM
+    during the experiment), or chaostoolkit says so."""
     if journal.get("status") == "interrupted":
         return True
-    hypotheses = [p for part in (journal.get("steady_states") or {}).values() if part for p in part.get("probes", [])]
-    runs = [*(journal.get("run") or []), *hypotheses]
-    return any("InterruptExecution" in "".join(r.get("exception") or []) for r in runs if isinstance(r, dict))
+    return any(e.get("kind") == "signal" for e in read_events(run_dir / EVENTS))
+
+
+def _step(what: str, fn: Callable[[], Any]) -> bool:
+    """One clean-up step: its failure is logged and does not stop the next."""
+    try:
+        fn()
+    except Exception as err:  # noqa: BLE001  (each clean-up step must not stop the others; the error is reported)
+        log.error("clean-up: %s failed: %s: %s", what, type(err).__name__, err)
+        return False
+    return True
 
 
 def _stop_everything(drill: Drill, *, interrupted: bool) -> bool:
-    """Stop the load, heal the target, stop the samplers, read the heartbeat back. True if healed."""
-    healed = True
-    drill.session.stop_load()
-    try:
-        drill.heal()
-        if interrupted:
-            drill.await_recovery()
-    except DrillError as err:
-        log.error("healing the target failed: %s", err)
-        healed = False
-    drill.session.stop()
-    drill.session.readback()
+    """Heal the target first (a fault must not outlive the drill), then stop the load and the
+    samplers and read the heartbeat back; each step isolated. True when the target is whole."""
+    healed = _step("healing the target", drill.heal)
+    if healed and interrupted:
+        _step("waiting for recovery", drill.await_recovery)
+    _step("stopping the load", drill.session.stop_load)
+    _step("stopping the samplers", drill.session.stop)
+    _step("reading the heartbeat back", drill.session.readback)
     return healed
 
 
-def _bring_up(options: RunOptions) -> bool:
+def bring_up(options: RunOptions) -> bool:
     """Bring the sandbox up if it is not; True when this drill started it (and should stop it)."""
     if options.env != "sandbox":
         return False
@@ -240,17 +248,6 @@ def _bring_up(options: RunOptions) -> bool:
     return True
 
 
-def _slas_of(info: RunInfo) -> dict[str, Sla]:
-    """The SLAs of a crashed run's experiment (it is re-read: the plan died with the drill)."""
-    if info.experiment is None:
-        return {}
-    try:
-        return load_plan(Path(info.experiment.path)).slas
-    except ConfigError as err:
-        log.warning("cannot re-read the crashed run's experiment: %s", err)
-        return {}
-
-
 def clean_orphan(options: RunOptions) -> ActiveDrill | None:
     """Clean up after a drill that was SIGKILLed (see drillbit.ledger); returns its record."""
     entry = find_orphan(options.state_dir)
@@ -259,20 +256,26 @@ def clean_orphan(options: RunOptions) -> ActiveDrill | None:
     options.say(f"a previous drill (pid {entry.pid}) died without cleaning up: cleaning up {entry.run_dir}")
     if stop_orphaned_load(entry):
         options.say("  stopped its load generator")
-    try:
-        healed = resolve_target(entry.target, state_dir=entry.state_dir).heal()
+    if entry.mode == "observe":
+        options.say("  it was an observation: the target is left as it is (drillbit injected nothing)")
+    else:
+        try:
+            healed = resolve_target(entry.target, state_dir=entry.state_dir).heal()
+        except DrillError as err:
+            raise EnvironmentFailure(f"could not heal the target after the crashed drill: {err}") from None
+        if healed.get("whole") is not True:
+            raise EnvironmentFailure("the target is not whole after healing the crashed drill's faults: check it "
+                                     "(drill env status); the record stays until it is")  # fmt: skip
         options.say(f"  target healed: restored {', '.join(healed['restored']) or 'nothing (it was whole)'}")
-    except DrillError as err:
-        options.say(f"  could not heal the target: {err}")
     run_dir = Path(entry.run_dir)
-    if (run_dir / RUN).exists():
+    if entry.run_dir and (run_dir / RUN).exists():
         info = read_model(run_dir / RUN, RunInfo)
         with EventLog(run_dir / EVENTS, Clock()) as events:
             events.emit("drill.crashed", found_by=os.getpid())
         info = info.model_copy(update={"notes": [*info.notes, "the drill process died (SIGKILL or power loss); "
                                                  "cleaned up by a later invocation"]})  # fmt: skip
         try:
-            finish_run(run_dir, info, _slas_of(info), RunStatus.CRASHED)
+            finish_run(run_dir, info, read_slas(run_dir), RunStatus.CRASHED)
         except (DrillError, OSError, ValueError) as err:
             options.say(f"  could not analyze what it measured: {err}")
     forget(entry)
@@ -280,65 +283,84 @@ def clean_orphan(options: RunOptions) -> ActiveDrill | None:
 
 
 def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
-    """Run one drill end to end; returns its outcome (the exit code is the CLI's)."""
-    clean_orphan(options)
-    started_env = _bring_up(options)
-    try:
-        return dataclasses.replace(_run(plan, options), started_env=started_env)
-    finally:
-        if started_env and not options.keep:
-            from drillbit.targets.sandbox import sandbox
+    """Run one drill end to end; returns its outcome (the exit code is the CLI's).
 
-            with shielded():
+    One signal handler covers the whole run, set-up included; the active-drill record is taken
+    before anything touches the target, so a second drill cannot heal the first one's fault.
+    """
+    with Signals() as signals:
+        try:
+            clean_orphan(options)
+            ledger = Ledger(state_root(options.state_dir), options.env, options.state_dir).open()
+        except DrillInterrupted:
+            raise DrillError("interrupted before the drill started: nothing was injected") from None
+        started_env = False
+        try:
+            started_env = bring_up(options)
+            return dataclasses.replace(_run(plan, options, signals, ledger), started_env=started_env)
+        except DrillInterrupted:
+            raise DrillError("interrupted before the drill started: nothing was injected") from None
+        finally:
+            signals.shield()
+            ledger.close()
+            if started_env and not options.keep:
+                from drillbit.targets.sandbox import sandbox
+
                 sandbox.down(options.state_dir, report=options.say)
 
 
-def _run(plan: DrillPlan, options: RunOptions) -> DrillResult:
+def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger) -> DrillResult:
     target = resolve_target(options.env, state_dir=options.state_dir)
-    if not target.whole():
-        target.heal()
+    ledger.update(state_dir=str(target.state_dir()))
+    if not target.whole() and target.heal().get("whole") is not True:
+        raise EnvironmentFailure("the target is not whole and healing it failed: check it (drill env status)")
     clock = Clock()
     run_dir = open_run_dir(options.out, plan.name, clock)
+    ledger.update(run_dir=str(run_dir.resolve()))
     drill = Drill(plan, options, target, run_dir, clock)
     operator = options.operator or os.environ.get("DRILL_OPERATOR") or getpass.getuser()
     info = drill.run_info(operator)
     write_model(run_dir / RUN, info)
-    ledger = Ledger(state_root(options.state_dir), run_dir, target.name).open()
+    write_slas(run_dir, plan.slas)
     options.say(f"drill {run_dir.name}: {plan.experiment.get('title')}")
     status, error = RunStatus.COMPLETED, None
     drill.view.start()
     try:
-        with interruptible():
-            drill.phase("baseline")
+        drill.phase("baseline")
+        with signals_blocked():  # the generator is spawned and recorded at once: never an untracked child
             drill.session.start()
             if drill.session.load is not None:
                 ledger.note_load(drill.session.load.pid)
-            drill.wait(plan.settings.baseline_s)
-            journal = drill.experiment()
-            if _was_interrupted(journal):
-                raise DrillInterrupted("during the experiment")
-            drill.phase("recovery")
-            if drill.await_recovery():
-                drill.phase("after")
-                drill.wait(plan.settings.cooldown_s)
+        drill.wait(plan.settings.baseline_s)
+        journal = drill.experiment()
+        signals.arm()  # chaostoolkit and the control had SIGINT/SIGTERM meanwhile
+        if _interrupted_during(run_dir, journal):
+            raise DrillInterrupted("during the experiment")
+        drill.phase("recovery")
+        if drill.await_recovery():
+            drill.phase("after")
+            drill.wait(plan.settings.cooldown_s)
     except DrillInterrupted as why:
         status = RunStatus.INTERRUPTED
+        signals.shield()
         drill.view.event(f"interrupted ({why}): rolling back, stopping the load, keeping what was measured")
-    except DrillError as err:
-        status, error = RunStatus.ERROR, str(err)
-        drill.view.event(f"drill error: {err}")
+    except Exception as err:  # noqa: BLE001  (the clean-up below must run; the error ends the drill as ERROR)
+        signals.shield()
+        status, error = RunStatus.ERROR, f"{type(err).__name__}: {err}" if not isinstance(err, DrillError) else str(err)
+        drill.view.event(f"drill error: {error}")
+    signals.shield()
+    drill.events.emit("drill.end", status=status.value)
+    healed = _stop_everything(drill, interrupted=status is not RunStatus.COMPLETED)
+    _step("stopping the live view", drill.view.stop)
+    if not healed:
+        status = RunStatus.ERROR
+        error = error or "the target could not be healed: check it by hand (drill env status)"
+    ledger.update(load_pgid=None, load_started=None)
+    info = info.model_copy(update={"ended_at": clock.now()})
+    try:
+        verdicts = finish_run(run_dir, info, plan.slas, status, drill.redactor, plan.settings.stability_s)
     finally:
-        with shielded():
-            drill.events.emit("drill.end", status=status.value)
-            healed = _stop_everything(drill, interrupted=status is not RunStatus.COMPLETED)
-            drill.view.stop()
-            if not healed:
-                status = RunStatus.ERROR
-                error = error or "the target could not be healed: check it by hand (drill env status)"
-            info = info.model_copy(update={"ended_at": clock.now()})
-            verdicts = finish_run(run_dir, info, plan.slas, status, drill.redactor)
-            drill.events.close()
-            ledger.close()
+        drill.events.close()
     code = EXIT_ENVIRONMENT if status is RunStatus.ERROR else verdicts.exit_code
     return DrillResult(run_dir, status, verdicts, code, error)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import platform
 import signal
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from drillbit.analysis import analyze
 from drillbit.clock import Clock
@@ -26,14 +28,16 @@ from drillbit.verdicts import evaluate
 
 __all__ = [
     "DrillInterrupted",
+    "Signals",
     "file_ref",
     "finish_run",
     "git",
-    "interruptible",
     "open_run_dir",
+    "read_slas",
     "render_and_seal",
-    "shielded",
+    "signals_blocked",
     "tool_versions",
+    "write_slas",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,38 +53,57 @@ class DrillInterrupted(KeyboardInterrupt):
 # -- signals ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def interruptible() -> Iterator[list[int]]:
-    """SIGINT/SIGTERM raise DrillInterrupted once; later signals are only recorded."""
-    received: list[int] = []
+class Signals:
+    """SIGINT/SIGTERM for a whole run, installed once and kept until the run is over.
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            raise DrillInterrupted(signal.Signals(signum).name)
-        log.warning("%s again: still cleaning up, please wait", signal.Signals(signum).name)
+    ``armed``: the first signal raises DrillInterrupted (later ones are only recorded);
+    ``shield()``: clean-up must finish, signals are only recorded. ``arm()`` re-installs the
+    handler (chaostoolkit installs its own during the experiment). Used as a context manager,
+    the previous handlers come back at exit.
+    """
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, h in previous.items():
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.armed = True
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        self.received.append(name)
+        if self.armed and len(self.received) == 1:
+            raise DrillInterrupted(name)
+        log.warning("%s: recorded; finishing the clean-up first (faults are rolled back before exit)", name)
+
+    def arm(self) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._handler)
+
+    def shield(self) -> None:
+        self.armed = False
+        self.arm()
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.received)
+
+    def __enter__(self) -> Signals:
+        self._previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.arm()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._previous.items():
             signal.signal(s, h)
 
 
 @contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Clean-up must finish: signals are recorded and ignored meanwhile."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.warning("%s during clean-up: ignored until the faults are rolled back", signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+def signals_blocked() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back (delivered at exit), e.g. while a child process is spawned and recorded."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # -- facts for run.json ------------------------------------------------------------------------
@@ -127,10 +150,26 @@ def open_run_dir(out: Path, name: str, clock: Clock) -> Path:
     raise EnvironmentFailure(f"cannot create a run directory under {out}")
 
 
+SLAS = "slas.json"
+
+
+def write_slas(run_dir: Path, slas: dict[str, Sla]) -> None:
+    """The SLAs the run is held to, resolved, so a crashed run is judged by them (not by today's files)."""
+    data = {k: v.model_dump(mode="json") for k, v in slas.items()}
+    (run_dir / SLAS).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def read_slas(run_dir: Path) -> dict[str, Sla]:
+    path = run_dir / SLAS
+    if not path.exists():
+        return {}
+    return {k: Sla.model_validate(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
 def finish_run(run_dir: Path, info: RunInfo, slas: dict[str, Sla], status: RunStatus,
-               redactor: Redactor | None = None) -> VerdictSet:  # fmt: skip
+               redactor: Redactor | None = None, stability_s: float = 5.0) -> VerdictSet:  # fmt: skip
     """Analyze what the run directory holds, judge it, write the results, render and seal."""
-    measurements = analyze(run_dir, slas)
+    measurements = analyze(run_dir, slas, stability_s)
     write_model(run_dir / MEASUREMENTS, measurements)
     verdicts = evaluate(measurements, slas, interrupted=status is not RunStatus.COMPLETED)
     write_model(run_dir / VERDICTS, verdicts)

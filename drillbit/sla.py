@@ -47,6 +47,9 @@ METRICS: dict[str, str] = {
     "scale_out_p95_ms": "ms",  # worst windowed p95 while scaling out
 }
 
+#: the phases a drill has (``all``: the whole run)
+PHASES = ("baseline", "fault", "recovery", "after", "all")
+
 Op = Literal["<", "<=", ">", ">=", "=="]
 
 
@@ -66,6 +69,9 @@ class Sla(BaseModel):
     def _known_metric(self) -> Sla:
         if self.metric not in METRICS:
             raise ValueError(f"metric: unknown metric {self.metric!r}: use one of {', '.join(METRICS)}")
+        unknown = [p for p in self.phases or [] if p not in PHASES]
+        if unknown:
+            raise ValueError(f"phases: unknown phase(s) {', '.join(unknown)}: use {', '.join(PHASES)}")
         if self.metric == "capacity_s" and not self.capacity:
             raise ValueError("capacity: required for metric capacity_s (the target number of ready replicas)")
         return self

@@ -21,8 +21,6 @@ __all__ = ["drill_problems", "evaluate"]
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
 }  # fmt: skip
-#: metrics that describe the effect of a fault (need a fault that landed)
-FAULT_METRICS = {"rto_s", "detect_s", "downtime_s", "rpo_s", "lost_writes", "replicas_restored_s"}
 #: metrics the load generator measures (need a trustworthy generator)
 LOAD_METRICS = {"p50_ms", "p95_ms", "p99_ms", "errors", "error_rate_percent", "scale_out_p95_ms"}
 
@@ -38,6 +36,9 @@ def _phase_stats(m: Measurements, sla: Sla) -> tuple[list[dict[str, Any]], str |
     missing = [p for p in wanted if p not in table]
     if missing:
         return [], f"phase(s) {', '.join(missing)} not in the run (phases: {', '.join(table)})"
+    empty = [p for p in wanted if not table[p].get("ok") and not table[p].get("errors")]
+    if empty:  # a phase without an answered request cannot vouch for anything
+        return [], f"no answered request in phase(s) {', '.join(empty)}"
     return [table[p] for p in wanted], None
 
 
@@ -51,8 +52,10 @@ def _latency(m: Measurements, sla: Sla) -> Reading:
     if not values:
         return None, where, "no successful request in those phases"
     unc = [s[f"uncorrected_{key}"] for s in stats if s.get(f"uncorrected_{key}") is not None]
-    how = (f"worst phase of {where}; HdrHistogram of every request, corrected for coordinated omission (from "
-           f"the intended send time; uncorrected {max(unc):.1f} ms)")  # fmt: skip
+    failed = sum(s.get("errors", 0) for s in stats)
+    how = (f"worst phase of {where}; HdrHistogram of every answered request, corrected for coordinated omission "
+           f"(from the intended send time; uncorrected {max(unc):.1f} ms); {failed} failed requests are not in "
+           f"the percentile")  # fmt: skip
     return max(values), how, None
 
 
@@ -76,8 +79,12 @@ def _rto(m: Measurements, sla: Sla) -> Reading:
            f"continuously good; error bound ±{r['error_bound_s']:.3f} s")  # fmt: skip
     key = {"rto_s": "rto_s", "detect_s": "detect_s", "downtime_s": "downtime_s"}[sla.metric]
     if sla.metric == "rto_s" and not r["recovered"]:
-        # not recovered within the observation: the RTO is at least that long
-        return None, how, f"no sustained recovery within {r['observed_until_s']:.1f} s of the fault"
+        # not recovered within the observation: the RTO is at least that long; if that already
+        # breaches the target, it is a FAIL (a region that never fails over must not exit 3)
+        floor = float(r["observed_until_s"])
+        if not _OPS[sla.op](floor, sla.target):
+            return floor, how + f"; not recovered: RTO > {floor:.1f} s", None
+        return None, how, f"no sustained recovery within {floor:.1f} s of the fault"
     if sla.metric == "detect_s" and r["detect_s"] is None:
         return None, how, "no probe failed after the fault: nothing to detect"
     return r[key], how, None
@@ -138,7 +145,7 @@ _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
 
 
 def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
-    """Drill-wide reasons for doubt: (fault problems, load problems)."""
+    """Drill-wide reasons for doubt: (fault problems: every verdict; load problems: load verdicts)."""
     fault: list[str] = []
     if m.fault_at is None:
         fault.append("no fault was injected, marked or detected")
@@ -149,6 +156,11 @@ def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
         load.append("the load generator was saturated: " + "; ".join(lat.get("saturation_reasons") or []))
     if lat.get("generator_complete") is False:
         load.append("the load generator did not stop cleanly: its records are incomplete")
+    if lat and lat.get("generator_saturated") is None:
+        load.append("the load generator left no verdict on itself (no load.json): saturation unknown")
+    exp = m.experiment or {}
+    if exp.get("deviated"):
+        fault.append("the steady-state hypothesis did not hold after the method (chaostoolkit: deviated)")
     return fault, load
 
 
@@ -156,8 +168,9 @@ def _judge(key: str, sla: Sla, m: Measurements, fault_doubts: list[str], load_do
     value, how, why = _READERS[sla.metric](m, sla)
     if value is not None and not math.isfinite(value):
         value, why = None, "not a finite number"
-    doubts = (fault_doubts if sla.metric in FAULT_METRICS else []) + (
-        load_doubts if sla.metric in LOAD_METRICS else [])  # fmt: skip
+    # a fault that did not land or an interrupted drill puts every verdict in doubt (what was
+    # measured is not what was planned); a doubtful generator, the verdicts it measured
+    doubts = fault_doubts + (load_doubts if sla.metric in LOAD_METRICS else [])
     if value is None:
         verdict, reason = Outcome.INCONCLUSIVE, why
     elif not _OPS[sla.op](value, sla.target):

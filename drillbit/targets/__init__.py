@@ -22,7 +22,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from drillbit.errors import ConfigError, validation_problems
 from drillbit.targets.base import Endpoints, Target
 
-__all__ = ["Endpoints", "Target", "TargetSpec", "TargetsFile", "check_kube_context", "load_targets", "resolve_target"]
+__all__ = [
+    "Endpoints",
+    "Target",
+    "TargetSpec",
+    "TargetsFile",
+    "check_kube_context",
+    "check_target_name",
+    "load_targets",
+    "resolve_target",
+]
 
 DEFAULT_CONFIG = "drill.yaml"
 
@@ -75,6 +84,14 @@ def check_kube_context(name: str, spec: TargetSpec, source: Path) -> str:
         )
     # the configured context is used explicitly, whatever kubectl's current context is
     return spec.context
+
+
+def check_target_name(name: str, config: Path | None = None) -> None:
+    """Raise ConfigError for a target name that is neither sandbox nor in the targets file."""
+    source, targets = load_targets(config)
+    if name != "sandbox" and name not in targets.targets:
+        known = ", ".join(["sandbox", *sorted(targets.targets)])
+        raise ConfigError("--env", f"unknown target {name!r}: use one of {known} (targets come from {source})")
 
 
 def resolve_target(name: str, *, state_dir: Path | str | None = None, config: Path | None = None) -> Target:

@@ -31,6 +31,10 @@ class Target(Protocol):
 
     def endpoints(self) -> Endpoints: ...
 
+    def state_dir(self) -> str:
+        """Where the target's own state lives (the faults and a later clean-up act on exactly it)."""
+        ...
+
     def fingerprint(self) -> dict[str, Any]:
         """Identifies exactly what was exercised (ids, versions, topology hash) for the report."""
         ...

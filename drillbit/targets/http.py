@@ -18,8 +18,15 @@ __all__ = ["HttpTarget", "check_url"]
 
 def check_url(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise ConfigError("--url", f"{url!r} is not an http(s) URL: pass e.g. http://127.0.0.1:8080/healthz")
+    if parts.username or parts.password:
+        raise ConfigError("--url", "credentials in the URL would be recorded in the run directory: "
+                                   "give the service a probe path that needs none")  # fmt: skip
     return url
 
 

@@ -22,7 +22,7 @@ def _phase(p95: float | None, errors: int = 0) -> dict[str, Any]:
     return {"p95_ms": p95, "uncorrected_p95_ms": p95, "errors": errors, "ok": 100}
 
 
-def _measurements(*, rto_s: float | None = 3.0, landed: bool = True, saturated: bool = False,
+def _measurements(*, rto_s: float | None = 3.0, landed: bool = True, saturated: bool | None = False,
                   p95: tuple[float, float] = (10.0, 12.0), errors: int = 0) -> Measurements:  # fmt: skip
     fault = Fault(activity="kill", action="drillbit.faults.kill_replicas", injected_at=1.0, landed=landed,
                   error=None if landed else "selector matched nothing")  # fmt: skip
@@ -53,11 +53,11 @@ def test_a_breach_fails_and_says_measured_against_target() -> None:
     assert "measured 150 ms, target < 100 ms" in (result.verdicts[0].reason or "")
 
 
-def test_a_fault_that_did_not_land_makes_the_rto_inconclusive_never_pass() -> None:
+def test_a_fault_that_did_not_land_makes_every_verdict_inconclusive_never_pass() -> None:
+    """What was measured is not what was planned: no row of the report may say PASS."""
     result = evaluate(_measurements(landed=False), {"rto": RTO, "p95": P95})
-    rto, p95 = result.verdicts
-    assert rto.verdict is Outcome.INCONCLUSIVE and "did not land" in (rto.reason or "")
-    assert p95.verdict is Outcome.PASS  # latency does not depend on the fault
+    assert [v.verdict for v in result.verdicts] == [Outcome.INCONCLUSIVE, Outcome.INCONCLUSIVE]
+    assert "did not land" in (result.verdicts[0].reason or "")
     assert result.outcome is Outcome.INCONCLUSIVE and result.exit_code == 3
 
 
@@ -98,3 +98,29 @@ def test_an_interrupted_drill_is_never_pass() -> None:
     result = evaluate(_measurements(), {"rto": RTO}, interrupted=True)
     assert result.outcome is Outcome.INCONCLUSIVE
     assert any("interrupted" in r for r in result.inconclusive_reasons)
+
+
+def test_a_phase_with_no_answered_request_makes_its_verdict_inconclusive() -> None:
+    m = _measurements()
+    assert m.latency is not None
+    m.latency["phases"]["after"] = {"p95_ms": None, "uncorrected_p95_ms": None, "errors": 0, "ok": 0}
+    verdict = evaluate(m, {"p95": P95}).verdicts[0]
+    assert verdict.verdict is Outcome.INCONCLUSIVE and "no answered request in phase(s) after" in (verdict.reason or "")
+
+
+def test_no_recovery_for_longer_than_the_target_fails() -> None:
+    m = _measurements().model_copy(update={"rto": {**_rto(None, recovered=False), "observed_until_s": 1000.0}})
+    verdict = evaluate(m, {"rto": RTO}).verdicts[0]
+    assert verdict.verdict is Outcome.FAIL and verdict.measured == 1000.0
+
+
+def test_a_deviated_steady_state_puts_the_drill_in_doubt() -> None:
+    m = _measurements().model_copy(update={"experiment": {"deviated": True}})
+    result = evaluate(m, {"rto": RTO})
+    assert result.outcome is Outcome.INCONCLUSIVE and any("deviated" in r for r in result.inconclusive_reasons)
+
+
+def test_an_unknown_generator_state_makes_latency_inconclusive() -> None:
+    result = evaluate(_measurements(saturated=None), {"rto": RTO, "p95": P95})
+    rto, p95 = result.verdicts
+    assert rto.verdict is Outcome.PASS and p95.verdict is Outcome.INCONCLUSIVE

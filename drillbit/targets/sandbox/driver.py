@@ -35,6 +35,9 @@ class SandboxTarget:
     def attach(cls, state_dir: Path | str | None = None, name: str = "sandbox") -> SandboxTarget:
         return cls(Sandbox.attach(state_dir), name)
 
+    def state_dir(self) -> str:
+        return str(self.sb.layout.state_dir)
+
     def endpoints(self) -> Endpoints:
         # the heartbeat goes through the trading API: an acknowledged order is the write that must not be lost
         return Endpoints(api_url=self.sb.front_door_url, dsn=self.sb.dsn, heartbeat_via="api")
@@ -90,7 +93,11 @@ class SandboxTarget:
         return {**result, "landed": new is not None and new != old}
 
     def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]:
-        return self.sb.roll_out(version=version, max_unavailable=max_unavailable)
+        result = self.sb.roll_out(version=version, max_unavailable=max_unavailable)
+        if result.get("landed") and not result.get("replaced"):
+            # every replica already ran it: nothing was rolled, so nothing was proven
+            return {**result, "landed": False, "error": f"every replica already ran {version}: nothing was rolled"}
+        return result
 
     # -- healing ---------------------------------------------------------------------------
     def _broken_regions(self) -> list[str]:
