@@ -100,7 +100,8 @@ def register(app: typer.Typer) -> None:
                 summary(result)
                 codes.append(result.exit_code)
                 if result.status is RunStatus.INTERRUPTED:
-                    _say("interrupted: the rest of the suite is not run")
+                    if len(plans) > 1:
+                        _say("interrupted: the rest of the suite is not run")
                     break
         finally:
             if suite_env and not keep:

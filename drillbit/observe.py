@@ -51,7 +51,6 @@ from drillbit.runs import (
     finish_run,
     git,
     open_run_dir,
-    signals_blocked,
     tool_versions,
     write_slas,
 )
@@ -318,7 +317,7 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     view.start()
     try:
         events.emit("phase", name="baseline")
-        with signals_blocked():  # the generator is spawned and recorded at once
+        with signals.deferred():  # the generator is spawned and recorded at once
             session.start()
             if session.load is not None:
                 ledger.note_load(session.load.pid)

@@ -57,7 +57,6 @@ from drillbit.runs import (
     git,
     open_run_dir,
     read_slas,
-    signals_blocked,
     tool_versions,
     write_slas,
 )
@@ -327,7 +326,7 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger)
     drill.view.start()
     try:
         drill.phase("baseline")
-        with signals_blocked():  # the generator is spawned and recorded at once: never an untracked child
+        with signals.deferred():  # the generator is spawned and recorded at once: never an untracked child
             drill.session.start()
             if drill.session.load is not None:
                 ledger.note_load(drill.session.load.pid)

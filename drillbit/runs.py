@@ -35,7 +35,6 @@ __all__ = [
     "open_run_dir",
     "read_slas",
     "render_and_seal",
-    "signals_blocked",
     "tool_versions",
     "write_slas",
 ]
@@ -86,6 +85,20 @@ class Signals:
     def interrupted(self) -> bool:
         return bool(self.received)
 
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A signal arriving inside is held back until the block is done (e.g. a child process is
+        spawned and recorded at once, never left untracked), then raised. Handler-based: blocking
+        the signal mask instead would be inherited by the child, which then ignores SIGTERM."""
+        before, armed = len(self.received), self.armed
+        self.armed = False
+        try:
+            yield
+        finally:
+            self.armed = armed
+        if armed and len(self.received) > before:
+            raise DrillInterrupted(self.received[before])
+
     def __enter__(self) -> Signals:
         self._previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         self.arm()
@@ -94,16 +107,6 @@ class Signals:
     def __exit__(self, *exc: object) -> None:
         for s, h in self._previous.items():
             signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back (delivered at exit), e.g. while a child process is spawned and recorded."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # -- facts for run.json ------------------------------------------------------------------------
