@@ -347,9 +347,11 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # reconnect_timeout=0: a failed reconnect gives up at once instead of backing off 1, 2, 4...
         # seconds; the next request grows the pool again, so the app follows a failover promptly.
+        # min_size = max_size: a replica joins the front door with its pool already open (under load,
+        # opening connections on the request path costs more than the 0.5 s pool wait: a 503)
         pool = AsyncConnectionPool(
             cfg.dsn,
-            min_size=1,
+            min_size=cfg.pool_size,
             max_size=cfg.pool_size,
             open=False,
             reconnect_timeout=0,
