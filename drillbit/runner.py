@@ -48,7 +48,7 @@ from drillbit.results import (
     read_model,
     write_model,
 )
-from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
+from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS, REPLICAS, REPLICAS_SCHEMA
 from drillbit.runs import (
     DrillInterrupted,
     Signals,
@@ -145,8 +145,10 @@ class Drill:
                 recent = table.column("ok").to_pylist()[-10:]
                 probe = "ok" if all(recent) else f"FAILING ({recent.count(False)}/10 recent)"
         replicas: dict[str, dict[str, int]] = {}
-        with contextlib.suppress(OSError, RuntimeError, ValueError):
-            replicas = self.target.replicas()
+        with contextlib.suppress(OSError, ValueError):  # the replica sampler's latest sample (no second probe)
+            rows = read_samples(self.run_dir / REPLICAS, REPLICAS_SCHEMA, live=True).to_pylist()
+            last = max((r["t"] for r in rows), default=None)
+            replicas = {r["region"]: {"desired": r["desired"], "ready": r["ready"]} for r in rows if r["t"] == last}
         # the control marks the fault phase in events.jsonl: the latest phase event is the truth
         with contextlib.suppress(OSError):
             phases = [e["name"] for e in read_events(self.run_dir / EVENTS) if e.get("kind") == "phase"]

@@ -42,11 +42,15 @@ _SYMBOL_PATTERN = r"^[A-Z0-9.\-]{1,16}$"
 DEFAULT_VERSION = "v1"
 
 
+#: connections a replica opens before it serves (the pool grows to pool_size on demand)
+WARM_CONNECTIONS = 2
+
+
 @dataclass(frozen=True)
 class Settings:
     dsn: str
     replica: str
-    pool_size: int = 4
+    pool_size: int = 8
     getconn_timeout: float = 0.5
     request_timeout: float = 2.0
     version: str = DEFAULT_VERSION  # the deployed code version: x-drill-version header and /healthz
@@ -347,11 +351,11 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # reconnect_timeout=0: a failed reconnect gives up at once instead of backing off 1, 2, 4...
         # seconds; the next request grows the pool again, so the app follows a failover promptly.
-        # min_size = max_size: a replica joins the front door with its pool already open (under load,
-        # opening connections on the request path costs more than the 0.5 s pool wait: a 503)
+        # a replica joins the front door with connections already open (under load, opening them on
+        # the request path costs more than the 0.5 s pool wait: a 503)
         pool = AsyncConnectionPool(
             cfg.dsn,
-            min_size=cfg.pool_size,
+            min_size=min(WARM_CONNECTIONS, cfg.pool_size),
             max_size=cfg.pool_size,
             open=False,
             reconnect_timeout=0,

@@ -45,7 +45,7 @@ class FrontDoor(_Model):
 
 
 class Api(_Model):
-    pool_size: int = Field(default=4, ge=1, le=64)
+    pool_size: int = Field(default=8, ge=1, le=64)
     request_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
 
