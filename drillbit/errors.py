@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
+    from pathlib import Path
+
+    from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound="BaseModel")
 
 __all__ = [
     "EXIT_CONFIG",
@@ -16,6 +20,7 @@ __all__ = [
     "ConfigError",
     "DrillError",
     "EnvironmentFailure",
+    "load_model_file",
     "validation_problems",
 ]
 
@@ -69,3 +74,25 @@ def validation_problems(err: ValidationError) -> list[str]:
             msg = f"{msg} (got {e['input']!r})"
         problems.append(f"{_where(e['loc'])}: {msg}" if e["loc"] else msg)  # a model rule names its own fields
     return problems
+
+
+def load_model_file(path: Path, model: type[M], *, missing: str, shape: str) -> M:
+    """Read a YAML file into ``model``; every problem is a ConfigError naming the file (``missing``:
+    what to say when it does not exist; ``shape``: the top-level keys it should have)."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), missing) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(str(path), f"{where}not valid YAML: fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), f"expected a mapping ({shape})")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(str(path), validation_problems(err)) from None

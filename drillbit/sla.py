@@ -19,10 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drillbit.errors import ConfigError, validation_problems
+from drillbit.errors import ConfigError, load_model_file, validation_problems
 
 __all__ = ["DEFAULT_SLA_FILE", "METRICS", "Sla", "SlaFile", "load_sla_file", "slas_for"]
 
@@ -107,20 +106,8 @@ class SlaFile(BaseModel):
 
 def load_sla_file(path: Path | None = None) -> SlaFile:
     source = path or DEFAULT_SLA_FILE
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(source), "no such SLA file: pass an existing file to --sla") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(str(source), f"{where}not valid YAML: fix the syntax") from None
-    if not isinstance(data, dict):
-        raise ConfigError(str(source), "expected a mapping with slas:, default: and experiments:")
-    try:
-        return SlaFile.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(str(source), validation_problems(err)) from None
+    return load_model_file(source, SlaFile, missing="no such SLA file: pass an existing file to --sla",
+                           shape="slas:, default: and experiments:")  # fmt: skip
 
 
 def slas_for(sla_file: SlaFile, experiment: str, source: str = "SLA file") -> dict[str, Sla]:

@@ -24,10 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drillbit.errors import ConfigError, validation_problems
+from drillbit.errors import load_model_file
 
 __all__ = ["PROFILES_DIR", "Profile", "Stage", "arrivals", "load_profile", "resolve_profile", "shape_at"]
 
@@ -101,21 +100,9 @@ def resolve_profile(name_or_path: str | Path) -> Path:
 def load_profile(name_or_path: str | Path) -> Profile:
     """Read and validate a profile; raises ConfigError naming the file and every problem in it."""
     path = resolve_profile(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
-        raise ConfigError(str(path), f"no such profile: use one of {known} or a path to a profile file") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(str(path), f"{where}not valid YAML: fix the syntax") from None
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), "expected a mapping (name:, model:, stages:)")
-    try:
-        return Profile.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(str(path), validation_problems(err)) from None
+    known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+    return load_model_file(path, Profile, missing=f"no such profile: use one of {known} or a path to a profile file",
+                           shape="name:, model:, stages:")  # fmt: skip
 
 
 def arrivals(profile: Profile, t0: float, share: float, rng: random.Random) -> Iterator[float]:
