@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from drillbit.cli_run import summary
+from drillbit.cli_run import (
+    ApproverOpt,
+    ObjectivesOpt,
+    OutOpt,
+    ParticipantOpt,
+    PlainOpt,
+    ScopeOpt,
+    SlaOpt,
+    summary,
+)
 from drillbit.errors import ConfigError
 from drillbit.results import AuditFields
 
@@ -31,15 +40,15 @@ def register(app: typer.Typer) -> None:
         cooldown: Annotated[float, typer.Option(help="Seconds after recovery (--until-recovered).")] = 10.0,
         interval: Annotated[float, typer.Option(help="Availability probe interval, seconds.")] = 0.1,
         name: Annotated[str, typer.Option(help="Run name (and the SLA file's experiment key).")] = "observe",
-        sla: Annotated[Path | None, typer.Option(help="SLA file (default experiments/slas.yaml).")] = None,
-        out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+        sla: SlaOpt = None,
+        out: OutOpt = Path("runs"),
         state_dir: Annotated[Path | None, typer.Option(help="State (default .drill).")] = None,
         operator: Annotated[str | None, typer.Option(help="Who observes.")] = None,
-        scope: Annotated[str | None, typer.Option(help="Audit: the drill's scope.")] = None,
-        objectives: Annotated[str | None, typer.Option(help="Audit: the drill's objectives.")] = None,
-        participant: Annotated[list[str] | None, typer.Option(help="Audit: a participant (repeatable).")] = None,
-        approver: Annotated[str | None, typer.Option(help="Audit: who approved the drill.")] = None,
-        plain: Annotated[bool, typer.Option("--plain", help="Plain progress lines even on a terminal.")] = False,
+        scope: ScopeOpt = None,
+        objectives: ObjectivesOpt = None,
+        participant: ParticipantOpt = None,
+        approver: ApproverOpt = None,
+        plain: PlainOpt = False,
     ) -> None:
         """Measure a drill someone else carries out (a runbook, AWS FIS, Litmus): drillbit injects nothing."""
         from drillbit.observe import ObserveOptions, observe

@@ -10,7 +10,26 @@ import typer
 from drillbit.errors import ConfigError, DrillError
 from drillbit.results import AuditFields
 
-__all__ = ["register", "summary"]
+__all__ = [
+    "ApproverOpt",
+    "ObjectivesOpt",
+    "OutOpt",
+    "ParticipantOpt",
+    "PlainOpt",
+    "ScopeOpt",
+    "SlaOpt",
+    "register",
+    "summary",
+]
+
+# options both `drill run` and `drill observe` take (one definition, the same help)
+SlaOpt = Annotated[Path | None, typer.Option(help="SLA file (default experiments/slas.yaml).")]
+OutOpt = Annotated[Path, typer.Option(help="Where run directories go.")]
+ScopeOpt = Annotated[str | None, typer.Option(help="Audit: the drill's scope.")]
+ObjectivesOpt = Annotated[str | None, typer.Option(help="Audit: the drill's objectives.")]
+ParticipantOpt = Annotated[list[str] | None, typer.Option(help="Audit: a participant (repeatable).")]
+ApproverOpt = Annotated[str | None, typer.Option(help="Audit: who approved the drill.")]
+PlainOpt = Annotated[bool, typer.Option("--plain", help="Plain progress lines even on a terminal.")]
 
 
 def _say(msg: str) -> None:
@@ -39,19 +58,19 @@ def register(app: typer.Typer) -> None:
         experiment: Annotated[Path | None, typer.Argument(help="Chaos Toolkit experiment file (YAML/JSON).")] = None,
         env: Annotated[str, typer.Option("--env", "-e", help="Target: sandbox or a drill.yaml name.")] = "sandbox",
         profile: Annotated[str | None, typer.Option(help="Load profile (name or file).")] = None,
-        sla: Annotated[Path | None, typer.Option(help="SLA file (default experiments/slas.yaml).")] = None,
-        out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+        sla: SlaOpt = None,
+        out: OutOpt = Path("runs"),
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print the plan, inject nothing.")] = False,
         keep: Annotated[bool, typer.Option(help="Leave an environment this drill started up afterwards.")] = False,
         suite: Annotated[str | None, typer.Option(help="Run a suite from experiments/suites.yaml instead.")] = None,
         state_dir: Annotated[Path | None, typer.Option(help="Environment state (default .drill).")] = None,
         topology: Annotated[Path | None, typer.Option(help="Sandbox topology, if the drill starts it.")] = None,
         operator: Annotated[str | None, typer.Option(help="Who runs it (default $DRILL_OPERATOR).")] = None,
-        scope: Annotated[str | None, typer.Option(help="Audit: the drill's scope.")] = None,
-        objectives: Annotated[str | None, typer.Option(help="Audit: the drill's objectives.")] = None,
-        participant: Annotated[list[str] | None, typer.Option(help="Audit: a participant (repeatable).")] = None,
-        approver: Annotated[str | None, typer.Option(help="Audit: who approved the drill.")] = None,
-        plain: Annotated[bool, typer.Option("--plain", help="Plain progress lines even on a terminal.")] = False,
+        scope: ScopeOpt = None,
+        objectives: ObjectivesOpt = None,
+        participant: ParticipantOpt = None,
+        approver: ApproverOpt = None,
+        plain: PlainOpt = False,
     ) -> None:
         """Run an experiment (or a suite) against a live target under load; measure, judge, report."""
         from drillbit.plan import load_plan

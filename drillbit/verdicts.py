@@ -77,7 +77,6 @@ def _rto(m: Measurements, sla: Sla) -> Reading:
         return None, "availability probe", m.unmeasured.get("rto", "not measured")
     how = (f"synthetic write probe every {r['interval_s']:.2f} s, recovered = {r['stability_window_s']:.0f} s "
            f"continuously good; error bound ±{r['error_bound_s']:.3f} s")  # fmt: skip
-    key = {"rto_s": "rto_s", "detect_s": "detect_s", "downtime_s": "downtime_s"}[sla.metric]
     if sla.metric == "rto_s" and not r["recovered"]:
         # not recovered within the observation: the RTO is at least that long; if that already
         # breaches the target, it is a FAIL (a region that never fails over must not exit 3)
@@ -87,7 +86,7 @@ def _rto(m: Measurements, sla: Sla) -> Reading:
         return None, how, f"no sustained recovery within {floor:.1f} s of the fault"
     if sla.metric == "detect_s" and r["detect_s"] is None:
         return None, how, "no probe failed after the fault: nothing to detect"
-    return r[key], how, None
+    return r[sla.metric], how, None  # rto_s, detect_s and downtime_s are the analyzer's own keys
 
 
 def _rpo(m: Measurements, sla: Sla) -> Reading:
