@@ -67,7 +67,9 @@ class Recorder:
         else:
             start = self.clock.now() - latency
         label = name if name.startswith(request_type) else f"{request_type} {name}"
-        self.sink.add(label, intended, start, latency, status, error_kind(exception, status))
+        headers = getattr(response, "headers", None)
+        retry_after = headers is not None and headers.get("Retry-After") is not None
+        self.sink.add(label, intended, start, latency, status, error_kind(exception, status, retry_after))
 
     def not_sent(self, intended: float) -> None:
         """A request that was due but never left: the test stopped while it waited."""

@@ -32,6 +32,7 @@ __all__ = [
     "BATCH_ROWS",
     "LATENESS_EDGES_S",
     "NOT_SENT",
+    "SHED",
     "RequestSink",
     "ScheduleStats",
     "error_kind",
@@ -48,8 +49,16 @@ ABANDONED = "abandoned"
 LATENESS_EDGES_S: tuple[float, ...] = tuple(m * 10.0**e for e in range(-5, 2) for m in (1.0, 2.0, 5.0))  # 10 us .. 50 s
 
 
-def error_kind(exception: BaseException | None, status: int) -> str | None:
-    """The REQUEST_SCHEMA error kind of a request Locust reported (None: it succeeded)."""
+#: error kind of a request the service refused on purpose (429 or 503 with Retry-After): shed load
+SHED = "shed"
+SHED_STATUSES = (429, 503)
+
+
+def error_kind(exception: BaseException | None, status: int, retry_after: bool = False) -> str | None:
+    """The REQUEST_SCHEMA error kind of a request Locust reported (None: it succeeded).
+
+    A 429 or 503 that carries ``Retry-After`` is shed load (the service refused it before doing
+    anything, and said when to retry): counted apart from other failures, never silently."""
     if exception is None:
         return None
     name = type(exception).__name__.lower()
@@ -57,6 +66,8 @@ def error_kind(exception: BaseException | None, status: int) -> str | None:
         return "timeout"
     if status == 0:
         return "connection"
+    if status in SHED_STATUSES and retry_after:
+        return SHED
     if status >= 400:
         return "http"
     return "assert"  # the locustfile failed a response it got (catch_response)

@@ -1,8 +1,16 @@
 """The trading API (ASGI, Starlette). All state lives in PostgreSQL: any replica serves any request.
 
-Database trouble never hangs a request: the pool hands out a connection within
-``getconn_timeout`` or the request gets 503, each request's database work has a deadline, and
-a connection that landed on a demoted (read-only) primary is closed so the pool reconnects
+Admission (:mod:`sut.admission`): a write waits for its symbol's matching shard before it takes a
+connection from the write pool (one connection per shard), reads use a pool of their own. Every
+request has one deadline (``request_timeout``) for admission and database work together:
+
+- it ran out while waiting for admission (a shard, or a pool whose connections are all in use):
+  the request is shed, 503 with ``Retry-After`` and ``{"error": "overloaded", "shed": true}``,
+  counted in ``sut_shed_total``;
+- the database failed or ran out the deadline: 503 "database unavailable" (no ``Retry-After``:
+  a failure, not a deliberate refusal), counted in ``sut_db_errors_total``.
+
+A connection that landed on a demoted (read-only) primary is closed so the pool reconnects
 through the multi-host DSN to the new primary.
 """
 
@@ -22,8 +30,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import psycopg
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,6 +40,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sut import matching
+from sut.admission import Overloaded, SymbolShards, TrackedPool
 
 __all__ = ["DEFAULT_VERSION", "Lifecycle", "Settings", "create_app", "wait_ready"]
 
@@ -40,19 +49,22 @@ log = logging.getLogger(__name__)
 _SYMBOL_PATTERN = r"^[A-Z0-9.\-]{1,16}$"
 #: the version a replica reports when neither the server nor $DRILL_APP_VERSION names one
 DEFAULT_VERSION = "v1"
-
-
-#: connections a replica opens before it serves (the pool grows to pool_size on demand)
-WARM_CONNECTIONS = 2
+#: seconds a shed request is told to wait before it retries
+RETRY_AFTER_S = 1
+#: a write admitted with less than this share of its deadline left is shed instead of started (else
+#: a queue behind a stuck transaction would feed the database one doomed transaction after another)
+MIN_WORK_SHARE = 0.1
 
 
 @dataclass(frozen=True)
 class Settings:
     dsn: str
     replica: str
-    pool_size: int = 8
-    getconn_timeout: float = 0.5
-    request_timeout: float = 2.0
+    # writes: one connection per matching shard (see sut.admission); sized from the peak measured
+    # by benchmarks/pool.py, with room to spare: 4 shards at the sandbox's default load
+    matching_shards: int = 4
+    read_pool_size: int = 4
+    request_timeout: float = 2.0  # admission and database work of one request, together
     version: str = DEFAULT_VERSION  # the deployed code version: x-drill-version header and /healthz
 
     @classmethod
@@ -62,8 +74,10 @@ class Settings:
             "dsn": dsn or env.get("DRILL_SUT_DSN", ""),
             "replica": replica or env.get("DRILL_REPLICA") or f"{socket.gethostname()}/{os.getpid()}",
         }
-        if "DRILL_SUT_POOL_SIZE" in env:
-            values["pool_size"] = int(env["DRILL_SUT_POOL_SIZE"])
+        if "DRILL_SUT_MATCHING_SHARDS" in env:
+            values["matching_shards"] = int(env["DRILL_SUT_MATCHING_SHARDS"])
+        if "DRILL_SUT_READ_POOL_SIZE" in env:
+            values["read_pool_size"] = int(env["DRILL_SUT_READ_POOL_SIZE"])
         if env.get("DRILL_APP_VERSION"):
             values["version"] = env["DRILL_APP_VERSION"]
         if "DRILL_SUT_REQUEST_TIMEOUT" in env:
@@ -96,6 +110,11 @@ class OrderIn(BaseModel):
     client_order_id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
+def _reading(pool: TrackedPool, field: str) -> Callable[[], float]:
+    """A scrape-time reading of one figure of a pool's usage."""
+    return lambda: float(getattr(pool.usage(), field))
+
+
 class Metrics:
     """Per-app Prometheus metrics (no global registry: several apps can share a process)."""
 
@@ -111,6 +130,38 @@ class Metrics:
         self.orders = Counter("sut_orders_total", "Order requests by result", ["result"], registry=self.registry)
         self.trades = Counter("sut_trades_total", "Trades executed", registry=self.registry)
         self.db_errors = Counter("sut_db_errors_total", "Requests failed by the database", registry=self.registry)
+        self.shed = Counter(
+            "sut_shed_total", "Requests refused with 503 + Retry-After: no admission within the deadline",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
+        self._in_use = Gauge(
+            "sut_db_connections_in_use", "Pooled connections checked out", ["pool"], registry=self.registry
+        )
+        self._peak = Gauge(
+            "sut_db_connections_in_use_peak", "Most pooled connections ever checked out at once", ["pool"],
+            registry=self.registry,
+        )  # fmt: skip
+        self._size = Gauge("sut_db_pool_size", "Connections a pool may hold", ["pool"], registry=self.registry)
+        self._wait = Gauge(
+            "sut_db_pool_wait_seconds_total", "Time requests waited for a pooled connection", ["pool"],
+            registry=self.registry,
+        )  # fmt: skip
+        self._queued = Gauge(
+            "sut_matching_waiting", "Writes waiting for their symbol's matching shard", registry=self.registry
+        )
+        self._queued_peak = Gauge(
+            "sut_matching_waiting_peak", "Most writes ever waiting for a matching shard at once", registry=self.registry
+        )
+
+    def watch(self, shards: SymbolShards, *pools: TrackedPool) -> None:
+        """Export admission figures, read at scrape time."""
+        for pool in pools:
+            self._in_use.labels(pool.name).set_function(_reading(pool, "in_use"))
+            self._peak.labels(pool.name).set_function(_reading(pool, "peak_in_use"))
+            self._size.labels(pool.name).set_function(_reading(pool, "size"))
+            self._wait.labels(pool.name).set_function(_reading(pool, "wait_s_total"))
+        self._queued.set_function(lambda: shards.waiting.now)
+        self._queued_peak.set_function(lambda: shards.waiting.peak)
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -124,20 +175,72 @@ class _DatabaseUnavailable(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Backend:
+    """What a replica talks to the database through (built in the app's lifespan)."""
+
+    reads: TrackedPool
+    writes: TrackedPool
+    shards: SymbolShards
+
+    @classmethod
+    def create(cls, cfg: Settings) -> Backend:
+        # reconnect_timeout=0: a failed reconnect gives up at once instead of backing off 1, 2, 4...
+        # seconds; the next request grows the pool again, so the app follows a failover promptly.
+        def pool(name: str, size: int) -> TrackedPool:
+            return TrackedPool(name, cfg.dsn, size, reconnect_timeout=0)
+
+        shards = cfg.matching_shards
+        return cls(pool("read", cfg.read_pool_size), pool("write", shards), SymbolShards(shards))
+
+    async def open(self) -> None:
+        await self.reads.open()
+        await self.writes.open()
+
+    async def close(self, timeout: float) -> None:
+        await self.reads.close(timeout)
+        await self.writes.close(timeout)
+
+
 @contextlib.asynccontextmanager
-async def _db(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pooled connection, with the request's deadline; database failures become 503."""
+async def _db(request: Request, write_symbol: str | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection within the request's deadline: a write (``write_symbol``) first waits for
+    its symbol's shard, then takes a write connection; a read takes a read connection.
+
+    Refused before its database work began (the deadline passed while it waited for its shard, or
+    for a pool whose connections were all in use), a request is shed (:class:`Overloaded`): it did
+    nothing, so it is safe to retry. A database failure, or a deadline passed during the database
+    work or while a pool reconnects, is ``_DatabaseUnavailable``."""
     settings: Settings = request.app.state.settings
-    pool: AsyncConnectionPool = request.app.state.pool
+    backend: Backend = request.app.state.backend
     metrics: Metrics = request.app.state.metrics
+    pool = backend.reads if write_symbol is None else backend.writes
+    stage, contended = "shard", False
+    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(settings.request_timeout), pool.connection(timeout=settings.getconn_timeout) as conn:
+        async with asyncio.timeout(settings.request_timeout) as deadline, contextlib.AsyncExitStack() as stack:
+            if write_symbol is not None:
+                await stack.enter_async_context(backend.shards.hold(write_symbol))
+                if (deadline.when() or 0.0) - loop.time() < MIN_WORK_SHARE * settings.request_timeout:
+                    raise TimeoutError  # admitted too late to finish: shed rather than start
+            stage, contended = "pool", pool.exhausted()
+            conn = await stack.enter_async_context(pool.connection(timeout=settings.request_timeout))
+            stage = "database"
             try:
                 yield conn
             except psycopg.errors.ReadOnlySqlTransaction:
                 await conn.close()  # landed on a demoted primary: make the pool reconnect
                 raise
-    except (psycopg.errors.ReadOnlySqlTransaction, psycopg.OperationalError, PoolTimeout, TimeoutError) as err:
+    except (TimeoutError, PoolTimeout) as err:
+        if stage == "shard" or (stage == "pool" and (contended or pool.exhausted())):
+            reason = "matching shard" if stage == "shard" else f"{pool.name} pool"
+            metrics.shed.labels(reason).inc()
+            log.warning("shed: no %s within %.1f s", reason, settings.request_timeout)
+            raise Overloaded(reason) from None
+        metrics.db_errors.inc()
+        log.warning("database unavailable: %s during %s", type(err).__name__, stage)
+        raise _DatabaseUnavailable from None
+    except (psycopg.errors.ReadOnlySqlTransaction, psycopg.OperationalError) as err:
         metrics.db_errors.inc()
         log.warning("database unavailable: %s: %s", type(err).__name__, err)
         raise _DatabaseUnavailable from None
@@ -165,7 +268,7 @@ async def place_order(request: Request) -> Response:
         return _error(422, first["msg"], field)
     req = matching.OrderRequest(o.symbol, o.side, o.price, o.qty, o.client_order_id)
     try:
-        async with _db(request) as conn:
+        async with _db(request, write_symbol=req.symbol) as conn:
             order, created = await matching.place(conn, req)
     except matching.Conflict as err:
         metrics.orders.labels("rejected").inc()
@@ -181,25 +284,40 @@ def _order_id(request: Request) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
-async def _on_order(request: Request, op: Callable[[Any, int], Awaitable[dict[str, Any]]]) -> Response:
-    order_id = _order_id(request)
-    if order_id is None:
-        return _error(422, "order id must be a positive integer", "id")
-    try:
-        async with _db(request) as conn:
-            return JSONResponse(await op(conn, order_id))
-    except matching.NotFound:
-        return _error(404, "order not found", "id")
-    except matching.Conflict as err:
-        return _error(409, str(err), "id")
+OrderOp = Callable[[Request, int], Awaitable[dict[str, Any]]]
 
 
-async def get_order(request: Request) -> Response:
-    return await _on_order(request, matching.get_order)
+def _order_endpoint(op: OrderOp) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint on one order (/orders/{order_id}): the id checked, NotFound 404, Conflict 409."""
+
+    async def endpoint(request: Request) -> Response:
+        order_id = _order_id(request)
+        if order_id is None:
+            return _error(422, "order id must be a positive integer", "id")
+        try:
+            return JSONResponse(await op(request, order_id))
+        except matching.NotFound:
+            return _error(404, "order not found", "id")
+        except matching.Conflict as err:
+            return _error(409, str(err), "id")
+
+    return endpoint
 
 
-async def cancel_order(request: Request) -> Response:
-    return await _on_order(request, matching.cancel)
+async def _read_order(request: Request, order_id: int) -> dict[str, Any]:
+    async with _db(request) as conn:
+        return await matching.get_order(conn, order_id)
+
+
+async def _cancel_order(request: Request, order_id: int) -> dict[str, Any]:
+    async with _db(request) as conn:
+        symbol = await matching.symbol_of(conn, order_id)
+    async with _db(request, write_symbol=symbol) as conn:
+        return await matching.cancel(conn, order_id)
+
+
+get_order = _order_endpoint(_read_order)
+cancel_order = _order_endpoint(_cancel_order)
 
 
 _SYMBOL = re.compile(_SYMBOL_PATTERN)
@@ -260,20 +378,21 @@ async def readyz(request: Request) -> Response:
 
 
 async def wait_ready(app: Starlette, timeout: float, interval: float = 0.1) -> bool:
-    """Poll what /readyz checks (a pooled connection to a writable primary) until it holds or
-    ``timeout`` passes; True when ready. The server calls it after start-up, before it takes
-    connections from a shared front door, so a new replica's first requests find a warm pool."""
+    """Poll until what /readyz checks holds (a pooled connection to a writable primary) and both
+    pools have all their connections open, or ``timeout`` passes; True when ready. The server
+    calls it after start-up, before it takes connections from a shared front door, so a new
+    replica's first requests never wait for a connection to be opened."""
     settings: Settings = app.state.settings
-    pool: AsyncConnectionPool = app.state.pool
+    backend: Backend = app.state.backend
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         try:
             async with (
                 asyncio.timeout(settings.request_timeout),
-                pool.connection(timeout=settings.getconn_timeout) as conn,
+                backend.reads.connection(timeout=settings.request_timeout) as conn,
             ):
-                if await _writable(conn):
+                if await _writable(conn) and backend.reads.warm() and backend.writes.warm():
                     return True
         except (psycopg.Error, PoolTimeout, TimeoutError) as err:
             log.info("not ready yet: %s: %s", type(err).__name__, err)
@@ -332,6 +451,12 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return _error(503, "database unavailable")
 
 
+async def _shed(request: Request, exc: Exception) -> Response:
+    response = JSONResponse({"error": "overloaded", "shed": True, "reason": str(exc)}, status_code=503)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 def create_app(dsn: str | None = None, *, replica: str | None = None, **settings: Any) -> Starlette:
     """Build the app. ``dsn`` defaults to $DRILL_SUT_DSN; ``settings`` override Settings fields."""
     cfg = Settings.from_env(dsn, replica, **settings)
@@ -349,26 +474,17 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # reconnect_timeout=0: a failed reconnect gives up at once instead of backing off 1, 2, 4...
-        # seconds; the next request grows the pool again, so the app follows a failover promptly.
-        # a replica joins the front door with connections already open (under load, opening them on
-        # the request path costs more than the 0.5 s pool wait: a 503)
-        pool = AsyncConnectionPool(
-            cfg.dsn,
-            min_size=min(WARM_CONNECTIONS, cfg.pool_size),
-            max_size=cfg.pool_size,
-            open=False,
-            reconnect_timeout=0,
-            name=f"sut-{cfg.replica}",
-        )
-        await pool.open(wait=False)
-        app.state.pool = pool
+        backend = Backend.create(cfg)
+        metrics.watch(backend.shards, backend.reads, backend.writes)
+        await backend.open()  # every connection opens now: a replica joins the front door warm
+        app.state.backend = backend
         try:
             yield
         finally:
-            await pool.close(timeout=1.0)
+            await backend.close(timeout=1.0)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={_DatabaseUnavailable: _unavailable})
+    handlers = {_DatabaseUnavailable: _unavailable, Overloaded: _shed}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.settings = cfg
     app.state.metrics = metrics
     app.state.lifecycle = lifecycle = Lifecycle()

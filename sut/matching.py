@@ -24,6 +24,7 @@ __all__ = [
     "get_order",
     "market_data",
     "place",
+    "symbol_of",
 ]
 
 Side = Literal["buy", "sell"]
@@ -174,6 +175,16 @@ async def get_order(conn: psycopg.AsyncConnection[Any], order_id: int) -> dict[s
         if order is None:
             raise NotFound(order_id)
         return _render(order, await _fills_of(cur, order_id))
+
+
+async def symbol_of(conn: psycopg.AsyncConnection[Any], order_id: int) -> str:
+    """The symbol of an order (it never changes: a cancel learns which shard to wait for)."""
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT symbol FROM orders WHERE id = %s", (order_id,))
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(order_id)
+    return str(row[0])
 
 
 async def cancel(conn: psycopg.AsyncConnection[Any], order_id: int) -> dict[str, Any]:

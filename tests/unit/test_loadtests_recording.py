@@ -92,3 +92,10 @@ def test_error_kinds() -> None:
     assert error_kind(ConnectionRefusedError(), 0) == "connection"
     assert error_kind(RuntimeError("HTTP 503"), 503) == "http"
     assert error_kind(AssertionError("bad body"), 200) == "assert"
+
+
+def test_a_429_or_503_with_retry_after_is_shed_load_and_without_it_a_failure() -> None:
+    assert error_kind(RuntimeError("HTTP 503"), 503, retry_after=True) == "shed"
+    assert error_kind(RuntimeError("HTTP 429"), 429, retry_after=True) == "shed"
+    assert error_kind(RuntimeError("HTTP 429"), 429) == "http"
+    assert error_kind(RuntimeError("HTTP 500"), 500, retry_after=True) == "http"

@@ -45,7 +45,10 @@ class FrontDoor(_Model):
 
 
 class Api(_Model):
-    pool_size: int = Field(default=8, ge=1, le=64)
+    # per replica: writes wait for their symbol's matching shard holding no connection, one write
+    # connection per shard; reads have their own pool (sized from benchmarks/pool.py's peaks)
+    matching_shards: int = Field(default=4, ge=1, le=64)
+    read_pool_size: int = Field(default=4, ge=1, le=64)
     request_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
 

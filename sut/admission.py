@@ -1,0 +1,138 @@
+"""Admission to the database: per-symbol serialization inside the replica and two fixed pools.
+
+A placed order waits for its symbol *before* it takes a database connection: every symbol hashes
+to one of ``n`` matching shards, and a shard admits one write at a time (an ``asyncio.Lock``,
+first come first served). So a queue of orders on a busy symbol holds no connection; the write
+pool needs exactly one connection per shard and a write never waits for the pool while the
+database is healthy. The PostgreSQL advisory lock in :mod:`sut.matching` still serializes a
+symbol across replicas; here it is contended by at most one transaction per replica.
+
+Reads (order book, market data, an order, readiness) have a pool of their own, so they never
+queue behind writes for a connection.
+
+Each pool records how many of its connections are in use and the most ever in use at once, so
+its size is set from measured concurrency (``sut_db_connections_in_use_peak`` on /metrics, read
+by ``benchmarks/pool.py``), not guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["Overloaded", "PoolUsage", "SymbolShards", "TrackedPool"]
+
+
+class Overloaded(Exception):
+    """The request waited its whole deadline for admission: shed (503 with Retry-After)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Gauge:
+    """A level and the highest it has been."""
+
+    now: int = 0
+    peak: int = 0
+
+    def up(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def down(self) -> None:
+        self.now -= 1
+
+
+@dataclass
+class SymbolShards:
+    """``count`` matching shards; a symbol's writes run one at a time, in arrival order."""
+
+    count: int
+    waiting: _Gauge = field(default_factory=_Gauge)
+    _locks: list[asyncio.Lock] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError("matching shards must be >= 1")
+        self._locks = [asyncio.Lock() for _ in range(self.count)]
+
+    def shard_of(self, symbol: str) -> int:
+        return zlib.crc32(symbol.encode()) % self.count
+
+    @contextlib.asynccontextmanager
+    async def hold(self, symbol: str) -> AsyncIterator[None]:
+        """Wait for the symbol's shard (no connection held meanwhile), then hold it."""
+        lock = self._locks[self.shard_of(symbol)]
+        self.waiting.up()
+        try:
+            await lock.acquire()
+        finally:
+            self.waiting.down()
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    name: str
+    size: int
+    in_use: int
+    peak_in_use: int
+    waits: int
+    wait_s_total: float
+
+
+class TrackedPool:
+    """An ``AsyncConnectionPool`` of fixed size that counts connections in use and time waited."""
+
+    def __init__(self, name: str, dsn: str, size: int, **kwargs: Any) -> None:
+        if size < 1:
+            raise ValueError(f"{name} pool size must be >= 1")
+        self.name, self.size = name, size
+        self.pool = AsyncConnectionPool(dsn, min_size=size, max_size=size, open=False, name=name, **kwargs)
+        self._in_use = _Gauge()
+        self._waits = 0
+        self._wait_s = 0.0
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self, timeout: float) -> None:
+        await self.pool.close(timeout=timeout)
+
+    def warm(self) -> bool:
+        """Every connection the pool may hold is open (idle or in use)."""
+        available = self.pool.get_stats().get("pool_available", 0)
+        return self._in_use.now + available >= self.size
+
+    def exhausted(self) -> bool:
+        """Every connection the pool may have is checked out (a wait here is contention, not an outage)."""
+        return self._in_use.now >= self.size
+
+    @contextlib.asynccontextmanager
+    async def connection(self, timeout: float) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        start = time.perf_counter()
+        async with self.pool.connection(timeout=timeout) as conn:
+            self._waits += 1
+            self._wait_s += time.perf_counter() - start
+            self._in_use.up()
+            try:
+                yield conn
+            finally:
+                self._in_use.down()
+
+    def usage(self) -> PoolUsage:
+        return PoolUsage(self.name, self.size, self._in_use.now, self._in_use.peak, self._waits, self._wait_s)
