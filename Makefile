@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 drill: $(STAMP)
 	$(BIN)/drill run experiments/pod-kill.yaml --env sandbox
 
-## make test: lint, type-check, then every test tier (unit, integration, e2e) on real services
+## make test: lint, type-check, then the test tiers in order, each only if the one before passed:
+## unit (no services, about a minute), then integration and e2e together (real services; one
+## sandbox shared by both). No retries: a flaky test is fixed at its cause or deleted.
 test: $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/integration tests/e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

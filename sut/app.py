@@ -65,6 +65,7 @@ class Settings:
     matching_shards: int = 4
     read_pool_size: int = 4
     request_timeout: float = 2.0  # admission and database work of one request, together
+    getconn_timeout: float = 0.5  # longest wait for a connection from a pool that is not all in use
     version: str = DEFAULT_VERSION  # the deployed code version: x-drill-version header and /healthz
 
     @classmethod
@@ -224,7 +225,10 @@ async def _db(request: Request, write_symbol: str | None = None) -> AsyncIterato
                 if (deadline.when() or 0.0) - loop.time() < MIN_WORK_SHARE * settings.request_timeout:
                     raise TimeoutError  # admitted too late to finish: shed rather than start
             stage, contended = "pool", pool.exhausted()
-            conn = await stack.enter_async_context(pool.connection(timeout=settings.request_timeout))
+            # a pool with idle connections hands one out at once; one without, and not because
+            # they are all in use, is reconnecting (database trouble): fail fast rather than queue
+            wait = settings.request_timeout if contended else settings.getconn_timeout
+            conn = await stack.enter_async_context(pool.connection(timeout=wait))
             stage = "database"
             try:
                 yield conn

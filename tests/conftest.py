@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +21,44 @@ def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield box
     finally:
         sandbox.down(state, report=print)
+
+
+#: lines of each log shown under a failed slow test
+LOG_TAIL_LINES = 20
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError as err:
+        return f"(unreadable: {err})"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+
+
+def _logs_of(item: pytest.Item) -> list[tuple[str, Path]]:
+    """The logs a failed test's real services wrote: the sandbox's API replicas (one log per
+    region: its replicas' lines), and the replica processes a test started itself."""
+    found: list[tuple[str, Path]] = []
+    values = getattr(item, "funcargs", {})
+    for sb in {id(v): v for v in values.values() if isinstance(v, Sandbox)}.values():
+        kept = sb.layout.state_dir / "last-sandbox-logs"
+        where = f"sandbox logs in {sb.layout.logs} (kept in {kept} once it is down)"
+        found += [(where, p) for p in sorted(sb.layout.logs.glob("api-*.log"))]
+    tmp = values.get("tmp_path")
+    if "replica_factory" in values and isinstance(tmp, Path):
+        found += [(f"replica logs in {tmp}", p) for p in sorted(tmp.glob("*.log"))]
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test on real services says where their logs are and shows their last lines."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    for title, path in _logs_of(item):
+        report.sections.append((f"{title}: {path.name} (last {LOG_TAIL_LINES} lines)", _tail(path)))

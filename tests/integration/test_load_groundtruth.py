@@ -137,9 +137,16 @@ def test_a_stop_mid_run_accounts_for_every_request_and_leaves_no_process(groundt
     assert sorted(p.name for p in (run_dir / "requests").glob("*")) == [
         "worker-0.json", "worker-0.parquet", "worker-1.json", "worker-1.parquet",
     ]  # fmt: skip
-    assert result.complete and not result.saturated, (result.reasons, result.notes)
-    assert result.recorded == result.due > 500
-    assert result.intended_rps == pytest.approx(300, rel=0.05) and result.achieved_rps == pytest.approx(300, rel=0.05)
+    assert result.complete, (result.reasons, result.notes)
+    assert result.recorded == result.due > 500  # every request due is accounted for, busy machine or not
+    assert result.intended_rps == pytest.approx(300, rel=0.05)
+    if result.saturated:
+        # a busy machine starved the generators: the product must say so, with its reasons (the
+        # drill's latency verdicts then become INCONCLUSIVE); the rate it reached is not judged
+        assert result.reasons and result.reason, result
+        print(f"generator saturated on this machine, and reported: {result.reason}")
+    else:
+        assert result.achieved_rps == pytest.approx(300, rel=0.05), result
     assert (run_dir / "load.json").exists()
     assert load.stop() is result  # idempotent
 
