@@ -116,14 +116,21 @@ def test_busiest_uses_the_samples_inside_the_window() -> None:
 
 
 def test_the_cpu_sampler_measures_a_busy_process() -> None:
+    """A process that spins for 0.2 s of CPU: its CPU share is what it used over the sample's wall
+    interval (100 % on an idle machine, less on a busy one, where it also waits for a CPU), and
+    its busy share counts that wait too: a spinning process is runnable all the time."""
     sampler = CpuSampler(os.getpid(), time.time, interval=60)
     sampler.sample()  # primes
-    until = time.process_time() + 0.2
+    c0 = time.process_time()
+    until = c0 + 0.2
     while time.process_time() < until:
         pass
+    used = time.process_time() - c0
     sampler.sample()
     (series,) = [v for k, v in sampler.samples.items() if k == os.getpid()]
-    assert series[0].cpu_percent > 50 and series[0].busy_percent >= series[0].cpu_percent
+    sample = series[0]
+    assert sample.cpu_percent == pytest.approx(100 * used / sample.interval, abs=8), sample
+    assert sample.busy_percent > 80 and sample.busy_percent >= sample.cpu_percent - 1, sample
     assert os.getpid() in {p.pid for p in sampler.members()}
 
 

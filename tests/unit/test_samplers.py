@@ -79,7 +79,7 @@ def test_stop_is_prompt_idempotent_and_safe_before_start() -> None:
     began = time.monotonic()
     ticks.stop()
     ticks.stop()
-    assert time.monotonic() - began < 0.2
+    assert time.monotonic() - began < 2.0  # not the 10 s interval: stop does not wait for a tick
     with pytest.raises(RuntimeError, match="cannot be restarted"):
         ticks.start()
 
