@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "DrillError",
     "EnvironmentFailure",
+    "PermissionDenied",
     "load_model_file",
     "validation_problems",
 ]
@@ -54,6 +55,14 @@ class EnvironmentFailure(DrillError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class PermissionDenied(EnvironmentFailure):
+    """The operating system refused access to a path (exit 4: the environment, not the input)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"permission denied: {path}")
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -79,17 +88,11 @@ def validation_problems(err: ValidationError) -> list[str]:
 def load_model_file(path: Path, model: type[M], *, missing: str, shape: str) -> M:
     """Read a YAML file into ``model``; every problem is a ConfigError naming the file (``missing``:
     what to say when it does not exist; ``shape``: the top-level keys it should have)."""
-    import yaml
     from pydantic import ValidationError
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), missing) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(str(path), f"{where}not valid YAML: fix the syntax") from None
+    from drillbit.yamlio import load_document
+
+    data = load_document(path, missing=missing)
     if not isinstance(data, dict):
         raise ConfigError(str(path), f"expected a mapping ({shape})")
     try:

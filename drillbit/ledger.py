@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from drillbit.errors import EnvironmentFailure
+from drillbit.safeio import write_text
 
 __all__ = ["ActiveDrill", "Ledger", "find_orphan", "state_root"]
 
@@ -92,9 +93,7 @@ class Ledger:
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self.entry), indent=2), encoding="utf-8")
-        tmp.replace(self.path)
+        write_text(self.path, json.dumps(asdict(self.entry), indent=2))
 
     def close(self) -> None:
         current = read(self.path)

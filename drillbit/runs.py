@@ -23,6 +23,7 @@ from drillbit.clock import Clock
 from drillbit.errors import EnvironmentFailure
 from drillbit.redact import Redactor
 from drillbit.results import MEASUREMENTS, RUN, VERDICTS, FileRef, RunInfo, RunStatus, VerdictSet, write_model
+from drillbit.safeio import write_text
 from drillbit.sla import Sla
 from drillbit.verdicts import evaluate
 
@@ -159,7 +160,7 @@ SLAS = "slas.json"
 def write_slas(run_dir: Path, slas: dict[str, Sla]) -> None:
     """The SLAs the run is held to, resolved, so a crashed run is judged by them (not by today's files)."""
     data = {k: v.model_dump(mode="json") for k, v in slas.items()}
-    (run_dir / SLAS).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_text(run_dir / SLAS, json.dumps(data, indent=2) + "\n")
 
 
 def read_slas(run_dir: Path) -> dict[str, Sla]:

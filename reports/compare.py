@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from markupsafe import Markup
 
 from drillbit import __version__
 from drillbit.redact import Redactor
+from drillbit.safeio import check_output_path, write_text
 from reports.charts import bar_chart_svg
 from reports.html import CSP, environment
 from reports.runs import load_summary
@@ -127,10 +127,10 @@ def format_text(cmp: Comparison) -> str:
 
 def compare(baseline: Path, candidate: Path, *, max_p95_regression_pct: float = 10.0, out: Path | None = None,
             redactor: Redactor | None = None) -> Comparison:  # fmt: skip
+    if out is not None:
+        check_output_path(out)  # before reading anything: a bad --out is said at once
     cmp = compare_summaries(load_summary(baseline, redactor), load_summary(candidate, redactor),
                             max_p95_regression_pct)  # fmt: skip
     if out is not None:
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(render_comparison(cmp), encoding="utf-8")
-        os.replace(tmp, out)
+        write_text(out, render_comparison(cmp))
     return cmp

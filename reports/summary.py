@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from drillbit.clock import to_iso
 from drillbit.errors import ConfigError
 from drillbit.results import Outcome, Verdict
+from drillbit.safeio import read_text
+from drillbit.yamlio import parse_json
 from reports.rundata import RunData
 
 __all__ = [
@@ -233,10 +235,7 @@ def summarize(data: RunData, latency: dict[str, Any] | None = None, latency_sour
 
 def read_summary(path: Path) -> Summary:
     """Read a summary.json, validated against the published schema; ConfigError names the file and field."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(str(path), f"unreadable summary ({err})") from err
+    raw = parse_json(read_text(path, root=path.parent), str(path))
     errors = sorted(jsonschema.Draft202012Validator(load_schema()).iter_errors(raw), key=lambda e: list(e.path))
     if errors:
         where = [".".join(map(str, e.path)) or "(top level)" for e in errors[:5]]
