@@ -14,6 +14,7 @@ import httpx
 import typer
 
 from drillbit.cli_observe import register as register_observe
+from drillbit.cli_run import StateDirOpt
 from drillbit.cli_run import register as register_run
 from drillbit.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, ConfigError, DrillError
 from drillbit.redact import Redactor, secret_values
@@ -34,14 +35,21 @@ env_app = typer.Typer(no_args_is_help=True, help="Bring a target environment up 
 app.add_typer(env_app, name="env")
 
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Target environment: sandbox.")]
-StateOpt = Annotated[
-    Path | None, typer.Option("--state-dir", help="Where environment state lives (default .drill or $DRILL_STATE_DIR).")
-]
+StateOpt = StateDirOpt
 
 
 def _check_env(env: str) -> None:
     if env not in KNOWN_ENVS:
         raise ConfigError("--env", f"unknown environment {env!r}: use one of {', '.join(KNOWN_ENVS)}")
+
+
+def _check_arguments(command: str, fault: str, **options: object) -> None:
+    """The options of an `env` fault command, by the same rules as the fault's arguments in an experiment."""
+    from drillbit.experiment import argument_problems
+
+    problems = argument_problems(fault, {k: v for k, v in options.items() if v is not None}, "")
+    if problems:  # ".count: ..." names an option; ": ..." the command as a whole
+        raise ConfigError(command, ["--" + p[1:] if p.startswith(".") else p[2:] for p in problems])
 
 
 def _say(msg: str) -> None:
@@ -96,6 +104,7 @@ def env_kill_replicas(
 ) -> None:
     """SIGKILL API replicas; the supervisor restarts them."""
     _check_env(env)
+    _check_arguments("drill env kill-replicas", "kill_replicas", count=count, percent=percent, region=region)
     from drillbit.targets.sandbox.sandbox import Sandbox
 
     _print_json(Sandbox.attach(state_dir).kill_replicas(count, percent=percent, region=region))
@@ -129,8 +138,7 @@ def env_failover(
     _check_env(env)
     from drillbit.targets.sandbox.sandbox import Sandbox
 
-    if mode not in ("kill-node", "kill-postgres", "switchover"):
-        raise ConfigError("--mode", f"unknown failover mode {mode!r}: use kill-node, kill-postgres or switchover")
+    _check_arguments("drill env failover", "fail_over_database", mode=mode)
     _print_json(Sandbox.attach(state_dir).failover_db(mode))  # type: ignore[arg-type]
 
 

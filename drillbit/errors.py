@@ -79,7 +79,7 @@ def validation_problems(err: ValidationError) -> list[str]:
             msg = "unknown field: remove it or check its spelling"
         elif e["type"] == "missing":
             msg = "required field is missing: add it"
-        elif "input" in e and not isinstance(e["input"], dict | list):
+        elif "input" in e and not isinstance(e["input"], dict | list) and repr(e["input"]) not in msg:
             msg = f"{msg} (got {e['input']!r})"
         problems.append(f"{_where(e['loc'])}: {msg}" if e["loc"] else msg)  # a model rule names its own fields
     return problems

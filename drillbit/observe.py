@@ -107,6 +107,8 @@ def add_mark(label: str, kind: str = "fault", run_dir: Path | None = None,
     """Append a timestamped mark to a run's events (the active observation's by default)."""
     if kind not in MARK_KINDS:
         raise ConfigError("--kind", f"unknown mark kind {kind!r}: use one of {', '.join(MARK_KINDS)}")
+    if not label.strip():
+        raise ConfigError("drill mark", "LABEL is empty: say what happened, e.g. 'DNS switched to region-b'")
     if run_dir is None:
         entry = read(state_root(state_dir) / LEDGER_FILE)
         if entry is None or not entry.alive():

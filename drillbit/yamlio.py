@@ -107,10 +107,12 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows: use a finite number")
 
 
-def parse_json(text: str, source: str) -> Any:
-    """A JSON document from ``text`` (no duplicate keys, no NaN/Infinity); one ConfigError line otherwise."""
+def parse_json(text: str, source: str, *, allow_nan: bool = False) -> Any:
+    """A JSON document from ``text`` (no duplicate keys; NaN/Infinity only with ``allow_nan``, for
+    records whose reader says what it made of them); one ConfigError line otherwise."""
     try:
-        data = json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+        constant = None if allow_nan else _no_constant
+        data = json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=constant)
     except RecursionError:
         raise ConfigError(source, f"nested deeper than {MAX_DEPTH} levels: flatten it") from None
     except json.JSONDecodeError as err:

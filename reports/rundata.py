@@ -134,7 +134,7 @@ def _is_time(t: object) -> bool:
 def _read_json_file(run_dir: Path, name: str) -> Any:
     """The JSON document ``run_dir/name`` (None when absent); ConfigError when unreadable."""
     try:
-        return parse_json(read_text(run_dir / name, root=run_dir), name)
+        return parse_json(read_text(run_dir / name, root=run_dir), name, allow_nan=True)
     except FileNotFoundError:
         return None
     except NotADirectoryError:
