@@ -35,12 +35,20 @@ def _state_dir(value: Path | None) -> Path | None:
     return value
 
 
+def _runs_dir(value: Path) -> Path:
+    """--out of run/observe: where run directories go; a directory, or to be created."""
+    if os.path.lexists(value) and not value.is_dir():
+        raise typer.BadParameter(f"{value} is not a directory: pass the directory run directories go to "
+                                 "(default runs)", param_hint="--out")  # fmt: skip
+    return value
+
+
 # options every command that touches an environment takes (one definition, the same help)
 StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", callback=_state_dir,
                                                   help="Environment state (default .drill or $DRILL_STATE_DIR).")]
 # options both `drill run` and `drill observe` take (one definition, the same help)
 SlaOpt = Annotated[Path | None, typer.Option(help="SLA file (default experiments/slas.yaml).")]
-OutOpt = Annotated[Path, typer.Option(help="Where run directories go.")]
+OutOpt = Annotated[Path, typer.Option(help="Where run directories go.", callback=_runs_dir)]
 ScopeOpt = Annotated[str | None, typer.Option(help="Audit: the drill's scope.")]
 ObjectivesOpt = Annotated[str | None, typer.Option(help="Audit: the drill's objectives.")]
 ParticipantOpt = Annotated[list[str] | None, typer.Option(help="Audit: a participant (repeatable).")]

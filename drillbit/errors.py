@@ -70,17 +70,25 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _short(value: object, limit: int = 60) -> str:
+    """``value`` as shown in an error: secrets masked first (a cut secret would escape the mask), then cut."""
+    from drillbit.redact import Redactor, secret_values
+
+    text = Redactor(secret_values()).text(repr(value))
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+
+
 def validation_problems(err: ValidationError) -> list[str]:
     """Every problem pydantic found, each as ``field.path: what is wrong (got X): fix``."""
     problems = []
     for e in err.errors():
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field: remove it or check its spelling"
-        elif e["type"] == "missing":
-            msg = "required field is missing: add it"
-        elif "input" in e and not isinstance(e["input"], dict | list) and repr(e["input"]) not in msg:
-            msg = f"{msg} (got {e['input']!r})"
+        msg = {"extra_forbidden": "unknown field: remove it or check its spelling",
+               "missing": "required field is missing: add it",
+               "model_type": "expected a mapping"}.get(e["type"], e["msg"].removeprefix("Value error, "))  # fmt: skip
+        shown = e.get("input")
+        if e["type"] not in ("extra_forbidden", "missing") and not isinstance(shown, dict | list) and (
+                repr(shown) not in msg):  # fmt: skip
+            msg = f"{msg} (got {_short(shown)})"
         problems.append(f"{_where(e['loc'])}: {msg}" if e["loc"] else msg)  # a model rule names its own fields
     return problems
 

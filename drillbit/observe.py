@@ -227,6 +227,9 @@ def _slas(options: ObserveOptions, has_load: bool, has_writes: bool) -> tuple[di
         elif sla.metric in WRITE_METRICS and not has_writes:
             notes.append(f"SLA {key} ({sla.text}) not judged: no write path (use --dsn or an env)")
             del chosen[key]
+    if not chosen:  # nothing to judge must never read as a pass
+        raise ConfigError(str(options.sla_file or DEFAULT_SLA_FILE),
+                          [f"no SLA applies to {options.name!r} that this observation can measure", *notes])
     return chosen, notes
 
 
