@@ -38,14 +38,18 @@ class DrillError(Exception):
     exit_code = EXIT_ENVIRONMENT
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if any(c in text for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029") else text
+
+
 class ConfigError(DrillError):
     """Bad input (a file, a field, an option). The message names the file, the field and the fix."""
 
     exit_code = EXIT_CONFIG
 
     def __init__(self, source: str, problems: list[str] | str) -> None:
-        self.source = source
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = _one_line(source)  # a file name or a key from the input may hold a newline
+        self.problems = [_one_line(p) for p in ([problems] if isinstance(problems, str) else problems)]
         super().__init__(f"{source}: " + "; ".join(self.problems))
 
 
