@@ -87,6 +87,25 @@ class Hypothesis(_Loose):
     probes: list[Activity] = Field(default_factory=list)
 
 
+class EnvReference(_Loose):
+    """A configuration or secret value read from the environment at run time."""
+
+    type: Literal["env"]
+    key: Name
+    env_var_type: Literal["str", "string", "int", "integer", "float", "number", "bytes", "bool", "json"] | None = None
+
+
+def _env_reference_problems(block: dict[str, Any], where: str) -> list[str]:
+    problems = []
+    for name, value in block.items():
+        if isinstance(value, dict) and value.get("type") == "env":
+            try:
+                EnvReference.model_validate(value)
+            except ValidationError as err:
+                problems += [f"{where}.{name}.{p}" for p in validation_problems(err)]
+    return problems
+
+
 class Extension(_Loose):
     name: Name
 
@@ -104,6 +123,15 @@ class Experiment(_Loose):
     rollbacks: list[Activity] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _env_references(self) -> Experiment:
+        problems = _env_reference_problems(self.configuration, "configuration")
+        for scope, secrets in self.secrets.items():
+            problems += _env_reference_problems(secrets, f"secrets.{scope}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 # -- the arguments of drillbit.faults --------------------------------------------------------------

@@ -133,6 +133,10 @@ def _experiment_problems(exp: dict[str, Any]) -> list[str]:
         message = " ".join(str(err).split())
         if not any(message in p for p in problems):
             problems.append(f"chaostoolkit: {message}")
+    except (TypeError, ValueError, KeyError, AttributeError) as err:  # chaostoolkit-lib choking on a value
+        log.debug("chaostoolkit-lib's validator raised on this experiment", exc_info=True)
+        problems.append(f"chaostoolkit: the experiment cannot be validated ({type(err).__name__}: {err}): check "
+                        "its configuration and secrets values")  # fmt: skip
     return problems
 
 

@@ -390,6 +390,11 @@ CASES = [
     Case("manifest-previous-a-string", _manifest_broken("previous", "x"), 2,
          r"MANIFEST: unreadable MANIFEST: previous: expected a mapping \(got 'x'\)"),
     Case("seal-symlink-loop-in-run", _symlink_loop, 0, r"1 entries skipped"),
+    Case("configuration-env-without-key", lambda c: _dry(c, configuration={"t": {"type": "env", "key": None}}), 2,
+         r"configuration\.t\.key: Input should be a valid string"),
+    Case("configuration-env-default-not-an-int", lambda c: _dry(c, configuration={"t": {
+        "type": "env", "key": "DRILL_UNSET_13", "default": "abc", "env_var_type": "int"}}), 2,
+         r"chaostoolkit: the experiment cannot be validated \(ValueError"),
     Case("mark-state-dir-is-a-file", lambda c: ["mark", "x", "--state-dir", str(c.file("f", "x"))], 2,
          r"--state-dir.*is not a directory: pass a directory"),
     # -- wrong input that was accepted -------------------------------------------------------------
