@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -13,8 +14,10 @@ import httpx
 import typer
 
 from drillbit.cli_observe import register as register_observe
+from drillbit.cli_run import StateDirOpt
 from drillbit.cli_run import register as register_run
 from drillbit.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, ConfigError, DrillError
+from drillbit.redact import Redactor, secret_values
 
 __all__ = ["app", "main"]
 
@@ -32,14 +35,21 @@ env_app = typer.Typer(no_args_is_help=True, help="Bring a target environment up 
 app.add_typer(env_app, name="env")
 
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Target environment: sandbox.")]
-StateOpt = Annotated[
-    Path | None, typer.Option("--state-dir", help="Where environment state lives (default .drill or $DRILL_STATE_DIR).")
-]
+StateOpt = StateDirOpt
 
 
 def _check_env(env: str) -> None:
     if env not in KNOWN_ENVS:
         raise ConfigError("--env", f"unknown environment {env!r}: use one of {', '.join(KNOWN_ENVS)}")
+
+
+def _check_arguments(command: str, fault: str, **options: object) -> None:
+    """The options of an `env` fault command, by the same rules as the fault's arguments in an experiment."""
+    from drillbit.experiment import argument_problems
+
+    problems = argument_problems(fault, {k: v for k, v in options.items() if v is not None}, "")
+    if problems:  # ".count: ..." names an option; ": ..." the command as a whole
+        raise ConfigError(command, ["--" + p[1:] if p.startswith(".") else p[2:] for p in problems])
 
 
 def _say(msg: str) -> None:
@@ -94,6 +104,7 @@ def env_kill_replicas(
 ) -> None:
     """SIGKILL API replicas; the supervisor restarts them."""
     _check_env(env)
+    _check_arguments("drill env kill-replicas", "kill_replicas", count=count, percent=percent, region=region)
     from drillbit.targets.sandbox.sandbox import Sandbox
 
     _print_json(Sandbox.attach(state_dir).kill_replicas(count, percent=percent, region=region))
@@ -127,8 +138,7 @@ def env_failover(
     _check_env(env)
     from drillbit.targets.sandbox.sandbox import Sandbox
 
-    if mode not in ("kill-node", "kill-postgres", "switchover"):
-        raise ConfigError("--mode", f"unknown failover mode {mode!r}: use kill-node, kill-postgres or switchover")
+    _check_arguments("drill env failover", "fail_over_database", mode=mode)
     _print_json(Sandbox.attach(state_dir).failover_db(mode))  # type: ignore[arg-type]
 
 
@@ -198,12 +208,39 @@ def _configure_logging(debug: bool) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+def _usable_columns() -> None:
+    """A terminal width the help can be drawn in: COLUMNS that is not a number of at least 40 is dropped."""
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and not (columns.isdigit() and int(columns) >= 40):
+        del os.environ["COLUMNS"]
+
+
+def _error(message: str, *, label: str = "error") -> None:
+    """One line on stderr, secrets masked (env, experiment secrets, URL userinfo/query/fragment)."""
+    line = " ".join(Redactor(secret_values()).text(message).split())
+    typer.echo(f"drill: {label}: {line}", err=True)
+
+
+def _usage_error(err: Exception) -> int:
+    """typer's (vendored click) UsageError / ClickException: one line; for a missing command the
+    help was already printed, so say only what to do."""
+    if type(err).__name__ == "NoArgsIsHelpError":
+        ctx = getattr(err, "ctx", None)
+        path = ctx.command_path if ctx is not None else "drill"
+        _error(f"{path}: give a command (listed above)")
+        return EXIT_CONFIG
+    message = getattr(err, "format_message")()  # noqa: B009  (present on every click exception)
+    _error(message or type(err).__name__)
+    return int(getattr(err, "exit_code", EXIT_CONFIG))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
     _configure_logging(debug)
+    _usable_columns()
     try:
         code = app(args=args, prog_name="drill", standalone_mode=False)  # click returns an Exit's code here
         if isinstance(code, int) and code:
@@ -211,24 +248,30 @@ def main(argv: list[str] | None = None) -> int:
     except DrillError as err:
         if debug:
             raise
-        typer.echo(f"drill: error: {err}", err=True)
+        _error(str(err))
         return err.exit_code
-    except typer.Abort:
-        typer.echo("drill: interrupted", err=True)
-        return 130
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("drill: interrupted", err=True)
         return 130
     except typer.Exit as e:
         return int(e.exit_code)
-    except Exception as err:  # usage errors and the unexpected: one line, not a traceback
-        message = getattr(err, "format_message", None)
-        if message is not None:  # typer's (vendored click) UsageError / ClickException
-            typer.echo(f"drill: error: {message()}", err=True)
-            return int(getattr(err, "exit_code", EXIT_CONFIG))
+    except PermissionError as err:  # the environment's: exit 4, naming the path
         if debug:
             raise
-        typer.echo(f"drill: internal error: {type(err).__name__}: {err} (rerun with --debug for a traceback)", err=True)
+        _error(f"permission denied: {err.filename or err}")
+        return EXIT_ENVIRONMENT
+    except (RecursionError, UnicodeDecodeError) as err:  # input a loader let through: still the user's
+        if debug:
+            raise
+        what = "nested too deeply" if isinstance(err, RecursionError) else "not UTF-8 text"
+        _error(f"an input is {what}: fix it (rerun with --debug to see which)")
+        return EXIT_CONFIG
+    except Exception as err:  # usage errors and the unexpected: one line, not a traceback
+        if hasattr(err, "format_message"):
+            return _usage_error(err)
+        if debug:
+            raise
+        _error(f"{type(err).__name__}: {err} (rerun with --debug for a traceback)", label="internal error")
         return EXIT_ENVIRONMENT
     return 0
 

@@ -15,6 +15,7 @@ from drillbit.cli_run import (
     PlainOpt,
     ScopeOpt,
     SlaOpt,
+    StateDirOpt,
     summary,
 )
 from drillbit.errors import ConfigError
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Option(help="Run name (and the SLA file's experiment key).")] = "observe",
         sla: SlaOpt = None,
         out: OutOpt = Path("runs"),
-        state_dir: Annotated[Path | None, typer.Option(help="State (default .drill).")] = None,
+        state_dir: StateDirOpt = None,
         operator: Annotated[str | None, typer.Option(help="Who observes.")] = None,
         scope: ScopeOpt = None,
         objectives: ObjectivesOpt = None,
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
         label: Annotated[str, typer.Argument(help="What happened, e.g. 'DNS switched to region-b'.")],
         kind: Annotated[str, typer.Option(help="fault | restore | note")] = "fault",
         run: Annotated[Path | None, typer.Option("--run", help="Run directory (default: the active one).")] = None,
-        state_dir: Annotated[Path | None, typer.Option(help="State (default .drill).")] = None,
+        state_dir: StateDirOpt = None,
     ) -> None:
         """Mark a moment of the active observation (from another terminal): the fault, a restore, a note."""
         from drillbit.observe import add_mark

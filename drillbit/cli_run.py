@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -18,13 +19,36 @@ __all__ = [
     "PlainOpt",
     "ScopeOpt",
     "SlaOpt",
+    "StateDirOpt",
     "register",
     "summary",
 ]
 
+def _state_dir(value: Path | None) -> Path | None:
+    """--state-dir (or $DRILL_STATE_DIR) must be a directory, or not exist yet."""
+    from drillbit.ledger import state_root
+
+    root = state_root(value)
+    if os.path.lexists(root) and not root.is_dir():
+        where = "--state-dir" if value is not None else "$DRILL_STATE_DIR"
+        raise typer.BadParameter(f"{root} is not a directory: pass a directory (default .drill)", param_hint=where)
+    return value
+
+
+def _runs_dir(value: Path) -> Path:
+    """--out of run/observe: where run directories go; a directory, or to be created."""
+    if os.path.lexists(value) and not value.is_dir():
+        raise typer.BadParameter(f"{value} is not a directory: pass the directory run directories go to "
+                                 "(default runs)", param_hint="--out")  # fmt: skip
+    return value
+
+
+# options every command that touches an environment takes (one definition, the same help)
+StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", callback=_state_dir,
+                                                  help="Environment state (default .drill or $DRILL_STATE_DIR).")]
 # options both `drill run` and `drill observe` take (one definition, the same help)
 SlaOpt = Annotated[Path | None, typer.Option(help="SLA file (default experiments/slas.yaml).")]
-OutOpt = Annotated[Path, typer.Option(help="Where run directories go.")]
+OutOpt = Annotated[Path, typer.Option(help="Where run directories go.", callback=_runs_dir)]
 ScopeOpt = Annotated[str | None, typer.Option(help="Audit: the drill's scope.")]
 ObjectivesOpt = Annotated[str | None, typer.Option(help="Audit: the drill's objectives.")]
 ParticipantOpt = Annotated[list[str] | None, typer.Option(help="Audit: a participant (repeatable).")]
@@ -63,7 +87,7 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print the plan, inject nothing.")] = False,
         keep: Annotated[bool, typer.Option(help="Leave an environment this drill started up afterwards.")] = False,
         suite: Annotated[str | None, typer.Option(help="Run a suite from experiments/suites.yaml instead.")] = None,
-        state_dir: Annotated[Path | None, typer.Option(help="Environment state (default .drill).")] = None,
+        state_dir: StateDirOpt = None,
         topology: Annotated[Path | None, typer.Option(help="Sandbox topology, if the drill starts it.")] = None,
         operator: Annotated[str | None, typer.Option(help="Who runs it (default $DRILL_OPERATOR).")] = None,
         scope: ScopeOpt = None,
@@ -92,6 +116,14 @@ def register(app: typer.Typer) -> None:
         from drillbit.targets import check_target_name
 
         check_target_name(env)  # a typo in --env is a usage error, also for a dry run
+        if env == "sandbox":  # its regions are known before it is up: a typo is a usage error too
+            from drillbit.plan import region_problems
+            from drillbit.targets.sandbox.topology import load_topology
+
+            regions = [r.name for r in load_topology(topology).regions]
+            wrong = [f"{plan.experiment_path}: {p}" for plan in plans for p in region_problems(plan, regions)]
+            if wrong:
+                raise ConfigError("drill run", wrong)
         if dry_run:
             for plan in plans:
                 typer.echo(f"plan for {plan.experiment_path} on {env} (dry run: nothing injected):")

@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "DrillError",
     "EnvironmentFailure",
+    "PermissionDenied",
     "load_model_file",
     "validation_problems",
 ]
@@ -37,14 +38,18 @@ class DrillError(Exception):
     exit_code = EXIT_ENVIRONMENT
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if any(c in text for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029") else text
+
+
 class ConfigError(DrillError):
     """Bad input (a file, a field, an option). The message names the file, the field and the fix."""
 
     exit_code = EXIT_CONFIG
 
     def __init__(self, source: str, problems: list[str] | str) -> None:
-        self.source = source
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = _one_line(source)  # a file name or a key from the input may hold a newline
+        self.problems = [_one_line(p) for p in ([problems] if isinstance(problems, str) else problems)]
         super().__init__(f"{source}: " + "; ".join(self.problems))
 
 
@@ -54,6 +59,14 @@ class EnvironmentFailure(DrillError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class PermissionDenied(EnvironmentFailure):
+    """The operating system refused access to a path (exit 4: the environment, not the input)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"permission denied: {path}")
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -61,17 +74,25 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _short(value: object, limit: int = 60) -> str:
+    """``value`` as shown in an error: secrets masked first (a cut secret would escape the mask), then cut."""
+    from drillbit.redact import Redactor, secret_values
+
+    text = Redactor(secret_values()).text(repr(value))
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+
+
 def validation_problems(err: ValidationError) -> list[str]:
     """Every problem pydantic found, each as ``field.path: what is wrong (got X): fix``."""
     problems = []
     for e in err.errors():
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field: remove it or check its spelling"
-        elif e["type"] == "missing":
-            msg = "required field is missing: add it"
-        elif "input" in e and not isinstance(e["input"], dict | list):
-            msg = f"{msg} (got {e['input']!r})"
+        msg = {"extra_forbidden": "unknown field: remove it or check its spelling",
+               "missing": "required field is missing: add it",
+               "model_type": "expected a mapping"}.get(e["type"], e["msg"].removeprefix("Value error, "))  # fmt: skip
+        shown = e.get("input")
+        if e["type"] not in ("extra_forbidden", "missing") and not isinstance(shown, dict | list) and (
+                repr(shown) not in msg):  # fmt: skip
+            msg = f"{msg} (got {_short(shown)})"
         problems.append(f"{_where(e['loc'])}: {msg}" if e["loc"] else msg)  # a model rule names its own fields
     return problems
 
@@ -79,17 +100,11 @@ def validation_problems(err: ValidationError) -> list[str]:
 def load_model_file(path: Path, model: type[M], *, missing: str, shape: str) -> M:
     """Read a YAML file into ``model``; every problem is a ConfigError naming the file (``missing``:
     what to say when it does not exist; ``shape``: the top-level keys it should have)."""
-    import yaml
     from pydantic import ValidationError
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), missing) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(str(path), f"{where}not valid YAML: fix the syntax") from None
+    from drillbit.yamlio import load_document
+
+    data = load_document(path, missing=missing)
     if not isinstance(data, dict):
         raise ConfigError(str(path), f"expected a mapping ({shape})")
     try:

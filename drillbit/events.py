@@ -6,6 +6,7 @@ flushed as they are written, so an interrupted drill keeps its timeline.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from pathlib import Path
@@ -46,13 +47,16 @@ class EventLog:
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """Every complete event in the file (a torn last line from a crash is skipped)."""
+    """Every complete event in the file (a torn last line from a crash is skipped). A regular file
+    only: a FIFO or a symlink in its place is ``drillbit.safeio.NotRegularFile``, never waited on."""
+    from drillbit.safeio import open_regular
+
     events = []
-    with path.open(encoding="utf-8") as f:
+    with open_regular(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
         for line in f:
             try:
                 events.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # a torn line, or nested beyond reading
                 continue
     return events
 

@@ -30,6 +30,7 @@ from drillbit.clock import Clock
 from drillbit.errors import ConfigError
 from drillbit.events import EventLog
 from drillbit.rundir import EVENTS
+from drillbit.safeio import write_text
 from drillbit.targets import Target, resolve_target
 
 __all__ = [
@@ -121,10 +122,10 @@ def spike_load(
     out = run_dir / SPIKE_DIR
     out.mkdir(parents=True, exist_ok=True)
     profile = out / "profile.yaml"
-    profile.write_text(yaml.safe_dump({
+    write_text(profile, yaml.safe_dump({
         "name": "spike-load", "model": "open", "arrival": "poisson", "max_in_flight": max_in_flight, "timeout_s": 5,
         "stages": [{"duration": duration, "rate": rate}],
-    }), encoding="utf-8")  # fmt: skip
+    }))  # fmt: skip
     clock = Clock()
     run = start_load(locustfile, profile, target.endpoints().api_url, out, clock=clock)
     try:

@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from drillbit.errors import EnvironmentFailure
+from drillbit.safeio import write_text
 
 __all__ = ["ActiveDrill", "Ledger", "find_orphan", "state_root"]
 
@@ -63,10 +64,12 @@ class Ledger:
         self.entry = ActiveDrill(me.pid, me.create_time(), "", target, str(target_state or root), mode=mode)
 
     def open(self) -> Ledger:
-        """Take the record, atomically (a lock file): refuses while another drill lives, or while a dead
-        one's record waits for its clean-up (``clean_orphan`` first)."""
+        """Take the record, atomically (flock on the state directory): refuses while another drill
+        lives, or while a dead one's record waits for its clean-up (``clean_orphan`` first)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(LEDGER + ".lock"), "w") as lock:
+        # the state directory itself is the lock: no lock file is left behind
+        lock = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             other = read(self.path)
             if other is not None and other.pid != self.entry.pid:
@@ -77,6 +80,8 @@ class Ledger:
                 raise EnvironmentFailure(f"a crashed drill's record is still in {self.path}: its clean-up failed; "
                                          "see the messages above, fix the target and remove the file")  # fmt: skip
             self._write()
+        finally:
+            os.close(lock)  # closing releases the lock
         return self
 
     def update(self, **changes: Any) -> None:
@@ -92,9 +97,7 @@ class Ledger:
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self.entry), indent=2), encoding="utf-8")
-        tmp.replace(self.path)
+        write_text(self.path, json.dumps(asdict(self.entry), indent=2))
 
     def close(self) -> None:
         current = read(self.path)

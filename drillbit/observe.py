@@ -40,7 +40,7 @@ from drillbit.events import EventLog, read_events
 from drillbit.ledger import LEDGER as LEDGER_FILE
 from drillbit.ledger import Ledger, read, state_root
 from drillbit.live import LiveView, Snapshot, locust_now
-from drillbit.redact import Redactor, secret_values
+from drillbit.redact import Redactor, redact_url, secret_values
 from drillbit.results import RUN, AuditFields, RunInfo, RunStatus
 from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
 from drillbit.runner import DrillResult
@@ -107,6 +107,8 @@ def add_mark(label: str, kind: str = "fault", run_dir: Path | None = None,
     """Append a timestamped mark to a run's events (the active observation's by default)."""
     if kind not in MARK_KINDS:
         raise ConfigError("--kind", f"unknown mark kind {kind!r}: use one of {', '.join(MARK_KINDS)}")
+    if not label.strip():
+        raise ConfigError("drill mark", "LABEL is empty: say what happened, e.g. 'DNS switched to region-b'")
     if run_dir is None:
         entry = read(state_root(state_dir) / LEDGER_FILE)
         if entry is None or not entry.alive():
@@ -225,6 +227,9 @@ def _slas(options: ObserveOptions, has_load: bool, has_writes: bool) -> tuple[di
         elif sla.metric in WRITE_METRICS and not has_writes:
             notes.append(f"SLA {key} ({sla.text}) not judged: no write path (use --dsn or an env)")
             del chosen[key]
+    if not chosen:  # nothing to judge must never read as a pass
+        raise ConfigError(str(options.sla_file or DEFAULT_SLA_FILE),
+                          [f"no SLA applies to {options.name!r} that this observation can measure", *notes])
     return chosen, notes
 
 
@@ -232,7 +237,7 @@ def _target(options: ObserveOptions) -> Any:
     if options.url is not None:
         target = HttpTarget(options.url, options.dsn)
         if not target.reachable():
-            raise EnvironmentFailure(f"--url: nothing answers at {options.url}: check the address (is it up?)")
+            raise EnvironmentFailure(f"--url: nothing answers at {target.shown_url}: check the address (is it up?)")
         if options.dsn is not None:
             _check_dsn(options.dsn)
         return target
@@ -248,7 +253,8 @@ def observe(options: ObserveOptions) -> DrillResult:
     with Signals() as signals:
         try:
             clean_orphan(RunOptions(state_dir=options.state_dir, say=options.say))
-            ledger = Ledger(state_root(options.state_dir), options.url or options.env or "sandbox",
+            shown = redact_url(options.url) if options.url else None
+            ledger = Ledger(state_root(options.state_dir), shown or options.env or "sandbox",
                             options.state_dir, mode="observe").open()  # fmt: skip
         except DrillInterrupted:
             raise DrillError("interrupted before the observation started") from None
@@ -312,8 +318,8 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     view = LiveView(f"observe {run_dir.name}", snapshot, tty=options.tty)
     keys = _KeyMarks(run_dir, view)
     status, error = RunStatus.COMPLETED, None
-    options.say(f"observing {endpoints.api_url} into {run_dir} (drillbit injects nothing; mark the fault with "
-                f"`drill mark LABEL --kind fault`)")  # fmt: skip
+    options.say(f"observing {redact_url(endpoints.api_url)} into {run_dir} (drillbit injects nothing; mark the "
+                f"fault with `drill mark LABEL --kind fault`)")  # fmt: skip
     view.start()
     try:
         events.emit("phase", name="baseline")

@@ -13,22 +13,24 @@ Drill settings live in the experiment's Chaos Toolkit ``extensions`` entry named
 
 from __future__ import annotations
 
-import inspect
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid
-from chaoslib.loader import load_experiment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drillbit import faults
 from drillbit.errors import ConfigError, validation_problems
+from drillbit.experiment import argument_problems, experiment_problems, outside_project
+from drillbit.redact import experiment_secret_values, remember_secrets
 from drillbit.sla import Sla, load_sla_file, slas_for
+from drillbit.yamlio import load_document
 
-__all__ = ["DrillPlan", "DrillSettings", "load_plan"]
+__all__ = ["DrillPlan", "DrillSettings", "load_plan", "region_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,21 @@ NEEDS_ROLLBACK = {"lose_region": "restore_region"}
 class DrillSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "drillbit"
-    profile: str = "steady"
-    locustfile: str = "trader"
+    profile: str = Field(default="steady", min_length=1)
+    locustfile: str = Field(default="trader", min_length=1)
     processes: int = Field(default=1, ge=1, le=16)
-    baseline_s: float = Field(default=10.0, ge=0, le=3600)
-    cooldown_s: float = Field(default=10.0, ge=0, le=3600)
-    max_recovery_s: float = Field(default=120.0, gt=0, le=24 * 3600)
-    stability_s: float = Field(default=5.0, gt=0, le=600)
+    baseline_s: float = Field(default=10.0, ge=0, le=3600, allow_inf_nan=False)
+    cooldown_s: float = Field(default=10.0, ge=0, le=3600, allow_inf_nan=False)
+    max_recovery_s: float = Field(default=120.0, gt=0, le=24 * 3600, allow_inf_nan=False)
+    stability_s: float = Field(default=5.0, gt=0, le=600, allow_inf_nan=False)
+
+    @field_validator("profile", "locustfile")
+    @classmethod
+    def _inside_project(cls, value: str) -> str:
+        if outside_project(value, Path.cwd()):
+            raise ValueError(f"{value!r} leads outside the drill project ({Path.cwd()}): use a shipped name "
+                             "or a path inside the project")  # fmt: skip
+        return value
 
 
 @dataclass(frozen=True)
@@ -77,50 +87,63 @@ class DrillPlan:
         return lines
 
 
-def _activity_problems(activity: dict[str, Any], where: str) -> list[str]:
-    provider = activity.get("provider") or {}
+def _providers(exp: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(part, where, provider) of every activity with a provider mapping, whatever else is wrong."""
+    ssh = exp.get("steady-state-hypothesis")
+    parts = [("method", exp.get("method")), ("rollbacks", exp.get("rollbacks")),
+             ("steady-state-hypothesis.probes", ssh.get("probes") if isinstance(ssh, dict) else None)]  # fmt: skip
+    for part, activities in parts:
+        for i, activity in enumerate(activities if isinstance(activities, list) else []):
+            provider = activity.get("provider") if isinstance(activity, dict) else None
+            if isinstance(provider, dict):
+                yield part, f"{part}[{i}].provider", provider
+
+
+def _activity_problems(provider: dict[str, Any], where: str) -> list[str]:
     if provider.get("type") != "python" or provider.get("module") != faults.__name__:
         return []
     func_name = provider.get("func")
-    func = getattr(faults, func_name, None) if func_name in faults.__all__ else None
-    if func is None:
-        return [f"{where}.provider.func: {faults.__name__} has no function {func_name!r}: use one of "
+    if not isinstance(func_name, str) or func_name not in faults.__all__ or func_name == "FAULTS":
+        return [f"{where}.func: {faults.__name__} has no function {func_name!r}: use one of "
                 f"{', '.join(sorted(set(faults.__all__) - {'FAULTS'}))}"]  # fmt: skip
-    args = provider.get("arguments") or {}
-    try:
-        inspect.signature(func).bind(**args)
-    except TypeError as err:
-        return [f"{where}.provider.arguments: {err}: see {faults.__name__}.{func_name}"]
-    return []
+    arguments = provider.get("arguments") or {}
+    if not isinstance(arguments, dict):
+        return []  # the shape check says so
+    return argument_problems(func_name, arguments, f"{where}.arguments")
 
 
 def _experiment_problems(exp: dict[str, Any]) -> list[str]:
-    problems = []
-    for key in ("title", "description", "method"):
-        if not exp.get(key):
-            problems.append(f"{key}: required: add it")
-    if not exp.get("steady-state-hypothesis"):
-        problems.append("steady-state-hypothesis: a drill needs one (what 'healthy' means): add it")
-    for part in ("method", "rollbacks"):
-        for i, activity in enumerate(exp.get(part) or []):
-            if isinstance(activity, dict):
-                problems += _activity_problems(activity, f"{part}[{i}]")
-    funcs = {(a.get("provider") or {}).get("func") for a in exp.get("method") or [] if isinstance(a, dict)}
-    reverts = {(a.get("provider") or {}).get("func") for a in exp.get("rollbacks") or [] if isinstance(a, dict)}
+    """Every problem at once: the shape (``drillbit.experiment``), drillbit's rules, then (when the
+    shape is sound) chaostoolkit-lib's own validator."""
+    shape = experiment_problems(exp)
+    problems = list(shape)
+    funcs: dict[str, set[Any]] = {"method": set(), "rollbacks": set()}
+    for part, where, provider in _providers(exp):
+        problems += [p for p in _activity_problems(provider, where) if p not in problems]
+        if part in funcs and isinstance(provider.get("func"), str):
+            funcs[part].add(provider["func"])
     for fault, revert in NEEDS_ROLLBACK.items():
-        if fault in funcs and revert not in reverts:
+        if fault in funcs["method"] and revert not in funcs["rollbacks"]:
             problems.append(f"rollbacks: the method calls {fault} but no rollback calls {revert}: add one")
+    if shape:
+        return problems  # chaostoolkit-lib's validator assumes the shape
     try:
         ensure_experiment_is_valid(exp)
     except ChaosException as err:
-        message = str(err).strip().replace("\n", " ")
+        message = " ".join(str(err).split())
         if not any(message in p for p in problems):
             problems.append(f"chaostoolkit: {message}")
+    except (TypeError, ValueError, KeyError, AttributeError) as err:  # chaostoolkit-lib choking on a value
+        log.debug("chaostoolkit-lib's validator raised on this experiment", exc_info=True)
+        problems.append(f"chaostoolkit: the experiment cannot be validated ({type(err).__name__}: {err}): check "
+                        "its configuration and secrets values")  # fmt: skip
     return problems
 
 
 def _settings(exp: dict[str, Any]) -> tuple[DrillSettings | None, list[str]]:
-    entries = [e for e in exp.get("extensions") or [] if isinstance(e, dict) and e.get("name") == "drillbit"]
+    extensions = exp.get("extensions") or []
+    entries = [e for e in extensions if isinstance(e, dict) and e.get("name") == "drillbit"] \
+        if isinstance(extensions, list) else []  # fmt: skip
     try:
         return DrillSettings.model_validate(entries[0] if entries else {}), []
     except ValidationError as err:
@@ -129,38 +152,35 @@ def _settings(exp: dict[str, Any]) -> tuple[DrillSettings | None, list[str]]:
 
 def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | None = None) -> DrillPlan:
     """Validate everything a drill needs; raise one ConfigError listing every problem."""
-    if not experiment.exists():
-        raise ConfigError(str(experiment), "no such experiment file: pass a path such as experiments/pod-kill.yaml")
-    try:
-        exp = load_experiment(str(experiment))
-    except ChaosException as err:
-        raise ConfigError(str(experiment), f"cannot load the experiment: {err}: fix the YAML/JSON") from None
+    source = str(experiment)
+    exp = load_document(experiment, missing="no such experiment file: pass a path such as experiments/pod-kill.yaml")
     if not isinstance(exp, dict):
-        raise ConfigError(str(experiment), "an experiment is a mapping (title:, description:, method:, ...)")
-    shape = [f"{part}[{i}]: an activity is a mapping (type:, name:, provider:)"
-             for part in ("method", "rollbacks") for i, a in enumerate(exp.get(part) or []) if not isinstance(a, dict)]
-    if not isinstance(exp.get("method") or [], list) or not isinstance(exp.get("rollbacks") or [], list):
-        shape.append("method and rollbacks are lists of activities")
-    if shape:
-        raise ConfigError(str(experiment), shape)
+        raise ConfigError(source, "an experiment is a mapping (title:, description:, method:, ...)")
+    remember_secrets(experiment_secret_values(exp.get("secrets")))  # never echoed in an error line
     problems = _experiment_problems(exp)
     settings, setting_problems = _settings(exp)
     problems += setting_problems
     if settings is not None and profile is not None:
         settings = settings.model_copy(update={"profile": profile})
-    sources: list[tuple[str, list[str]]] = [(str(experiment), problems)]
+    sources: list[tuple[str, list[str]]] = [(source, problems)]
     if settings is not None:
         from loadtests.profiles import load_profile
 
         try:
             load_profile(settings.profile)
         except ConfigError as err:
-            sources.append(("--profile", [f"{err.source}: {p}" for p in err.problems]))
+            named = "--profile" if profile is not None else f"{source}: extensions[drillbit].profile"
+            sources.append((named, [f"{err.source}: {p}" for p in err.problems]))
     slas: dict[str, Sla] = {}
+    sla_source = str(sla_path or "experiments/slas.yaml")
     try:
-        slas = slas_for(load_sla_file(sla_path), experiment.stem, str(sla_path or "experiments/slas.yaml"))
+        slas = slas_for(load_sla_file(sla_path), experiment.stem, sla_source)
     except ConfigError as err:
         sources.append((err.source, err.problems))
+    else:
+        if not slas:
+            sources.append((sla_source, [f"no SLA applies to experiment {experiment.stem!r}, so nothing would be "
+                                         f"judged: list SLAs under default: or experiments.{experiment.stem}.use"]))
     bad = [(src, ps) for src, ps in sources if ps]
     if bad:
         raise ConfigError(bad[0][0], [p for _, ps in bad[:1] for p in ps] + [
@@ -170,3 +190,17 @@ def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | 
                    if (a.get("provider") or {}).get("func") in faults.FAULTS]  # fmt: skip
     return DrillPlan(experiment, exp, settings, slas, sla_path, fault_names,
                      [a.get("name", "?") for a in exp.get("rollbacks") or []])  # fmt: skip
+
+
+def region_problems(plan: DrillPlan, regions: list[str]) -> list[str]:
+    """Every fault argument naming a region the target does not have (``regions``: the target's)."""
+    problems = []
+    for part in ("method", "rollbacks"):
+        for i, activity in enumerate(plan.experiment.get(part) or []):
+            provider = activity.get("provider") or {}
+            ours = provider.get("module") == faults.__name__
+            region = (provider.get("arguments") or {}).get("region") if ours else None
+            if isinstance(region, str) and "${" not in region and region not in regions:
+                problems.append(f"{part}[{i}].provider.arguments.region: unknown region {region!r}: use one of "
+                                f"{', '.join(regions)}")  # fmt: skip
+    return problems

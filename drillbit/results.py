@@ -172,10 +172,9 @@ class VerdictSet(_Model):
 
 def write_model(path: Path, model: BaseModel) -> Path:
     """Write atomically (a crash never leaves half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(model.model_dump_json(indent=2, by_alias=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from drillbit.safeio import write_text
+
+    return write_text(path, model.model_dump_json(indent=2, by_alias=True) + "\n")
 
 
 def read_model(path: Path, model: type[M]) -> M:

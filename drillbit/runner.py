@@ -60,6 +60,7 @@ from drillbit.runs import (
     tool_versions,
     write_slas,
 )
+from drillbit.safeio import write_text
 from drillbit.session import LIVE_STATS, LoadSpec, Session
 from drillbit.sla import DEFAULT_SLA_FILE
 from drillbit.targets import Target, resolve_target
@@ -181,7 +182,7 @@ class Drill:
 
     def write_journal(self, journal: dict[str, Any]) -> None:
         path = self.run_dir / JOURNAL
-        path.write_text(json.dumps(self.redactor(journal), indent=2, default=str), encoding="utf-8")
+        write_text(path, json.dumps(self.redactor(journal), indent=2, default=str))
 
     def await_recovery(self) -> bool:
         """Until the service is continuously ready for the stability window, at most max_recovery_s."""

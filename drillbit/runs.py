@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import platform
 import signal
 import subprocess
@@ -20,9 +21,10 @@ from typing import Any
 
 from drillbit.analysis import analyze
 from drillbit.clock import Clock
-from drillbit.errors import EnvironmentFailure
+from drillbit.errors import ConfigError, EnvironmentFailure, PermissionDenied
 from drillbit.redact import Redactor
 from drillbit.results import MEASUREMENTS, RUN, VERDICTS, FileRef, RunInfo, RunStatus, VerdictSet, write_model
+from drillbit.safeio import write_text
 from drillbit.sla import Sla
 from drillbit.verdicts import evaluate
 
@@ -141,15 +143,21 @@ def _run_id(name: str, clock: Clock) -> str:
 
 
 def open_run_dir(out: Path, name: str, clock: Clock) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
     base = _run_id(name, clock)
-    for i in range(100):
-        run_dir = out / (base if i == 0 else f"{base}.{i}")
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            continue
-        return run_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for i in range(100):
+            run_dir = out / (base if i == 0 else f"{base}.{i}")
+            try:
+                run_dir.mkdir()
+            except FileExistsError:
+                continue
+            return run_dir
+    except PermissionError:
+        raise PermissionDenied(str(out)) from None
+    except OSError as err:
+        raise ConfigError("--out", f"cannot create a run directory under {out} ({os.strerror(err.errno or 0)}): "
+                                   "pass a writable directory") from None  # fmt: skip
     raise EnvironmentFailure(f"cannot create a run directory under {out}")
 
 
@@ -159,7 +167,7 @@ SLAS = "slas.json"
 def write_slas(run_dir: Path, slas: dict[str, Sla]) -> None:
     """The SLAs the run is held to, resolved, so a crashed run is judged by them (not by today's files)."""
     data = {k: v.model_dump(mode="json") for k, v in slas.items()}
-    (run_dir / SLAS).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_text(run_dir / SLAS, json.dumps(data, indent=2) + "\n")
 
 
 def read_slas(run_dir: Path) -> dict[str, Sla]:

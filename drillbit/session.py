@@ -19,6 +19,7 @@ import yaml
 
 from drillbit.clock import Clock
 from drillbit.errors import EnvironmentFailure
+from drillbit.safeio import write_text
 from probes.availability import AvailabilitySampler, HttpCheck, PlaceCancelOrder, Transaction
 from probes.replicas import ReplicaSource, ReplicasSampler
 from probes.rpo import HeartbeatWriter
@@ -53,8 +54,7 @@ def drill_profile(profile: str, run_dir: Path, cover_s: float) -> Path:
         stages[-1]["duration"] = stages[-1]["duration"] + math.ceil(short)
     data = {**prof.model_dump(exclude_none=True), "stages": stages}
     path = run_dir / PROFILE_AS_RUN
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    return write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 class Session:

@@ -57,7 +57,7 @@ class Sla(BaseModel):
 
     metric: str
     op: Op
-    target: float
+    target: float = Field(ge=0, allow_inf_nan=False)  # every metric is a duration, a count or a percent
     requirement: str = Field(min_length=1)  # seed id, e.g. R9.4
     text: str = Field(min_length=1)  # e.g. "RTO < 15 min"
     phases: list[str] | None = None  # latency/error metrics: which phases (default: all of the run)
@@ -71,6 +71,8 @@ class Sla(BaseModel):
         unknown = [p for p in self.phases or [] if p not in PHASES]
         if unknown:
             raise ValueError(f"phases: unknown phase(s) {', '.join(unknown)}: use {', '.join(PHASES)}")
+        if METRICS[self.metric] == "%" and self.target > 100:
+            raise ValueError(f"target: {self.target:g} is not a percent: use a value within [0, 100]")
         if self.metric == "capacity_s" and not self.capacity:
             raise ValueError("capacity: required for metric capacity_s (the target number of ready replicas)")
         return self

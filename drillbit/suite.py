@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from drillbit.errors import (
     EXIT_CONFIG,
@@ -14,7 +13,7 @@ from drillbit.errors import (
     EXIT_INCONCLUSIVE,
     EXIT_OK,
     ConfigError,
-    validation_problems,
+    load_model_file,
 )
 
 __all__ = ["DEFAULT_SUITES", "Suite", "combined_exit_code", "load_suite"]
@@ -38,14 +37,9 @@ class SuitesFile(BaseModel):
 def load_suite(name: str, path: Path | None = None) -> tuple[Suite, list[Path]]:
     """The suite and its experiment files (relative to the suites file), every missing file reported."""
     source = path or DEFAULT_SUITES
-    try:
-        data = SuitesFile.model_validate(yaml.safe_load(source.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise ConfigError(str(source), "no such suites file: pass an existing file to --suites") from None
-    except yaml.YAMLError:
-        raise ConfigError(str(source), "not valid YAML: fix the syntax") from None
-    except ValidationError as err:
-        raise ConfigError(str(source), validation_problems(err)) from None
+    data = load_model_file(source, SuitesFile, missing="no such suites file: create it (suites: NAME: experiments: "
+                                                        "[FILE, ...]) or run one experiment file instead",
+                           shape="suites:")  # fmt: skip
     if name not in data.suites:
         raise ConfigError("--suite", f"unknown suite {name!r}: use one of {', '.join(sorted(data.suites))}")
     suite = data.suites[name]

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drillbit.errors import load_model_file
+from drillbit.errors import ConfigError, load_model_file
 
 __all__ = ["PROFILES_DIR", "Profile", "Stage", "arrivals", "load_profile", "resolve_profile", "shape_at"]
 
@@ -99,8 +99,10 @@ def resolve_profile(name_or_path: str | Path) -> Path:
 
 def load_profile(name_or_path: str | Path) -> Profile:
     """Read and validate a profile; raises ConfigError naming the file and every problem in it."""
-    path = resolve_profile(name_or_path)
     known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+    if not str(name_or_path).strip():
+        raise ConfigError("profile", f"empty name: use one of {known} or a path to a profile file")
+    path = resolve_profile(name_or_path)
     return load_model_file(path, Profile, missing=f"no such profile: use one of {known} or a path to a profile file",
                            shape="name:, model:, stages:")  # fmt: skip
 

@@ -91,6 +91,11 @@ class HttpCheck:
     url: str
     method: str = "GET"
 
+    def __repr__(self) -> str:  # recorded in samples/availability.json: never a query's token
+        from drillbit.redact import redact_url
+
+        return f"HttpCheck(url={redact_url(self.url)!r}, method={self.method!r})"
+
     def __call__(self, client: httpx.Client, timeout: float) -> int:
         return client.request(self.method, self.url, timeout=timeout).status_code
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from drillbit.errors import ConfigError
 from drillbit.redact import Redactor
+from drillbit.safeio import write_text
 from reports.analysis import analyze
 from reports.html import render_report
 from reports.junit import render_junit
@@ -22,10 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, text)
 
 
 def _scrub(data: RunData, name: str, text: str) -> str:

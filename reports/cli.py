@@ -89,13 +89,15 @@ def report_compare(
         float, typer.Option("--max-p95-regression-pct", help="Regression: p95 worse by more than this, in any phase.")
     ] = 10.0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the comparison as HTML.")] = None,
+    allow_different: Annotated[
+        bool, typer.Option("--allow-different", help="Compare runs of different experiments anyway.")
+    ] = False,
 ) -> None:
-    """Two runs side by side; exit 0 ok, 1 regression, 3 inconclusive."""
+    """Two runs of one experiment side by side; exit 0 ok, 1 regression, 3 inconclusive."""
     from reports.compare import compare, format_text
 
-    if max_p95_regression_pct < 0:
-        raise typer.BadParameter("must be >= 0", param_hint="--max-p95-regression-pct")
-    cmp = compare(baseline, candidate, max_p95_regression_pct=max_p95_regression_pct, out=out)
+    cmp = compare(baseline, candidate, max_p95_regression_pct=max_p95_regression_pct, out=out,
+                  allow_different=allow_different)  # fmt: skip
     _out(format_text(cmp))
     if cmp.verdict == "REGRESSION":
         raise Regression(f"{candidate}: p95 regressed against {baseline} ({len(cmp.reasons)} phase(s))")
@@ -111,28 +113,38 @@ def report_schema() -> None:
     _out(json.dumps(load_schema(), indent=2, sort_keys=True))
 
 
+ChainStartOpt = Annotated[
+    bool, typer.Option("--allow-chain-start", help="Begin a new chain knowingly: no (or no readable) previous run.")
+]
+
+
 def seal_command(
     run_dir: RunDirArg,
     key: Annotated[Path | None, typer.Option("--key", help="PEM Ed25519 private key: also sign the MANIFEST.")] = None,
+    allow_chain_start: ChainStartOpt = False,
 ) -> None:
     """Write the run's MANIFEST (sha256 of every file, chained to the previous sealed run), optionally signed."""
     from reports.evidence import read_manifest, seal
 
-    path = seal(run_dir, key=key)
+    path = seal(run_dir, key=key, allow_chain_start=allow_chain_start)
     m = read_manifest(run_dir)
-    prev = f"previous run {m.previous['run_id']}" if m.previous else "first sealed run here"
+    prev = (f"previous run {m.previous['run_id']}" if m.previous
+            else "new chain (--allow-chain-start)" if m.chain_start else "first sealed run here")  # fmt: skip
     signed = f", signed by key {m.signed_by[:16]}…" if m.signed_by else ""
-    _out(f"{path}: {len(m.files)} files, sha256 {m.sha256}, {prev}{signed}")
+    skipped = f", {len(m.skipped)} entries skipped (not regular files)" if m.skipped else ""
+    _out(f"{path}: {len(m.files)} files, sha256 {m.sha256}, {prev}{signed}{skipped}")
 
 
 def verify_command(
     run_dir: RunDirArg,
     key: Annotated[Path | None, typer.Option("--key", help="PEM Ed25519 public key: also check the signature.")] = None,
+    allow_chain_start: ChainStartOpt = False,
 ) -> None:
-    """Check a sealed run: exit 0 intact; 1 with each changed, added or removed file (or bad signature) named."""
+    """Check a sealed run: exit 0 intact; 1 with each changed, added or removed file, bad signature or
+    missing/unreadable previous run named."""
     from reports.evidence import verify
 
-    problems = verify(run_dir, public_key=key)
+    problems = verify(run_dir, public_key=key, allow_chain_start=allow_chain_start)
     if problems:
         for p in problems:
             _out(p)

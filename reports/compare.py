@@ -7,27 +7,33 @@ worse by more than ``max_p95_regression_pct`` percent is a regression. The verdi
 - ``OK`` (exit 0): every compared phase within the limit;
 - ``INCONCLUSIVE`` (exit 3): nothing to compare (no phase with a p95 in both), or either load
   generator was saturated (its latency is the generator's, not the server's).
+
+Runs of different experiments are refused (a usage error, exit 2) unless ``allow_different``;
+the limit must be a finite number >= 0 (NaN would silently pass every regression).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from markupsafe import Markup
 
 from drillbit import __version__
+from drillbit.errors import ConfigError
 from drillbit.redact import Redactor
+from drillbit.safeio import check_output_path, write_text
 from reports.charts import bar_chart_svg
 from reports.html import CSP, environment
 from reports.runs import load_summary
 from reports.summary import Summary
 
-__all__ = ["Comparison", "PhaseDelta", "compare", "compare_summaries", "format_text", "render_comparison"]
+__all__ = ["Comparison", "PhaseDelta", "check_limit", "compare", "compare_summaries", "experiment_of", "format_text",
+           "render_comparison"]
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +69,30 @@ def _change(base: float | None, cand: float | None) -> float | None:
     return (cand - base) / base * 100.0
 
 
-def compare_summaries(baseline: Summary, candidate: Summary, max_p95_regression_pct: float = 10.0) -> Comparison:
-    if max_p95_regression_pct < 0:
-        raise ValueError("max_p95_regression_pct must be >= 0")
+def experiment_of(s: Summary) -> str:
+    """What a run exercised: its experiment file's stem, else its title, else the run name (observe)."""
+    if s.run.experiment.path:
+        return PurePosixPath(s.run.experiment.path).stem
+    if s.run.experiment.title:
+        return s.run.experiment.title
+    return re.sub(r"^\d{8}T\d{6}Z-", "", s.run.id).split(".")[0]
+
+
+def check_limit(max_p95_regression_pct: float) -> float:
+    """The regression limit, refused unless a finite number >= 0."""
+    if not math.isfinite(max_p95_regression_pct) or max_p95_regression_pct < 0:
+        raise ConfigError("--max-p95-regression-pct", f"{max_p95_regression_pct!r} is not a finite number >= 0: "
+                                                      "give a percent such as 10")  # fmt: skip
+    return max_p95_regression_pct
+
+
+def compare_summaries(baseline: Summary, candidate: Summary, max_p95_regression_pct: float = 10.0, *,
+                      allow_different: bool = False) -> Comparison:  # fmt: skip
+    check_limit(max_p95_regression_pct)
+    if not allow_different and experiment_of(baseline) != experiment_of(candidate):
+        raise ConfigError("drill report compare", f"the baseline ran {experiment_of(baseline)!r}, the candidate "
+                                                  f"{experiment_of(candidate)!r}: compare runs of one experiment, "
+                                                  "or pass --allow-different")  # fmt: skip
     b_lat, c_lat = baseline.measurements.latency, candidate.measurements.latency
     phases = [p for p in b_lat if p in c_lat]
     rows: list[PhaseDelta] = []
@@ -126,11 +153,12 @@ def format_text(cmp: Comparison) -> str:
 
 
 def compare(baseline: Path, candidate: Path, *, max_p95_regression_pct: float = 10.0, out: Path | None = None,
-            redactor: Redactor | None = None) -> Comparison:  # fmt: skip
-    cmp = compare_summaries(load_summary(baseline, redactor), load_summary(candidate, redactor),
-                            max_p95_regression_pct)  # fmt: skip
+            redactor: Redactor | None = None, allow_different: bool = False) -> Comparison:  # fmt: skip
+    check_limit(max_p95_regression_pct)
     if out is not None:
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(render_comparison(cmp), encoding="utf-8")
-        os.replace(tmp, out)
+        check_output_path(out)  # before reading anything: a bad --out is said at once
+    cmp = compare_summaries(load_summary(baseline, redactor), load_summary(candidate, redactor),
+                            max_p95_regression_pct, allow_different=allow_different)  # fmt: skip
+    if out is not None:
+        write_text(out, render_comparison(cmp))
     return cmp

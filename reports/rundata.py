@@ -9,7 +9,6 @@ redactor as it is read, so nothing rendered from it can carry a secret.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -20,11 +19,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from drillbit.errors import validation_problems
+from drillbit.errors import ConfigError, DrillError, validation_problems
 from drillbit.events import read_events
-from drillbit.redact import Redactor, secret_values
+from drillbit.redact import Redactor, experiment_secret_values, secret_values
 from drillbit.results import JOURNAL, MEASUREMENTS, RUN, VERDICTS, Measurements, RunInfo, VerdictSet
 from drillbit.rundir import AVAILABILITY, EVENTS, HEARTBEAT, HEARTBEAT_READBACK, LOAD_META, REPLICAS, REQUESTS_DIR
+from drillbit.safeio import Tree, open_regular, read_text, walk
+from drillbit.yamlio import parse_json
 
 __all__ = [
     "EVIDENCE_FILES",
@@ -58,45 +59,25 @@ class FileEntry:
     sha256: str
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, root: Path | None = None) -> str:
+    """sha256 of a regular file (never a FIFO, a device or a symlink; see ``drillbit.safeio``)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_regular(path, root=root) as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
 
 def list_files(run_dir: Path, exclude: tuple[str, ...] = ()) -> list[Path]:
-    """Every regular file under ``run_dir`` (recursively, symlinks not followed), sorted, minus ``exclude``."""
-    out = []
-    for root, dirs, files in os.walk(run_dir):
-        dirs.sort()
-        for name in files:
-            p = Path(root) / name
-            rel = p.relative_to(run_dir).as_posix()
-            if rel not in exclude:
-                out.append(p)
-    return sorted(out, key=lambda p: p.relative_to(run_dir).as_posix())
+    """Every regular file under ``run_dir`` (recursively, symlinks not followed), sorted, minus ``exclude``;
+    anything else (symlinks, FIFOs, sockets, devices) is left out (``drillbit.safeio.walk`` reports it)."""
+    return list(walk(run_dir, exclude).files.values())
 
 
 def _journal_secret_values(journal: Mapping[str, Any] | None) -> set[str]:
     """Secret values the journal's experiment names: inline values, and env-sourced ones resolved here."""
     experiment = journal.get("experiment") if isinstance(journal, Mapping) else None
-    secrets = experiment.get("secrets") if isinstance(experiment, Mapping) else None
-    if not isinstance(secrets, Mapping):
-        return set()
-    values: set[str] = set()
-    for scope in secrets.values():
-        if not isinstance(scope, Mapping):
-            continue
-        for value in scope.values():
-            if isinstance(value, str):
-                values.add(value)
-            elif isinstance(value, Mapping) and value.get("type") == "env" and isinstance(value.get("key"), str):
-                resolved = os.environ.get(value["key"])
-                if resolved:
-                    values.add(resolved)
-    return values
+    return experiment_secret_values(experiment.get("secrets") if isinstance(experiment, Mapping) else None)
 
 
 def default_redactor(journal: Mapping[str, Any] | None = None) -> Redactor:
@@ -120,15 +101,23 @@ class RunData:
     missing: list[str] = field(default_factory=list)  # expected files that are absent
     problems: list[str] = field(default_factory=list)  # "file: why it could not be read"
     files: list[FileEntry] = field(default_factory=list)  # the evidence appendix
+    tree: Tree = field(default_factory=Tree)  # regular files found, and what was skipped (never opened)
 
     @property
     def has_requests(self) -> bool:
-        d = self.run_dir / REQUESTS_DIR
-        return d.is_dir() and any(d.glob("*.parquet"))
+        """Request records to read: regular Parquet files, and nothing else under requests/ (the
+        reader globs the folder, so a FIFO there would block it)."""
+        prefix = REQUESTS_DIR + "/"
+        if REQUESTS_DIR in self.tree.skipped or any(k.startswith(prefix) for k in self.tree.skipped):
+            return False
+        return any(k.startswith(prefix) and k.endswith(".parquet") for k in self.tree.files)
 
     def has_samples(self, name: str) -> bool:
-        path = self.run_dir / name
-        return path.exists() or path.with_name(path.name + ".journal").exists()
+        """Samples to read: the file or its journal is a regular file, and neither is anything else."""
+        journal = name + ".journal"
+        if name in self.tree.skipped or journal in self.tree.skipped:
+            return False
+        return name in self.tree.files or journal in self.tree.files
 
     @property
     def run_id(self) -> str:
@@ -142,15 +131,30 @@ def _is_time(t: object) -> bool:
     return isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
 
 
-def _read_json(data: RunData, name: str) -> Any:
-    path = data.run_dir / name
-    if not path.exists():
-        return None
+def _read_json_file(run_dir: Path, name: str) -> Any:
+    """The JSON document ``run_dir/name`` (None when absent); ConfigError when unreadable."""
     try:
-        return data.redactor(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        data.problems.append(f"{name}: unreadable ({data.text(err)})")
+        return parse_json(read_text(run_dir / name, root=run_dir), name, allow_nan=True)
+    except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        return None
+    except OSError as err:
+        raise ConfigError(name, f"unreadable ({os.strerror(err.errno or 0)})") from None
+
+
+def _read_json(data: RunData, name: str) -> Any:
+    if name in data.tree.skipped:
+        return None  # reported once, by load_run
+    try:
+        raw = _read_json_file(data.run_dir, name)
+    except ConfigError as err:
+        data.problems.append(data.text(f"{name}: unreadable ({'; '.join(err.problems)})"))
+        return None
+    except DrillError as err:
+        data.problems.append(data.text(f"{name}: unreadable ({err})"))
+        return None
+    return data.redactor(raw)
 
 
 def _read_model(data: RunData, name: str, model: type[M]) -> M | None:
@@ -169,13 +173,14 @@ def load_run(run_dir: Path, redactor: Redactor | None = None, *, hash_files: boo
     run_dir = Path(run_dir)
     journal_raw: Any = None
     if redactor is None:
-        path = run_dir / JOURNAL
         try:
-            journal_raw = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            journal_raw = _read_json_file(run_dir, JOURNAL)
+        except DrillError:
             journal_raw = None  # reported below, when read through the redactor
         redactor = default_redactor(journal_raw if isinstance(journal_raw, Mapping) else None)
-    data = RunData(run_dir=run_dir, redactor=redactor)
+    data = RunData(run_dir=run_dir, redactor=redactor, tree=walk(run_dir))
+    for rel, kind in data.tree.skipped.items():
+        data.problems.append(data.text(f"{rel}: {kind}, not a regular file: skipped (not read, not evidence)"))
     data.run = _read_model(data, RUN, RunInfo)
     data.measurements = _read_model(data, MEASUREMENTS, Measurements)
     data.verdicts = _read_model(data, VERDICTS, VerdictSet)
@@ -183,14 +188,14 @@ def load_run(run_dir: Path, redactor: Redactor | None = None, *, hash_files: boo
     data.journal = journal if isinstance(journal, dict) else None
     load = _read_json(data, LOAD_META)
     data.load = load if isinstance(load, dict) else None
-    if (run_dir / EVENTS).exists():
+    if EVENTS in data.tree.files:
         try:
             events = redactor(read_events(run_dir / EVENTS))
             data.events = [e for e in events if isinstance(e, dict) and _is_time(e.get("t"))]
             if len(data.events) < len(events):
                 skipped = len(events) - len(data.events)
                 data.problems.append(f"{EVENTS}: {skipped} event(s) without a numeric time skipped")
-        except (OSError, UnicodeDecodeError) as err:
+        except (OSError, UnicodeDecodeError, DrillError) as err:
             data.problems.append(f"{EVENTS}: unreadable ({data.text(err)})")
     for sample in (AVAILABILITY, REPLICAS, HEARTBEAT):
         meta = _read_json(data, str(Path(sample).with_suffix(".json").as_posix()))
@@ -202,14 +207,15 @@ def load_run(run_dir: Path, redactor: Redactor | None = None, *, hash_files: boo
         elif name.endswith(".parquet"):
             present = data.has_samples(name)
         else:
-            present = (run_dir / name).exists()
+            present = name in data.tree.files
         if not present:
             data.missing.append(name + "*.parquet" if name.endswith("/") else name)
     if hash_files:
-        for p in list_files(run_dir, exclude=OUTPUTS + EVIDENCE_FILES):
-            rel = p.relative_to(run_dir).as_posix()
+        for rel, p in data.tree.files.items():
+            if rel in OUTPUTS + EVIDENCE_FILES:
+                continue
             try:
-                data.files.append(FileEntry(data.text(rel), p.stat().st_size, file_sha256(p)))
-            except OSError as err:
+                data.files.append(FileEntry(data.text(rel), p.stat().st_size, file_sha256(p, run_dir)))
+            except (OSError, DrillError) as err:
                 data.problems.append(f"{rel}: unreadable ({data.text(err)})")
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def expand_runs(paths: Iterable[Path]) -> list[Path]:
 def load_summary(run_dir: Path, redactor: Redactor | None = None) -> Summary:
     """summary.json when the run has one (validated against the schema), else computed from the run directory."""
     path = Path(run_dir) / "summary.json"
-    if path.is_file():
+    if os.path.lexists(path):
         return read_summary(path)
     from reports.builder import build_summary
 

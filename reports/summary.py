@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from drillbit.clock import to_iso
 from drillbit.errors import ConfigError
 from drillbit.results import Outcome, Verdict
+from drillbit.safeio import read_text
+from drillbit.yamlio import parse_json
 from reports.rundata import RunData
 
 __all__ = [
@@ -159,6 +161,13 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _not_numbers(phases: dict[str, Any]) -> list[str]:
+    """Each latency figure that is NaN or infinite (summary.json shows it as null): said, not hidden."""
+    return [f"measurements.json: latency.phases.{name}.{k} is {v} (not a finite number): shown as null"
+            for name, s in phases.items() if isinstance(s, dict)
+            for k, v in s.items() if isinstance(v, float) and not math.isfinite(v)]  # fmt: skip
+
+
 def _latency(phases: dict[str, Any]) -> dict[str, LatencySummary]:
     out = {}
     for name, s in phases.items():
@@ -199,8 +208,10 @@ def summarize(data: RunData, latency: dict[str, Any] | None = None, latency_sour
         ms.load_intended_rps = _finite(data.load.get("intended_rps"))
         ms.load_achieved_rps = _finite(data.load.get("achieved_rps"))
         ms.load_saturated = _bool(data.load.get("saturated"))
+    problems = list(data.problems)
     if m is not None and m.latency and isinstance(m.latency.get("phases"), dict):
         ms.latency, ms.latency_source = _latency(m.latency["phases"]), "measurements.json"
+        problems += _not_numbers(m.latency["phases"])
     elif latency:
         ms.latency = _latency(latency)
         ms.latency_source = "request records" if latency_source is None else latency_source  # type: ignore[assignment]
@@ -227,16 +238,13 @@ def summarize(data: RunData, latency: dict[str, Any] | None = None, latency_sour
         run=rs, outcome=outcome, exit_code=exit_code,
         verdicts=list(v.verdicts) if v is not None else [],
         inconclusive_reasons=list(v.inconclusive_reasons) if v is not None else [], measurements=ms, faults=faults,
-        missing=list(data.missing), problems=list(data.problems),
+        missing=list(data.missing), problems=problems,
     )  # fmt: skip
 
 
 def read_summary(path: Path) -> Summary:
     """Read a summary.json, validated against the published schema; ConfigError names the file and field."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(str(path), f"unreadable summary ({err})") from err
+    raw = parse_json(read_text(path, root=path.parent), str(path))
     errors = sorted(jsonschema.Draft202012Validator(load_schema()).iter_errors(raw), key=lambda e: list(e.path))
     if errors:
         where = [".".join(map(str, e.path)) or "(top level)" for e in errors[:5]]

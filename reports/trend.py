@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from markupsafe import Markup
 
 from drillbit import __version__
 from drillbit.redact import Redactor
+from drillbit.safeio import check_output_path, write_text
 from reports.charts import Series, trend_svg
 from reports.html import CSP, environment
 from reports.runs import expand_runs, load_summary
@@ -79,10 +79,9 @@ def render_trend(rows: list[TrendRow]) -> str:
 
 def trend(runs: list[Path], out: Path, *, redactor: Redactor | None = None) -> Path:
     """Write the trend page for ``runs`` (run directories, or directories of them) to ``out``."""
+    check_output_path(out)  # before reading anything: a bad --out is said at once
     summaries = [load_summary(d, redactor) for d in expand_runs(runs)]
     html = render_trend(trend_rows(summaries))
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text(out, html)
     log.info("trend over %d drills: %s", len(summaries), out)
     return out

@@ -16,8 +16,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drillbit.errors import ConfigError, validation_problems
 from drillbit.targets.base import Endpoints, Target
@@ -39,12 +38,19 @@ DEFAULT_CONFIG = "drill.yaml"
 class TargetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["sandbox", "kubernetes", "aws"]
-    state_dir: str | None = None  # sandbox
-    context: str | None = None  # kubernetes: the only context this target may use
-    kubeconfig: str | None = None
-    namespace: str | None = None
-    account_id: str | None = None  # aws: the only account this target may use
-    region: str | None = None
+    state_dir: str | None = Field(default=None, min_length=1)  # sandbox
+    context: str | None = Field(default=None, min_length=1)  # kubernetes: the only context this target may use
+    kubeconfig: str | None = Field(default=None, min_length=1)
+    namespace: str | None = Field(default=None, min_length=1)
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")  # aws: the only account this target may use
+    region: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _allowlisted(self) -> TargetSpec:
+        # the allowlist: a drill never lands on whatever the client's default points at
+        if self.kind == "kubernetes" and not self.context:
+            raise ValueError("context: required for a kubernetes target: name the only kubeconfig context it may use")
+        return self
 
 
 class TargetsFile(BaseModel):
@@ -53,16 +59,20 @@ class TargetsFile(BaseModel):
 
 
 def load_targets(path: Path | None = None) -> tuple[Path, TargetsFile]:
-    source = path or Path(os.environ.get("DRILL_CONFIG", DEFAULT_CONFIG))
-    if not source.exists():
-        if path is not None:
-            raise ConfigError(str(source), "no such targets file: pass an existing file or leave it out")
+    from drillbit.yamlio import load_document
+
+    named = path or (Path(os.environ["DRILL_CONFIG"]) if os.environ.get("DRILL_CONFIG") else None)
+    source = named or Path(DEFAULT_CONFIG)
+    if named is None and not os.path.lexists(source):
         return source, TargetsFile()
+    fix = "set DRILL_CONFIG to an existing file or unset it" if path is None else "pass an existing file"
+    data = load_document(source, missing=f"no such targets file: {fix}")
+    if data is None:
+        return source, TargetsFile()
+    if not isinstance(data, dict):
+        raise ConfigError(str(source), "expected a mapping (targets:)")
     try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
         return source, TargetsFile.model_validate(data)
-    except yaml.YAMLError as err:
-        raise ConfigError(str(source), f"not valid YAML: {err}".replace("\n", " ")) from None
     except ValidationError as err:
         raise ConfigError(str(source), validation_problems(err)) from None
 

@@ -1,6 +1,8 @@
 """Any HTTP service as an observation target: a URL to probe (and, optionally, a DSN to write to).
 
 It cannot inject faults, report replicas or heal: ``drill observe`` only needs to measure it.
+The URL is probed as given, but recorded and printed only with its query values and fragment
+masked (``drillbit.redact.redact_url``): a token in ``?token=`` never reaches a run directory.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from drillbit.errors import ConfigError
+from drillbit.redact import redact_url, remember_secrets, url_secrets
 from drillbit.targets.base import Endpoints
 
 __all__ = ["HttpTarget", "check_url"]
@@ -23,7 +26,8 @@ def check_url(url: str) -> str:
     except ValueError:
         port_ok = False
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise ConfigError("--url", f"{url!r} is not an http(s) URL: pass e.g. http://127.0.0.1:8080/healthz")
+        raise ConfigError("--url", f"{redact_url(url)!r} is not an http(s) URL: pass e.g. "
+                                   "http://127.0.0.1:8080/healthz")  # fmt: skip
     if parts.username or parts.password:
         raise ConfigError("--url", "credentials in the URL would be recorded in the run directory: "
                                    "give the service a probe path that needs none")  # fmt: skip
@@ -35,13 +39,15 @@ class HttpTarget:
 
     def __init__(self, url: str, dsn: str | None = None) -> None:
         self.url, self.dsn = check_url(url), dsn
+        remember_secrets(url_secrets(url) | (url_secrets(dsn) if dsn else set()))
         self.name = urlsplit(url).netloc
+        self.shown_url = redact_url(url)  # what is recorded and printed
 
     def endpoints(self) -> Endpoints:
         return Endpoints(api_url=self.url, dsn=self.dsn, heartbeat_via="database")
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"url": self.url, "heartbeat": "database" if self.dsn else None}
+        return {"url": self.shown_url, "heartbeat": "database" if self.dsn else None}
 
     def ready(self) -> bool:
         try:

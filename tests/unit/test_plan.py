@@ -51,7 +51,8 @@ def test_every_problem_of_a_malformed_experiment_is_reported_at_once(tmp_path: P
         load_plan(_write(tmp_path, bad))
     message = str(err.value)
     assert "method[0].provider.func: drillbit.faults has no function 'kill_replica'" in message
-    assert "method[1].provider.arguments: missing a required argument: 'region'" in message
+    assert "method[1].provider.arguments.region: required field is missing: add it" in message
+    assert "method[1].provider.arguments.zone: unknown field" in message
     assert "rollbacks: the method calls lose_region but no rollback calls restore_region" in message
     assert "extensions[drillbit].baseline_s" in message
     assert "extensions[drillbit].colour: unknown field" in message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drillbit.results import Outcome
 from reports.compare import compare_summaries
-from reports.summary import LatencySummary, MeasurementSummary, RunSummary, Summary
+from reports.summary import ExperimentRef, LatencySummary, MeasurementSummary, RunSummary, Summary
 from reports.trend import trend_rows
 
 
@@ -15,9 +15,11 @@ def _lat(p95: float | None) -> LatencySummary:
 
 
 def _summary(run_id: str, p95: dict[str, float | None], *, saturated: bool = False, started: float = 0.0,
-             outcome: Outcome | None = Outcome.PASS) -> Summary:  # fmt: skip
+             outcome: Outcome | None = Outcome.PASS,
+             experiment: str = "experiments/pod-kill.yaml") -> Summary:  # fmt: skip
     m = MeasurementSummary(latency={k: _lat(v) for k, v in p95.items()}, load_saturated=saturated)
-    return Summary(run=RunSummary(id=run_id, started_at=started), outcome=outcome, exit_code=0, measurements=m)
+    run = RunSummary(id=run_id, started_at=started, experiment=ExperimentRef(path=experiment))
+    return Summary(run=run, outcome=outcome, exit_code=0, measurements=m)
 
 
 def test_p95_worse_by_more_than_the_limit_in_any_phase_is_a_regression() -> None:

@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drillbit.errors import ConfigError, validation_problems
@@ -146,17 +145,8 @@ def parse_topology(data: Any, source: str) -> Topology:
 
 def load_topology(path: Path | str | None = None) -> Topology:
     """Read and validate a topology file (the packaged default when ``path`` is None)."""
+    from drillbit.yamlio import load_document
+
     p = Path(path) if path is not None else DEFAULT_TOPOLOGY
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(p), "file not found: pass an existing topology file") from None
-    except OSError as err:
-        raise ConfigError(str(p), f"cannot read ({err.strerror}): check the path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(str(p), f"{where}not valid YAML: fix the syntax") from None
+    data = load_document(p, missing="file not found: pass an existing topology file")
     return parse_topology(data, str(p))
