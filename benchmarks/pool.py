@@ -7,7 +7,7 @@ rolls every replica ``--rolls`` times meanwhile, and prints:
 - POST /orders p50/p95/p99 (from the intended send time) in the steady window and during rolls;
 - failed and shed requests (shed: 503/429 with Retry-After);
 - per pool, the most connections ever in use at once on any replica, against the pool's size:
-  the measured concurrency the sandbox's ``matching_shards`` and ``read_pool_size`` are set from.
+  the measured concurrency the sandbox's ``write_pool_size`` and ``read_pool_size`` are set from.
 ``--hog`` keeps one core busy with another process throughout (a shared CI box).
 """
 
@@ -128,7 +128,7 @@ def main() -> None:
         size = peaks.get(f'sut_db_pool_size{{pool="{pool}"}}', math.nan)
         print(f"{f'{pool} pool: most connections in use at once, any replica':58} {peak:>12.0f} of {size:<7.0f}")
     waiting = peaks.get("sut_matching_waiting_peak", math.nan)
-    print(f"{'most writes queued for a matching shard, any replica':58} {waiting:>12.0f}")
+    print(f"{'most writes queued for their symbol, any replica':58} {waiting:>12.0f}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
 """Admission to the database: per-symbol serialization inside the replica and two fixed pools.
 
-A placed order waits for its symbol *before* it takes a database connection: every symbol hashes
-to one of ``n`` matching shards, and a shard admits one write at a time (an ``asyncio.Lock``,
-first come first served). So a queue of orders on a busy symbol holds no connection; the write
-pool needs exactly one connection per shard and a write never waits for the pool while the
-database is healthy. The PostgreSQL advisory lock in :mod:`sut.matching` still serializes a
-symbol across replicas; here it is contended by at most one transaction per replica.
+A placed order (or a cancel) waits in its symbol's queue *before* it takes a database connection:
+a symbol admits one write at a time (an ``asyncio.Lock``, first come first served), so orders
+queued on a busy symbol hold no connection, and only writes that are matching hold one. The
+PostgreSQL advisory lock in :mod:`sut.matching` still serializes a symbol across replicas; here
+it is contended by at most one transaction per replica and symbol.
 
 Reads (order book, market data, an order, readiness) have a pool of their own, so they never
 queue behind writes for a connection.
@@ -20,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["Overloaded", "PoolUsage", "SymbolShards", "TrackedPool"]
+__all__ = ["Overloaded", "PoolUsage", "SymbolQueues", "TrackedPool"]
 
 
 class Overloaded(Exception):
@@ -55,34 +53,42 @@ class _Gauge:
 
 
 @dataclass
-class SymbolShards:
-    """``count`` matching shards; a symbol's writes run one at a time, in arrival order."""
+class _Queue:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # holding or waiting
 
-    count: int
+
+@dataclass
+class SymbolQueues:
+    """One queue per symbol: a symbol's writes run one at a time, in arrival order, and different
+    symbols never wait for each other. A symbol's queue exists only while a write of it holds or
+    waits (memory follows the symbols in flight, not every symbol ever traded)."""
+
     waiting: _Gauge = field(default_factory=_Gauge)
-    _locks: list[asyncio.Lock] = field(init=False)
+    _queues: dict[str, _Queue] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.count < 1:
-            raise ValueError("matching shards must be >= 1")
-        self._locks = [asyncio.Lock() for _ in range(self.count)]
-
-    def shard_of(self, symbol: str) -> int:
-        return zlib.crc32(symbol.encode()) % self.count
+    def __len__(self) -> int:
+        return len(self._queues)
 
     @contextlib.asynccontextmanager
     async def hold(self, symbol: str) -> AsyncIterator[None]:
-        """Wait for the symbol's shard (no connection held meanwhile), then hold it."""
-        lock = self._locks[self.shard_of(symbol)]
-        self.waiting.up()
+        """Wait for the symbol's turn (no connection held meanwhile), then hold it."""
+        queue = self._queues.setdefault(symbol, _Queue())
+        queue.users += 1
         try:
-            await lock.acquire()
+            self.waiting.up()
+            try:
+                await queue.lock.acquire()
+            finally:
+                self.waiting.down()
+            try:
+                yield
+            finally:
+                queue.lock.release()
         finally:
-            self.waiting.down()
-        try:
-            yield
-        finally:
-            lock.release()
+            queue.users -= 1
+            if queue.users == 0:
+                del self._queues[symbol]
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """The trading API (ASGI, Starlette). All state lives in PostgreSQL: any replica serves any request.
 
-Admission (:mod:`sut.admission`): a write waits for its symbol's matching shard before it takes a
-connection from the write pool (one connection per shard), reads use a pool of their own. Every
+Admission (:mod:`sut.admission`): a write waits in its symbol's queue before it takes a connection
+from the write pool, reads use a pool of their own. Every
 request has one deadline (``request_timeout``) for admission and database work together:
 
-- it ran out while waiting for admission (a shard, or a pool whose connections are all in use):
+- it ran out while waiting for admission (its symbol's turn, or a pool whose connections are all
+  in use), or was admitted with less than a tenth of it left:
   the request is shed, 503 with ``Retry-After`` and ``{"error": "overloaded", "shed": true}``,
   counted in ``sut_shed_total``;
 - the database failed or ran out the deadline: 503 "database unavailable" (no ``Retry-After``:
@@ -40,7 +41,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sut import matching
-from sut.admission import Overloaded, SymbolShards, TrackedPool
+from sut.admission import Overloaded, SymbolQueues, TrackedPool
 
 __all__ = ["DEFAULT_VERSION", "Lifecycle", "Settings", "create_app", "wait_ready"]
 
@@ -60,9 +61,8 @@ MIN_WORK_SHARE = 0.1
 class Settings:
     dsn: str
     replica: str
-    # writes: one connection per matching shard (see sut.admission); sized from the peak measured
-    # by benchmarks/pool.py, with room to spare: 4 shards at the sandbox's default load
-    matching_shards: int = 4
+    # pool sizes: from the peaks benchmarks/pool.py measures at the default load, with room to spare
+    write_pool_size: int = 4
     read_pool_size: int = 4
     request_timeout: float = 2.0  # admission and database work of one request, together
     getconn_timeout: float = 0.5  # longest wait for a connection from a pool that is not all in use
@@ -75,8 +75,8 @@ class Settings:
             "dsn": dsn or env.get("DRILL_SUT_DSN", ""),
             "replica": replica or env.get("DRILL_REPLICA") or f"{socket.gethostname()}/{os.getpid()}",
         }
-        if "DRILL_SUT_MATCHING_SHARDS" in env:
-            values["matching_shards"] = int(env["DRILL_SUT_MATCHING_SHARDS"])
+        if "DRILL_SUT_WRITE_POOL_SIZE" in env:
+            values["write_pool_size"] = int(env["DRILL_SUT_WRITE_POOL_SIZE"])
         if "DRILL_SUT_READ_POOL_SIZE" in env:
             values["read_pool_size"] = int(env["DRILL_SUT_READ_POOL_SIZE"])
         if env.get("DRILL_APP_VERSION"):
@@ -148,21 +148,21 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self._queued = Gauge(
-            "sut_matching_waiting", "Writes waiting for their symbol's matching shard", registry=self.registry
+            "sut_matching_waiting", "Writes waiting in their symbol's queue", registry=self.registry
         )
         self._queued_peak = Gauge(
-            "sut_matching_waiting_peak", "Most writes ever waiting for a matching shard at once", registry=self.registry
+            "sut_matching_waiting_peak", "Most writes ever waiting in symbol queues at once", registry=self.registry
         )
 
-    def watch(self, shards: SymbolShards, *pools: TrackedPool) -> None:
+    def watch(self, queues: SymbolQueues, *pools: TrackedPool) -> None:
         """Export admission figures, read at scrape time."""
         for pool in pools:
             self._in_use.labels(pool.name).set_function(_reading(pool, "in_use"))
             self._peak.labels(pool.name).set_function(_reading(pool, "peak_in_use"))
             self._size.labels(pool.name).set_function(_reading(pool, "size"))
             self._wait.labels(pool.name).set_function(_reading(pool, "wait_s_total"))
-        self._queued.set_function(lambda: shards.waiting.now)
-        self._queued_peak.set_function(lambda: shards.waiting.peak)
+        self._queued.set_function(lambda: queues.waiting.now)
+        self._queued_peak.set_function(lambda: queues.waiting.peak)
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -182,7 +182,7 @@ class Backend:
 
     reads: TrackedPool
     writes: TrackedPool
-    shards: SymbolShards
+    symbols: SymbolQueues
 
     @classmethod
     def create(cls, cfg: Settings) -> Backend:
@@ -191,8 +191,7 @@ class Backend:
         def pool(name: str, size: int) -> TrackedPool:
             return TrackedPool(name, cfg.dsn, size, reconnect_timeout=0)
 
-        shards = cfg.matching_shards
-        return cls(pool("read", cfg.read_pool_size), pool("write", shards), SymbolShards(shards))
+        return cls(pool("read", cfg.read_pool_size), pool("write", cfg.write_pool_size), SymbolQueues())
 
     async def open(self) -> None:
         await self.reads.open()
@@ -206,9 +205,9 @@ class Backend:
 @contextlib.asynccontextmanager
 async def _db(request: Request, write_symbol: str | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     """A pooled connection within the request's deadline: a write (``write_symbol``) first waits for
-    its symbol's shard, then takes a write connection; a read takes a read connection.
+    its symbol's turn, then takes a write connection; a read takes a read connection.
 
-    Refused before its database work began (the deadline passed while it waited for its shard, or
+    Refused before its database work began (the deadline passed while it waited for its symbol, or
     for a pool whose connections were all in use), a request is shed (:class:`Overloaded`): it did
     nothing, so it is safe to retry. A database failure, or a deadline passed during the database
     work or while a pool reconnects, is ``_DatabaseUnavailable``."""
@@ -216,12 +215,12 @@ async def _db(request: Request, write_symbol: str | None = None) -> AsyncIterato
     backend: Backend = request.app.state.backend
     metrics: Metrics = request.app.state.metrics
     pool = backend.reads if write_symbol is None else backend.writes
-    stage, contended = "shard", False
+    stage, contended = "symbol", False
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(settings.request_timeout) as deadline, contextlib.AsyncExitStack() as stack:
             if write_symbol is not None:
-                await stack.enter_async_context(backend.shards.hold(write_symbol))
+                await stack.enter_async_context(backend.symbols.hold(write_symbol))
                 if (deadline.when() or 0.0) - loop.time() < MIN_WORK_SHARE * settings.request_timeout:
                     raise TimeoutError  # admitted too late to finish: shed rather than start
             stage, contended = "pool", pool.exhausted()
@@ -236,8 +235,8 @@ async def _db(request: Request, write_symbol: str | None = None) -> AsyncIterato
                 await conn.close()  # landed on a demoted primary: make the pool reconnect
                 raise
     except (TimeoutError, PoolTimeout) as err:
-        if stage == "shard" or (stage == "pool" and (contended or pool.exhausted())):
-            reason = "matching shard" if stage == "shard" else f"{pool.name} pool"
+        if stage == "symbol" or (stage == "pool" and (contended or pool.exhausted())):
+            reason = "symbol queue" if stage == "symbol" else f"{pool.name} pool"
             metrics.shed.labels(reason).inc()
             log.warning("shed: no %s within %.1f s", reason, settings.request_timeout)
             raise Overloaded(reason) from None
@@ -479,7 +478,7 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         backend = Backend.create(cfg)
-        metrics.watch(backend.shards, backend.reads, backend.writes)
+        metrics.watch(backend.symbols, backend.reads, backend.writes)
         await backend.open()  # every connection opens now: a replica joins the front door warm
         app.state.backend = backend
         try:

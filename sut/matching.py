@@ -178,7 +178,7 @@ async def get_order(conn: psycopg.AsyncConnection[Any], order_id: int) -> dict[s
 
 
 async def symbol_of(conn: psycopg.AsyncConnection[Any], order_id: int) -> str:
-    """The symbol of an order (it never changes: a cancel learns which shard to wait for)."""
+    """The symbol of an order (it never changes: a cancel learns which queue to wait in)."""
     async with conn.cursor() as cur:
         await cur.execute("SELECT symbol FROM orders WHERE id = %s", (order_id,))
         row = await cur.fetchone()

@@ -159,11 +159,14 @@ def test_readyz_fails_fast_while_the_database_is_down_and_recovers_promptly(
         assert r.json() == {"error": "database unavailable"}
     finally:
         pg_server.start()
-    back = time.monotonic()
+    back, failed = time.monotonic(), 0
     while httpx.post(f"{url}/orders", json=order("buy", "1", 1), timeout=10).status_code != 201:
-        assert time.monotonic() - back < 3, "the app did not follow the database back"
+        failed += 1
+        assert time.monotonic() - back < 5, "the app did not follow the database back"
         time.sleep(0.02)
-    assert time.monotonic() - back < 1.0
+    # promptly: each connection the restart broke fails at most the one request that finds it
+    # broken (the pool replaces it), so no more orders fail than the write pool holds
+    assert failed <= 4, failed
 
 
 def test_two_replicas_hammering_one_symbol_keep_the_book_consistent(trading_dsn: str, replica_factory: Any) -> None:

@@ -20,8 +20,6 @@ import httpx
 import psycopg
 import pytest
 
-from sut.admission import SymbolShards
-
 pytestmark = pytest.mark.slow
 
 HOT = "HOT"
@@ -59,7 +57,7 @@ def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
 def test_orders_waiting_for_their_symbol_hold_no_pooled_connection(trading_dsn: str, replica_factory: Any) -> None:
     """20 orders on a locked symbol: one write connection waits on the database, 19 wait in the
     replica's queue with none; reads are served meanwhile; every order is placed once unlocked."""
-    api = replica_factory(trading_dsn, DRILL_SUT_REQUEST_TIMEOUT="10", DRILL_SUT_MATCHING_SHARDS="4").url
+    api = replica_factory(trading_dsn, DRILL_SUT_REQUEST_TIMEOUT="10").url
     with cf.ThreadPoolExecutor(20) as ex:
         with _symbol_locked(trading_dsn, HOT):
             futures = [ex.submit(httpx.post, f"{api}/orders", json=_order(), timeout=15) for _ in range(20)]
@@ -80,15 +78,14 @@ def test_orders_waiting_for_their_symbol_hold_no_pooled_connection(trading_dsn: 
 
 
 def test_other_symbols_trade_while_one_symbol_is_stuck(trading_dsn: str, replica_factory: Any) -> None:
-    """A queue on one symbol blocks only its own shard: a symbol on another shard is placed at once."""
-    api = replica_factory(trading_dsn, DRILL_SUT_REQUEST_TIMEOUT="10", DRILL_SUT_MATCHING_SHARDS="4").url
-    shards = SymbolShards(4)
-    other = next(s for s in ("AAPL", "MSFT", "NVDA", "ES.F", "BTC-USD") if shards.shard_of(s) != shards.shard_of(HOT))
+    """A queue on one symbol blocks only that symbol: every other symbol is placed at once."""
+    api = replica_factory(trading_dsn, DRILL_SUT_REQUEST_TIMEOUT="10").url
     with cf.ThreadPoolExecutor(8) as ex, _symbol_locked(trading_dsn, HOT):
         stuck = [ex.submit(httpx.post, f"{api}/orders", json=_order(), timeout=15) for _ in range(8)]
         _wait_for(lambda: _metric(api, "sut_matching_waiting") == 7)
-        r = httpx.post(f"{api}/orders", json=_order(other), timeout=5)
-        assert r.status_code == 201, r.text
+        for other in ("AAPL", "MSFT", "NVDA", "ES.F", "BTC-USD"):
+            r = httpx.post(f"{api}/orders", json=_order(other), timeout=5)
+            assert r.status_code == 201, r.text
         assert not any(f.done() for f in stuck)
     assert all(f.result().status_code == 201 for f in stuck)
 
@@ -97,8 +94,8 @@ def test_an_order_refused_for_overload_is_shed_with_retry_after_and_did_nothing(
     trading_dsn: str, replica_factory: Any
 ) -> None:
     """The symbol is held longer than any deadline (2 s). A enters the database and times out
-    there; B..F arrive together 0.6 s later: B gets the shard with 0.6 s left and times out in the
-    database; C..F get it with less than a tenth of their deadline left and are shed: 503,
+    there; B..F arrive together 0.6 s later: B gets its turn with 0.6 s left and times out in the
+    database; C..F get theirs with less than a tenth of their deadline left and are shed: 503,
     Retry-After, a body that says so, counted in sut_shed_total (the database timeouts are plain
     503s: a failure, not a refusal). None of them was written."""
     api = replica_factory(trading_dsn, DRILL_SUT_REQUEST_TIMEOUT="2").url
@@ -124,7 +121,7 @@ def test_an_order_refused_for_overload_is_shed_with_retry_after_and_did_nothing(
     assert sorted(b["error"] for b in bodies) == ["database unavailable"] * 2 + ["overloaded"] * 4, bodies
     assert bodies[0]["error"] == "database unavailable"
     assert all(b.get("shed") is True for b in bodies if b["error"] == "overloaded")
-    assert _metric(api, "sut_shed_total", '{reason="matching shard"}') == 4
+    assert _metric(api, "sut_shed_total", '{reason="symbol queue"}') == 4
     with psycopg.connect(trading_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM orders WHERE symbol = %s", (HOT,)).fetchone() == (0,)
     assert httpx.post(f"{api}/orders", json=_order(), timeout=5).status_code == 201  # and it recovers
@@ -143,7 +140,7 @@ def test_a_cancel_waits_for_its_symbol_like_an_order(trading_dsn: str, replica_f
 
 
 def test_pools_open_every_connection_before_the_replica_reports_ready(trading_dsn: str, replica_factory: Any) -> None:
-    api = replica_factory(trading_dsn, DRILL_SUT_MATCHING_SHARDS="3", DRILL_SUT_READ_POOL_SIZE="2").url
+    api = replica_factory(trading_dsn, DRILL_SUT_WRITE_POOL_SIZE="3", DRILL_SUT_READ_POOL_SIZE="2").url
     assert _metric(api, "sut_db_pool_size", '{pool="write"}') == 3
     assert _metric(api, "sut_db_pool_size", '{pool="read"}') == 2
     with psycopg.connect(trading_dsn) as conn:

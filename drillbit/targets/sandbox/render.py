@@ -254,7 +254,7 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
         ini[f"env:api-{r.name}"].update(
             {
                 "DRILL_SUT_DSN": dsn,
-                "DRILL_SUT_MATCHING_SHARDS": str(topo.api.matching_shards),
+                "DRILL_SUT_WRITE_POOL_SIZE": str(topo.api.write_pool_size),
                 "DRILL_SUT_READ_POOL_SIZE": str(topo.api.read_pool_size),
                 "DRILL_SUT_REQUEST_TIMEOUT": str(topo.api.request_timeout_s),
             }

@@ -44,9 +44,9 @@ class FrontDoor(_Model):
 
 
 class Api(_Model):
-    # per replica: writes wait for their symbol's matching shard holding no connection, one write
-    # connection per shard; reads have their own pool (sized from benchmarks/pool.py's peaks)
-    matching_shards: int = Field(default=4, ge=1, le=64)
+    # per replica: writes wait in their symbol's queue holding no connection, then take a write
+    # connection; reads have their own pool (both sized from benchmarks/pool.py's peaks)
+    write_pool_size: int = Field(default=4, ge=1, le=64)
     read_pool_size: int = Field(default=4, ge=1, le=64)
     request_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
