@@ -41,22 +41,33 @@ STABILITY_WINDOW_S = 5.0
 
 
 def faults_from_events(events: list[dict[str, Any]]) -> list[Fault]:
-    """Each injected fault, with its result and (for reversible faults) when it was reverted."""
+    """Each injected fault, with its result and (for reversible faults) when it was reverted.
+
+    A result pairs with its injection by ``fault_id`` (unique per injection); runs recorded before
+    ids fall back to the activity's name.
+    """
     faults: list[Fault] = []
-    pending: dict[str, int] = {}
+    by_id: dict[str, int] = {}
+    by_name: dict[str, int] = {}
     revert_at: float | None = None
     for e in events:
         kind = e.get("kind")
         if kind == "fault.inject":
-            pending[e["activity"]] = len(faults)
-            faults.append(Fault(activity=e["activity"], action=e.get("action", "?"), injected_at=float(e["t"]),
-                                landed=False, error="no result recorded: the drill ended during the fault"))
+            i = len(faults)
+            if e.get("fault_id"):
+                by_id[str(e["fault_id"])] = i
+            else:
+                by_name[e["activity"]] = i
+            faults.append(Fault(activity=e["activity"], id=e.get("fault_id"), action=e.get("action", "?"),
+                                injected_at=float(e["t"]), landed=False,
+                                error="no result recorded: the drill ended during the fault"))  # fmt: skip
         elif kind == "fault.revert":
             revert_at = float(e["t"])
-        elif kind == "fault.result" and e.get("role") == "fault" and e["activity"] in pending:
-            i = pending.pop(e["activity"])
-            faults[i] = faults[i].model_copy(update={
-                "landed": bool(e.get("landed")), "error": e.get("error"), "detail": e.get("output") or {}})  # fmt: skip
+        elif kind == "fault.result" and e.get("role") == "fault":
+            i = by_id.pop(str(e["fault_id"]), -1) if e.get("fault_id") else by_name.pop(e["activity"], -1)
+            if i >= 0:
+                faults[i] = faults[i].model_copy(update={
+                    "landed": bool(e.get("landed")), "error": e.get("error"), "detail": e.get("output") or {}})  # fmt: skip
         elif kind == "fault.result" and e.get("role") == "revert" and revert_at is not None:
             for i, f in enumerate(faults):
                 if f.reverted_at is None and f.injected_at <= revert_at:

@@ -119,6 +119,7 @@ class Fault(_Model):
     """One fault the drill injected (from events.jsonl), and whether it really landed."""
 
     activity: str  # the experiment activity's name
+    id: str | None = None  # unique per injection (events' fault_id); None in runs recorded before ids
     action: str  # module.func
     injected_at: float
     reverted_at: float | None = None  # when its rollback (or the fault's own end) was observed
