@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from drillbit.clock import to_iso
-from drillbit.events import read_events
+from drillbit.events import first_event, read_events
 from drillbit.results import JOURNAL, Fault, Measurements
 from drillbit.rundir import (
     AVAILABILITY,
@@ -30,6 +31,7 @@ from drillbit.rundir import (
     REPLICAS_SCHEMA,
 )
 from drillbit.sla import Sla
+from probes.coverage import coverage
 
 __all__ = ["analyze", "faults_from_events", "first_fault"]
 
@@ -66,8 +68,8 @@ def faults_from_events(events: list[dict[str, Any]]) -> list[Fault]:
         elif kind == "fault.result" and e.get("role") == "fault":
             i = by_id.pop(str(e["fault_id"]), -1) if e.get("fault_id") else by_name.pop(e["activity"], -1)
             if i >= 0:
-                faults[i] = faults[i].model_copy(update={
-                    "landed": bool(e.get("landed")), "error": e.get("error"), "detail": e.get("output") or {}})  # fmt: skip
+                result = {"landed": bool(e.get("landed")), "error": e.get("error"), "detail": e.get("output") or {}}
+                faults[i] = faults[i].model_copy(update=result)
         elif kind == "fault.result" and e.get("role") == "revert" and revert_at is not None:
             for i, f in enumerate(faults):
                 if f.reverted_at is None and f.injected_at <= revert_at:
@@ -114,7 +116,7 @@ class _Sections:
         return value
 
 
-def _availability(run_dir: Path, phases: dict[str, tuple[float, float]]) -> dict[str, Any]:
+def _availability(run_dir: Path, phases: dict[str, tuple[float, float]], span: _Span | None) -> dict[str, Any]:
     from probes.availability import availability_meta, load_availability
 
     df = load_availability(run_dir)
@@ -127,8 +129,91 @@ def _availability(run_dir: Path, phases: dict[str, tuple[float, float]]) -> dict
         n = int(m.sum())
         per_phase[name] = {"probes": n, "failed": int((m & ~ok).sum()),
                            "percent": 100.0 * float(ok[m].mean()) if n else None}  # fmt: skip
-    return {"percent": 100.0 * float(ok.mean()), "probes": len(ok), "failed": int((~ok).sum()),
-            "interval_s": availability_meta(run_dir).get("interval_s"), "phases": per_phase}  # fmt: skip
+    meta = availability_meta(run_dir)
+    out = {"percent": 100.0 * float(ok.mean()), "probes": len(ok), "failed": int((~ok).sum()),
+           "interval_s": meta.get("interval_s"), "phases": per_phase}  # fmt: skip
+    if span is not None:
+        out["coverage_problem"] = coverage("availability", t, meta).problem(span.start, span.end)
+    return out
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The window the samplers must cover for the fault's verdicts: fault -> recovery + stability
+    window, and to the end of the drill."""
+
+    start: float
+    end: float
+
+
+def _required_span(fault_at: float, rto: dict[str, Any] | None, drill_end: float | None, window: float) -> _Span:
+    ends = [drill_end] if drill_end is not None else []
+    if rto is not None and rto.get("recovered_at") is not None:
+        ends.append(float(rto["recovered_at"]) + window)
+    return _Span(fault_at, max(ends) if ends else fault_at + window)
+
+
+def _rto(run_dir: Path, events: list[dict[str, Any]], fault_at: float, source: str | None, window: float,
+         faults: list[Fault]) -> dict[str, Any]:  # fmt: skip
+    """RTO from the (earliest) fault time, each injected fault's own, and the probe's coverage."""
+    from probes.availability import (
+        DEFAULT_TIMEOUT,
+        analyze_rto,
+        availability_meta,
+        failing_since,
+        load_availability,
+        rto_per_fault,
+    )
+
+    df, meta = load_availability(run_dir), availability_meta(run_dir)
+    settings: dict[str, Any] = {"stability_window": window, "timeout": float(meta.get("timeout_s", DEFAULT_TIMEOUT)),
+                                "interval": meta.get("interval_s")}  # fmt: skip
+    used, why = fault_at, f"{source} at {to_iso(fault_at)}"
+    extra: dict[str, Any] = {}
+    if source == "marked":
+        # a mark placed after the probes had failed understates the RTO: the earlier of the two
+        first_failed = failing_since(df, fault_at, window)
+        extra = {"marked_at": fault_at, "failed_before_mark_at": first_failed}
+        if first_failed is not None:
+            used = first_failed
+            why = (f"the first failed probe at {to_iso(first_failed)}, {fault_at - first_failed:.3f} s before the "
+                   f"mark at {to_iso(fault_at)} (the earlier of the two)")  # fmt: skip
+        else:
+            why = f"marked at {to_iso(fault_at)} (no probe had failed before the mark)"
+    r = analyze_rto(df, used, **settings).to_dict()
+    r.update(extra, fault_time=why)
+    if source == "detected":  # the fault time *is* the first failed probe: there is no separate time to detect
+        r.update(detect_s=None, fault_time="detected from the first failed probe (no fault was marked): "
+                                           "time to detect is undefined")  # fmt: skip
+    if source == "injected" and faults:
+        per = rto_per_fault(df, [f.injected_at for f in faults], **settings)
+        r["per_fault"] = [{"fault_id": f.id, "activity": f.activity, "injected_at": f.injected_at,
+                           **{k: x.to_dict()[k] for k in ("recovered", "rto_s", "rto_upper_s", "error_bound_s",
+                                                          "downtime_s", "until")}}
+                          for f, x in zip(sorted(faults, key=lambda f: f.injected_at), per, strict=True)]  # fmt: skip
+    span = _required_span(used, r, _drill_end(events), window)
+    cov = coverage("availability", df["t"].to_numpy(dtype=float), meta)
+    r["coverage"] = cov.to_dict()
+    r["coverage_problem"] = cov.problem(span.start, span.end)
+    return r
+
+
+def _rpo(run_dir: Path, fault_at: float, span: _Span) -> dict[str, Any]:
+    from probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
+
+    r = rpo_report(str(run_dir), fault_at)
+    heartbeats, _ = load_heartbeats(run_dir)
+    meta = heartbeat_meta(run_dir)
+    cov = coverage("heartbeat", heartbeats["sent"].to_numpy(dtype=float), meta,
+                   extra_gap_s=float(meta.get("max_write_s") or 0.0))  # fmt: skip
+    r["coverage"] = cov.to_dict()
+    r["coverage_problem"] = cov.problem(span.start, span.end)
+    return r
+
+
+def _drill_end(events: list[dict[str, Any]]) -> float | None:
+    end = first_event(events, "drill.end")
+    return float(end["t"]) if end is not None else None
 
 
 def _replicas_restored(run_dir: Path, fault_at: float) -> dict[str, Any]:
@@ -197,9 +282,7 @@ def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sl
 
 def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: float = STABILITY_WINDOW_S) -> Measurements:
     """Every measurement the run directory supports (``slas`` says which request names matter)."""
-    from probes.availability import rto_report
     from probes.latency import phases_from_events
-    from probes.rpo import rpo_report
     from probes.samplers import recover_journals
 
     slas = slas or {}
@@ -212,31 +295,28 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     end = max((float(e["t"]) for e in events), default=math.inf)
     phases = {k: (lo, min(hi, end)) for k, (lo, hi) in phases_from_events(run_dir).items()}
     s = _Sections()
+    faults = faults_from_events(events)
     if fault_at is None:
         s.unmeasured.update({k: "no fault was injected or marked" for k in ("rto", "rpo", "replicas")})
+        span = None
     else:
-        rto = s.run("rto", rto_report, str(run_dir), fault_at, stability_s)
-        if rto is not None and source == "detected":
-            # the fault time *is* the first failed probe: there is no separate time to detect
-            rto.update(detect_s=None, fault_time="detected from the first failed probe (no fault was marked): "
-                                                 "time to detect is undefined")  # fmt: skip
-        elif rto is not None:
-            rto["fault_time"] = f"{source} at {to_iso(fault_at)}"
+        rto = s.run("rto", _rto, run_dir, events, fault_at, source, stability_s, faults)
+        span = _required_span(float(rto["fault_at"]) if rto else fault_at, rto, _drill_end(events), stability_s)
         if (run_dir / HEARTBEAT).exists() or (run_dir / (HEARTBEAT + ".journal")).exists():
-            s.run("rpo", rpo_report, str(run_dir), fault_at)
+            s.run("rpo", _rpo, run_dir, fault_at, span)
         else:
             s.unmeasured["rpo"] = "no heartbeat writer ran (no write path to the target)"
         s.run("replicas", _replicas_restored, run_dir, fault_at)
     names = {sla.request for sla in slas.values() if sla.request}
     s.run("latency", _latency, run_dir, phases, names)
-    s.run("availability", _availability, run_dir, phases)
+    s.run("availability", _availability, run_dir, phases, span)
     if any(e.get("kind") == "load.step" for e in events):
         s.run("autoscaling", _autoscaling, run_dir, events, slas)
     s.run("experiment", _journal_summary, run_dir)
     return Measurements(
         fault_at=fault_at,
         fault_source=source,
-        faults=faults_from_events(events),
+        faults=faults,
         phases=phases,
         rto=s.values.get("rto"),
         rpo=s.values.get("rpo"),

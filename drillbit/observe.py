@@ -335,12 +335,18 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     except Exception as err:  # noqa: BLE001  (the clean-up below must run; the error ends the run as ERROR)
         status, error = RunStatus.ERROR, str(err) if isinstance(err, DrillError) else f"{type(err).__name__}: {err}"
     signals.shield()
-    for what, step in (("keys", keys.stop), ("watch", watch.update), ("load and samplers", session.stop),
-                       ("heartbeat read-back", session.readback), ("live view", view.stop)):  # fmt: skip
+    _step("keys", keys.stop)
+    _step("watch", watch.update)
+    events.emit("drill.end", status=status.value)  # the observation ends here; the samplers cover it
+    for what, step in (("load and samplers", session.stop), ("heartbeat read-back", session.readback),
+                       ("live view", view.stop)):  # fmt: skip
         _step(what, step)
-    events.emit("drill.end", status=status.value)
+    died = session.dead_samplers()
+    for why in died:
+        events.emit("sampler.died", error=why)
     ledger.close()  # no mark after this: the run is being sealed
-    info = info.model_copy(update={"ended_at": clock.now()})
+    info = info.model_copy(update={"ended_at": clock.now(),
+                                   "notes": [*info.notes, *(f"a sampler died during the run: {w}" for w in died)]})
     try:
         verdicts = finish_run(run_dir, info, slas, status, Redactor(secret_values(None)), options.stability_s)
     finally:

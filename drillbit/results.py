@@ -140,6 +140,8 @@ class Measurements(_Model):
     availability: dict[str, Any] | None = None  # {"percent", "probes", "failed", "interval_s", "phases"}
     replicas: dict[str, Any] | None = None  # {"restored_s", "dipped", "restored_at", "interval_s"} after the fault
     autoscaling: dict[str, Any] | None = None
+    spike: dict[str, Any] | None = None  # spike_load's own requests: per-phase latency and errors, whether it landed
+    coverage: dict[str, Any] = Field(default_factory=dict)  # sampler -> probes.coverage.Coverage.to_dict()
     load: dict[str, Any] | None = None  # load.json
     experiment: dict[str, Any] | None = None  # journal status, deviated, steady state before/after
     unmeasured: dict[str, str] = Field(default_factory=dict)  # section -> why there is no number

@@ -357,7 +357,11 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger)
         status = RunStatus.ERROR
         error = error or "the target could not be healed: check it by hand (drill env status)"
     ledger.update(load_pgid=None, load_started=None)
-    info = info.model_copy(update={"ended_at": clock.now()})
+    died = drill.session.dead_samplers()  # their samples end early: the analysis judges the coverage
+    for death in died:
+        drill.events.emit("sampler.died", error=death)
+    info = info.model_copy(update={"ended_at": clock.now(),
+                                   "notes": [*info.notes, *(f"a sampler died during the run: {w}" for w in died)]})
     try:
         verdicts = finish_run(run_dir, info, plan.slas, status, drill.redactor, plan.settings.stability_s)
     finally:

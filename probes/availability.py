@@ -62,13 +62,14 @@ from probes.samplers import ParquetSink, Sampler, TickSampler, read_meta, read_s
 __all__ = [
     "AvailabilitySampler",
     "HttpCheck",
-    "PlaceCancelOrder",
     "Outage",
+    "PlaceCancelOrder",
     "RtoNotObserved",
     "RtoResult",
     "Transaction",
     "analyze_rto",
     "availability_meta",
+    "failing_since",
     "load_availability",
     "rto_per_fault",
     "rto_report",
@@ -373,6 +374,21 @@ def _outages(k: np.ndarray, good: np.ndarray, sent: np.ndarray, fault_at: float,
         out.append(Outage(start=begin, end=max(begin, end), failed_probes=int(b - a + 1)))
         prev_end = max(prev_end, end)
     return out
+
+
+def failing_since(samples: pd.DataFrame, at: float, window: float) -> float | None:
+    """Send time of the first failed probe of the failing episode in progress at ``at`` (failures
+    less than ``window`` seconds apart), or None when no probe failed in the ``window`` before ``at``.
+
+    A fault marked by hand after the probes had already failed began no later than that probe.
+    """
+    before = samples[samples["t"] < at].sort_values("t", kind="stable")
+    t = before["t"].to_numpy(dtype=float)
+    bad_t = t[~before["ok"].to_numpy(dtype=bool)]
+    if bad_t.size == 0 or at - bad_t[-1] >= window:
+        return None
+    breaks = np.flatnonzero(np.diff(bad_t) >= window)
+    return float(bad_t[breaks[-1] + 1] if breaks.size else bad_t[0])
 
 
 def rto_per_fault(samples: pd.DataFrame, fault_times: list[float], **analysis: Any) -> list[RtoResult]:

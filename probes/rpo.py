@@ -56,6 +56,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from drillbit.clock import Clock
 from drillbit.events import fault_time
@@ -208,10 +209,18 @@ class HeartbeatWriter(Sampler):
         acked = self.clock.now() if outcome == "acked" else math.nan
         self.sink.add({"seq": seq, "sent": sent, "acked": acked, "outcome": outcome, "error": error})
 
+    def max_write_s(self) -> float:
+        """The longest one write may take (connect to every host of the DSN, the statement, the
+        client deadline): the next write waits for it, so a gap this long is not a hole."""
+        if self.api_url is not None:
+            return 4 * self.timeout  # httpx: connect, write, read and pool timeouts each
+        hosts = str(conninfo_to_dict(self.dsn).get("host") or "").count(",") + 1
+        return hosts * max(2, math.ceil(self.timeout)) + self.timeout + DEADLINE_GRACE
+
     def _meta(self) -> dict[str, Any]:
         return {"sampler": "heartbeat", "channel": "database" if self.api_url is None else "trading-api",
                 "run_id": self.run_id, "table": self.table, "interval_s": self.interval, "timeout_s": self.timeout,
-                **self._ticks.stats()}  # fmt: skip
+                "max_write_s": self.max_write_s(), **self._ticks.stats()}  # fmt: skip
 
     def _prepare(self) -> None:
         self.prepare()
