@@ -232,7 +232,8 @@ def _replicas_restored(run_dir: Path, fault_at: float) -> dict[str, Any]:
     restored_at = float(later.index[0]) if len(later) else None
     interval = float(np.median(np.diff(np.unique(df["t"].to_numpy())))) if df["t"].nunique() > 1 else math.nan
     return {"restored_s": None if restored_at is None else restored_at - fault_at, "dipped": dipped,
-            "restored_at": restored_at, "interval_s": interval}  # fmt: skip
+            "restored_at": restored_at, "interval_s": interval,
+            "observed_until_s": float(after["t"].max()) - fault_at}  # fmt: skip
 
 
 def _journal_summary(run_dir: Path) -> dict[str, Any]:
