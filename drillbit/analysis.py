@@ -29,9 +29,11 @@ from drillbit.rundir import (
     LOAD_META,
     REPLICAS,
     REPLICAS_SCHEMA,
+    REQUESTS_DIR,
 )
 from drillbit.sla import Sla
 from probes.coverage import coverage
+from probes.spike import SPIKE_DIR
 
 __all__ = ["analyze", "faults_from_events", "first_fault"]
 
@@ -211,6 +213,15 @@ def _rpo(run_dir: Path, fault_at: float, span: _Span) -> dict[str, Any]:
     return r
 
 
+def _spike(run_dir: Path, events: list[dict[str, Any]], phases: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    from probes.spike import analyze_spike
+
+    step, drop = first_event(events, "load.step"), first_event(events, "load.drop")
+    rate = float(step["rate"]) if step is not None and step.get("rate") is not None else None
+    duration = float(drop["t"]) - float(step["t"]) if step is not None and drop is not None else None
+    return analyze_spike(run_dir, phases, rate, duration if duration and duration > 0 else None)
+
+
 def _drill_end(events: list[dict[str, Any]]) -> float | None:
     end = first_event(events, "drill.end")
     return float(end["t"]) if end is not None else None
@@ -313,6 +324,8 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     s.run("availability", _availability, run_dir, phases, span)
     if any(e.get("kind") == "load.step" for e in events):
         s.run("autoscaling", _autoscaling, run_dir, events, slas)
+    if (run_dir / SPIKE_DIR / REQUESTS_DIR).exists():
+        s.run("spike", _spike, run_dir, events, phases)
     s.run("experiment", _journal_summary, run_dir)
     return Measurements(
         fault_at=fault_at,
@@ -325,6 +338,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         availability=s.values.get("availability"),
         replicas=s.values.get("replicas"),
         autoscaling=s.values.get("autoscaling"),
+        spike=s.values.get("spike"),
         load=_json(run_dir / LOAD_META),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,

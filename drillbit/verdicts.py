@@ -172,7 +172,7 @@ def _autoscaling(m: Measurements, sla: Sla) -> Reading:
     if a is None:
         return Reading(None, "replica samples and load step", m.unmeasured.get("autoscaling", "not measured"))
     how = (f"from the load step, replica samples every {a['interval_s']:.1f} s; scale-out = desired replicas above "
-           f"the {a.get('desired_before')} before the step; new replica = an identity not seen before the step, "
+           f"the {a.get('desired_before')} before the step; new replica = an identity not seen before scale-out, "
            f"ready; target {a['target']} replicas")  # fmt: skip
     key = {"first_new_replica_s": "first_new_ready_s", "capacity_s": "capacity_s",
            "scale_out_p95_ms": "worst_p95_ms"}[sla.metric]  # fmt: skip

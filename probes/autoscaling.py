@@ -144,7 +144,9 @@ def windowed_percentile(
     """
     order = np.argsort(key, kind="stable")
     k, v = key[order], values[order]
-    starts = np.arange(lo, max(hi - window, lo) + 1e-9, window / 2)
+    # at least one window; counted, not np.arange(lo, hi - window + eps): at epoch scale eps vanishes
+    count = int(np.floor(max(hi - window - lo, 0.0) / (window / 2) + 1e-9)) + 1
+    starts = lo + np.arange(count) * (window / 2)
     a = np.searchsorted(k, starts, side="left")
     b = np.searchsorted(k, starts + window, side="left")
     p95 = percentile or (lambda x: float(np.percentile(x, 95)))

@@ -205,3 +205,11 @@ def test_probe_functions_raise_without_a_load_step_or_samples(tmp_path: Path) ->
         time_to_capacity(run, target_replicas=3)
     with pytest.raises(FileNotFoundError):
         time_to_capacity(str(tmp_path / "nowhere"), target_replicas=3, load_step_at=0.5)
+
+
+def test_a_scale_out_as_short_as_one_window_is_judged_at_epoch_times() -> None:
+    """np.arange(lo, lo + 1e-9) is empty at epoch scale: the one window due was silently not judged."""
+    lo = 1_800_000_010.0
+    key = lo + np.arange(0, 5, 0.01)
+    windows = windowed_percentile(key, np.full(key.size, 0.2), lo, lo + 5.0, 5.0)
+    assert len(windows) == 1 and windows[0][2] == 500 and windows[0][1] == pytest.approx(0.2)

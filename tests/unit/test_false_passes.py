@@ -235,3 +235,44 @@ def test_replicas_never_restored_fail_once_the_drill_ran_past_the_target(tmp_pat
     _, result = judge(tmp_path, "pod-kill")
     restart = verdict_of(result, "restart")
     assert restart.verdict is Outcome.FAIL and "never restored" in restart.how
+
+
+# -- case 7: the spike's own requests -----------------------------------------------------------------
+
+
+def _spike_drill(d: Path, fails: object, answered: object = lambda t: True) -> None:
+    end = T0 + 60
+    d.mkdir(exist_ok=True)
+    events(d, PHASES, end=end, faults=[(FAULT, "spike-the-load")], extra=[{"kind": "load.step", "t": FAULT, "rate": 100.0, "source": "spike_load"},
+                                      {"kind": "load.drop", "t": FAULT + 20, "source": "spike_load"}])  # fmt: skip
+    availability(d, lambda t: True, start=T0, end=end + 1)
+    requests(d, start=T0, end=end, rate=20, latency=lambda t: 0.005)
+    requests(d, start=FAULT, end=FAULT + 20, rate=100, latency=lambda t: 0.003, fails=fails,  # type: ignore[arg-type]
+             answered=answered, subdir="spike/requests")  # type: ignore[arg-type]  # fmt: skip
+    replicas(d, lambda t: [{"region": "a", "desired": 2 if t < FAULT + 2 else 3, "ready": 2 if t < FAULT + 5 else 3,
+                            "ready_ids": ["1", "2"] if t < FAULT + 5 else ["1", "2", "3"]}],
+             start=T0, end=end + 1)  # fmt: skip
+
+
+def test_a_spike_answered_with_503s_fails_its_error_rate(tmp_path: Path) -> None:
+    """Every spike request answered 503: the spike reached the target (it lands), and its error rate FAILs."""
+    _spike_drill(tmp_path, fails=lambda t: "http")
+    m, result = judge(tmp_path, "load-spike")
+    assert m.spike is not None and m.spike["delivery"]["landed"] is True
+    assert m.spike["delivery"]["failed_answers"] == 2000
+    v = verdict_of(result, "spike_error_rate")
+    assert v.verdict is Outcome.FAIL and v.measured == 100.0
+    assert verdict_of(result, "scale_out").verdict is Outcome.PASS  # desired rose; pid 3 is new
+    assert result.outcome is Outcome.FAIL
+
+
+def test_a_spike_the_target_did_not_answer_did_not_land(tmp_path: Path) -> None:
+    from probes.spike import spike_delivery
+
+    _spike_drill(tmp_path, fails=lambda t: None, answered=lambda t: (t - FAULT) % 1.0 < 0.9)  # 10 % unanswered
+    delivery = spike_delivery(tmp_path / "spike", rate=100, duration=20)
+    assert delivery.sent == 2000 and delivery.answered == pytest.approx(1800, abs=10) and delivery.landed is False
+    _spike_drill(tmp_path / "ok", fails=lambda t: None)
+    assert spike_delivery(tmp_path / "ok" / "spike", rate=100, duration=20).landed is True
+    m, result = judge(tmp_path / "ok", "load-spike")
+    assert result.outcome is Outcome.PASS, result.verdicts
