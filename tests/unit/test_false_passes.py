@@ -243,8 +243,9 @@ def test_replicas_never_restored_fail_once_the_drill_ran_past_the_target(tmp_pat
 def _spike_drill(d: Path, fails: object, answered: object = lambda t: True) -> None:
     end = T0 + 60
     d.mkdir(exist_ok=True)
-    events(d, PHASES, end=end, faults=[(FAULT, "spike-the-load")], extra=[{"kind": "load.step", "t": FAULT, "rate": 100.0, "source": "spike_load"},
-                                      {"kind": "load.drop", "t": FAULT + 20, "source": "spike_load"}])  # fmt: skip
+    step = [{"kind": "load.step", "t": FAULT, "rate": 100.0, "source": "spike_load"},
+            {"kind": "load.drop", "t": FAULT + 20, "source": "spike_load"}]
+    events(d, PHASES, end=end, faults=[(FAULT, "spike-the-load")], extra=step)
     availability(d, lambda t: True, start=T0, end=end + 1)
     requests(d, start=T0, end=end, rate=20, latency=lambda t: 0.005)
     requests(d, start=FAULT, end=FAULT + 20, rate=100, latency=lambda t: 0.003, fails=fails,  # type: ignore[arg-type]
@@ -274,5 +275,5 @@ def test_a_spike_the_target_did_not_answer_did_not_land(tmp_path: Path) -> None:
     assert delivery.sent == 2000 and delivery.answered == pytest.approx(1800, abs=10) and delivery.landed is False
     _spike_drill(tmp_path / "ok", fails=lambda t: None)
     assert spike_delivery(tmp_path / "ok" / "spike", rate=100, duration=20).landed is True
-    m, result = judge(tmp_path / "ok", "load-spike")
+    _, result = judge(tmp_path / "ok", "load-spike")
     assert result.outcome is Outcome.PASS, result.verdicts
