@@ -274,14 +274,20 @@ def _observe(samples: pd.DataFrame, fault_at: float, until: float | None, slow: 
     baseline = lat[good & (t < fault_at)]
     precision = float(np.percentile(baseline, 99)) if baseline.size >= 10 else 4 * half_rtt
     handled = t + np.maximum(np.nan_to_num(lat) - half_rtt, 0.0)
-    evidence = np.select([late, answered, timed_out], [t + slow, handled, t + timeout], default=t)
+    # a late answer: still failing at send + slow_after, or when the server released it, if earlier
+    # (answers released together at a freeze's end: the late and the good ones are one instant)
+    evidence = np.select([late, answered, timed_out], [np.minimum(t + slow, handled), handled, t + timeout], default=t)
     known_bad = np.select([late | timed_out, answered], [t + min(slow, timeout), t + np.nan_to_num(lat)], default=t)
     after = (t >= fault_at) & (t < until if until is not None else True)
     if not after.any():
         raise ValueError("no availability samples after the fault: cannot measure RTO")
     before_keys = evidence[t < fault_at]
-    order = np.argsort(evidence[after], kind="stable")
-    return _Observations(k=evidence[after][order], good=good[after][order], sent=t[after][order],
+    # by evidence time; a success less than a round trip (``precision``) before a failure cannot be told
+    # apart from one at the same instant (answers a freeze releases together): it goes after the
+    # failure and takes its time (the failing run is not split, the recovery is not earlier)
+    ev = evidence[after]
+    order = np.argsort(ev + np.where(good[after], precision, 0.0), kind="stable")
+    return _Observations(k=np.maximum.accumulate(ev[order]), good=good[after][order], sent=t[after][order],
                          known_bad=known_bad[after][order], prev_key=float(before_keys.max()) if before_keys.size
                          else fault_at, precision=precision)  # fmt: skip
 
