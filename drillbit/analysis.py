@@ -292,14 +292,18 @@ def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sl
     return autoscaling_report(str(run_dir), target_replicas=capacity)
 
 
-def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: float = STABILITY_WINDOW_S) -> Measurements:
-    """Every measurement the run directory supports (``slas`` says which request names matter)."""
+def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: float = STABILITY_WINDOW_S, *,
+            convert_journals: bool = True) -> Measurements:  # fmt: skip
+    """Every measurement the run directory supports (``slas`` says which request names matter).
+
+    ``convert_journals``: turn sample journals an interrupted run left into Parquet files first
+    (False: read them as they are, writing nothing into the run directory).
+    """
     from probes.latency import phases_from_events
     from probes.samplers import recover_journals
 
     slas = slas or {}
-    recovered = recover_journals(run_dir, JOURNAL_SCHEMAS)
-    if recovered:
+    if convert_journals and (recovered := recover_journals(run_dir, JOURNAL_SCHEMAS)):
         log.warning("recovered %d sample journal(s) left by an interrupted run", len(recovered))
     events = read_events(run_dir / EVENTS) if (run_dir / EVENTS).exists() else []
     fault_at, source = first_fault(events)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 __all__ = [
+    "ANALYSIS_DIR",
     "AVAILABILITY",
     "AVAILABILITY_SCHEMA",
     "EVENTS",
@@ -83,6 +84,9 @@ REPLICAS_SCHEMA = pa.schema(
         ("ready_ids", pa.list_(pa.string())),
     ]
 )
+
+#: analysis/<UTC time>/: re-analyses by `drill analyze` (not part of the run's sealed evidence)
+ANALYSIS_DIR = "analysis"
 
 #: events.jsonl: one JSON object per line: {"t": epoch, "kind": "phase"|"fault.inject"|"fault.revert"|..., ...}
 EVENTS = "events.jsonl"

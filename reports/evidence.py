@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from drillbit.errors import ConfigError
 from drillbit.results import RUN
+from drillbit.rundir import ANALYSIS_DIR
 from reports.rundata import file_sha256, list_files
 
 __all__ = ["MANIFEST", "SIGNATURE", "Manifest", "generate_key", "read_manifest", "seal", "verify"]
@@ -149,9 +150,16 @@ def generate_key(private: Path, public: Path) -> str:
     return _fingerprint(key.public_key())
 
 
+def _sealed_files(run_dir: Path) -> list[Path]:
+    """The files a MANIFEST covers: all but itself, its signature and re-analyses (``drill analyze``
+    writes them under analysis/ after sealing, each sealed on its own)."""
+    return [p for p in list_files(run_dir, exclude=(MANIFEST, SIGNATURE))
+            if p.relative_to(run_dir).parts[0] != ANALYSIS_DIR]  # fmt: skip
+
+
 def _hash_files(run_dir: Path) -> dict[str, dict[str, Any]]:
     return {p.relative_to(run_dir).as_posix(): {"sha256": file_sha256(p), "size": p.stat().st_size}
-            for p in list_files(run_dir, exclude=(MANIFEST, SIGNATURE))}  # fmt: skip
+            for p in _sealed_files(run_dir)}  # fmt: skip
 
 
 def seal(run_dir: Path, *, key: Path | None = None) -> Path:
@@ -196,7 +204,7 @@ def verify(run_dir: Path, *, public_key: Path | None = None) -> list[str]:
         raise ConfigError(str(run_dir), "not a run directory (no such directory)")
     manifest = read_manifest(run_dir)
     problems = []
-    actual = {p.relative_to(run_dir).as_posix(): p for p in list_files(run_dir, exclude=(MANIFEST, SIGNATURE))}
+    actual = {p.relative_to(run_dir).as_posix(): p for p in _sealed_files(run_dir)}
     for name, entry in sorted(manifest.files.items()):
         path = actual.get(name)
         if path is None:
