@@ -69,7 +69,7 @@ def _kind(activity: dict[str, Any]) -> str | None:
 def _emit(events_path: str, secrets: dict[str, Any] | None, kind: str, t: float | None = None,
           **fields: Any) -> None:  # fmt: skip
     redact = Redactor(secret_values(secrets, os.environ))
-    with EventLog(Path(events_path), Clock()) as log_:
+    with EventLog(Path(events_path), Clock.from_env()) as log_:
         log_.emit(kind, t=t, **redact(fields))
 
 
@@ -85,7 +85,7 @@ def before_activity_control(
     name = context.get("name", "?")
     func = (context.get("provider") or {}).get("func")
     # chaostoolkit calls this before the activity's own "pauses: before": the fault comes after it
-    at = Clock().now() + float((context.get("pauses") or {}).get("before") or 0)
+    at = Clock.from_env().now() + float((context.get("pauses") or {}).get("before") or 0)
     if kind is not None:
         _open_ids[id(context)] = fault_id = uuid.uuid4().hex[:12]
     if kind == "fault":

@@ -106,6 +106,8 @@ class RunInfo(_Model):
     host: str
     pid: int
     started_at: float  # epoch s (UTC)
+    # the run's one clock anchor (wall, monotonic: drillbit.clock), for a process that joins later (drill mark)
+    clock_anchor: tuple[float, float] | None = None
     ended_at: float | None = None
     status: RunStatus = RunStatus.RUNNING
     outcome: Outcome | None = None

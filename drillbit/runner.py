@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drillbit.clock import Clock
+from drillbit.clock import Clock, installed
 from drillbit.control import control_entry
 from drillbit.errors import EXIT_ENVIRONMENT, DrillError, EnvironmentFailure
 from drillbit.events import EventLog, read_events
@@ -126,6 +126,7 @@ class Drill:
             git_commit=commit, git_dirty=bool(git("status", "--porcelain")) if commit else None, manifests=manifests,
             operator=operator, audit=self.options.audit, versions=tool_versions(), host=socket.gethostname(),
             pid=os.getpid(), started_at=self.clock.now(),
+            clock_anchor=(self.clock.wall_anchor, self.clock.mono_anchor),
         )  # fmt: skip
 
     # -- phases ------------------------------------------------------------------------------
@@ -289,7 +290,7 @@ def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
     One signal handler covers the whole run, set-up included; the active-drill record is taken
     before anything touches the target, so a second drill cannot heal the first one's fault.
     """
-    with Signals() as signals:
+    with Signals() as signals, installed(Clock()):  # one clock anchor for every process of the run
         try:
             clean_orphan(options)
             ledger = Ledger(state_root(options.state_dir), options.env, options.state_dir).open()
@@ -315,7 +316,7 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger)
     ledger.update(state_dir=str(target.state_dir()))
     if not target.whole() and target.heal().get("whole") is not True:
         raise EnvironmentFailure("the target is not whole and healing it failed: check it (drill env status)")
-    clock = Clock()
+    clock = Clock.from_env()
     run_dir = open_run_dir(options.out, plan.name, clock)
     ledger.update(run_dir=str(run_dir.resolve()))
     drill = Drill(plan, options, target, run_dir, clock)

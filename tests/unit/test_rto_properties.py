@@ -9,10 +9,14 @@ fault to the start of the last up run lasting to the end (at least the stability
 the outages are the maximal runs of not-up time after the fault.
 
 Measured and true must agree within max(100 ms, one interval): the RTO (or both say "not
-recovered"), and every outage's start, end and length (a drill's downtime is their sum, so the
-sum is within that bound per outage). Periods are long enough to be seen (an outage shorter than
-an interval can fall between probes: that bound is stated, not tested), and a final up run is kept
-clear of the stability window's edge by half a second (at the edge "recovered" is a coin toss).
+recovered"), and every outage's start and end. An outage's length (and so the downtime, their
+sum, per outage) is within that plus a round trip: each edge can be half an interval off, in
+opposite directions, and the start is estimated from a failed probe's send, the end from
+answers (found by this test: a 0.99999 s outage sampled at 0.1 s measured 0.9004 s).
+
+Periods are long enough to be seen (an outage shorter than an interval can fall between probes:
+that bound is stated, not tested), and a final up run is kept clear of the stability window's
+edge by half a second (at the edge "recovered" is a coin toss).
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ def test_rto_and_every_outage_match_the_truth(schedule: tuple[Period, list[Perio
     r = analyze_rto(sample(spans, interval, phase * interval), fault_at, stability_window=WINDOW, slow_after=SLOW,
                     timeout=TIMEOUT, interval=interval)  # fmt: skip
     tolerance = max(0.1, interval)
+    length_tolerance = tolerance + 2 * RTT
     assert r.recovered is (truth_rto is not None), (r, truth_rto)
     if truth_rto is not None:
         assert r.rto_s is not None and abs(r.rto_s - truth_rto) <= tolerance, (r.rto_s, truth_rto)
@@ -123,8 +128,8 @@ def test_rto_and_every_outage_match_the_truth(schedule: tuple[Period, list[Perio
     for (ma, mb), (ta, tb) in zip(measured, truth_outages, strict=True):
         assert abs(ma - ta) <= tolerance, ((ma, mb), (ta, tb))
         if tb < end - 0.01:  # an outage still running at the end is cut at the last probe's evidence
-            assert abs(mb - tb) <= tolerance and abs((mb - ma) - (tb - ta)) <= tolerance, ((ma, mb), (ta, tb))
+            assert abs(mb - tb) <= tolerance and abs((mb - ma) - (tb - ta)) <= length_tolerance, ((ma, mb), (ta, tb))
         else:
             assert end - 2 * interval - TIMEOUT <= mb <= end, (mb, end)
     if not truth_outages or truth_outages[-1][1] < end - 0.01:
-        assert abs(r.downtime_s - sum(b - a for a, b in truth_outages)) <= tolerance * len(truth_outages)
+        assert abs(r.downtime_s - sum(b - a for a, b in truth_outages)) <= length_tolerance * len(truth_outages)
