@@ -32,7 +32,7 @@ class SpikeDelivery:
     duration_s: float
     sent: int
     answered: int  # got an HTTP answer, whatever its status
-    failed_answers: int  # answered with an error status
+    failed_answers: int  # answered, but failed (an error status the locustfile does not accept, e.g. a 503)
     answered_rps: float
     landed: bool  # answered_rps >= LANDED_SHARE x intended_rps
 
@@ -48,7 +48,7 @@ def spike_delivery(records: Path, rate: float, duration: float) -> SpikeDelivery
     answered = r.status > 0
     rps = float(answered.sum()) / duration
     return SpikeDelivery(intended_rps=rate, duration_s=duration, sent=int((~np.isnan(r.start)).sum()),
-                         answered=int(answered.sum()), failed_answers=int((answered & (r.status >= 400)).sum()),
+                         answered=int(answered.sum()), failed_answers=int((answered & r.error).sum()),
                          answered_rps=rps, landed=rps >= LANDED_SHARE * rate)  # fmt: skip
 
 

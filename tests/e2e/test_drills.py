@@ -73,7 +73,9 @@ def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(sandbox_
     assert result.exit_code == 0 and result.verdicts is not None and result.verdicts.outcome is Outcome.PASS
     assert [f.landed for f in m.faults] == [True, True]
     assert len(m.faults[1].detail["killed"]) == 2  # 50 % of 4 replicas
-    assert m.rto is not None and m.rto["rto_s"] < 5
+    # each kill's own RTO is seconds; the drill's runs from the first kill to the last recovery (a
+    # failed probe after the second kill, 5 s later, extends it)
+    assert m.rto is not None and all(f["rto_s"] < 5 for f in m.rto["per_fault"]) and m.rto["rto_s"] < 15, m.rto
     assert m.replicas is not None and m.replicas["restored_s"] < 30
     info = read_model(result.run_dir / RUN, RunInfo)
     assert info.status is RunStatus.COMPLETED and info.exit_code == 0
