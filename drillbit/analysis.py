@@ -33,6 +33,7 @@ from drillbit.rundir import (
 )
 from drillbit.sla import Sla
 from probes.coverage import coverage
+from probes.samplers import read_meta
 from probes.spike import SPIKE_DIR
 
 __all__ = ["analyze", "faults_from_events", "first_fault"]
@@ -242,9 +243,10 @@ def _replicas_restored(run_dir: Path, fault_at: float) -> dict[str, Any]:
     later = whole[whole.index > broken_t.max()] if dipped else whole
     restored_at = float(later.index[0]) if len(later) else None
     interval = float(np.median(np.diff(np.unique(df["t"].to_numpy())))) if df["t"].nunique() > 1 else math.nan
+    cov = coverage("replicas", df["t"].to_numpy(dtype=float), read_meta(run_dir / REPLICAS))
     return {"restored_s": None if restored_at is None else restored_at - fault_at, "dipped": dipped,
             "restored_at": restored_at, "interval_s": interval,
-            "observed_until_s": float(after["t"].max()) - fault_at}  # fmt: skip
+            "observed_until_s": float(after["t"].max()) - fault_at, "coverage": cov.to_dict()}  # fmt: skip
 
 
 def _journal_summary(run_dir: Path) -> dict[str, Any]:
@@ -346,4 +348,12 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         load=_json(run_dir / LOAD_META),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,
+        coverage=_coverages(s.values),
     )
+
+
+def _coverages(sections: dict[str, Any]) -> dict[str, Any]:
+    """What each sampler covered (probes.coverage), from the sections measured from its samples."""
+    pairs = (("availability", "rto"), ("heartbeat", "rpo"), ("replicas", "replicas"))
+    return {sampler: sections[name]["coverage"] for sampler, name in pairs
+            if isinstance(sections.get(name), dict) and sections[name].get("coverage")}  # fmt: skip

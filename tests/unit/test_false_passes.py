@@ -197,6 +197,8 @@ def test_samplers_that_cover_the_drill_pass(tmp_path: Path) -> None:
     m, result = judge(tmp_path, "db-failover")
     assert result.outcome is Outcome.PASS, result.verdicts
     assert m.rto is not None and m.rto["coverage_problem"] is None and m.rpo and m.rpo["coverage_problem"] is None
+    assert set(m.coverage) == {"availability", "heartbeat", "replicas"}
+    assert m.coverage["availability"]["gaps"] == [] and m.coverage["availability"]["first_t"] == T0
 
 
 # -- case 8: availability while the fault runs ------------------------------------------------------
