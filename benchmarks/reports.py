@@ -53,7 +53,8 @@ def write_run_dir(d: Path, n: int) -> None:
     ts = np.repeat(T0 + np.arange(0, span, 1.0), 2)
     regions = np.tile(np.array([0, 1], dtype=np.int32), len(ts) // 2)
     pq.write_table(pa.table({"t": ts, "region": pa.DictionaryArray.from_arrays(regions, pa.array(["a", "b"])),
-                             "desired": np.full(len(ts), 3, np.int32), "ready": np.full(len(ts), 3, np.int32)},
+                             "desired": np.full(len(ts), 3, np.int32), "ready": np.full(len(ts), 3, np.int32),
+                             "ready_ids": pa.nulls(len(ts), pa.list_(pa.string()))},
                             schema=REPLICAS_SCHEMA), d / REPLICAS)  # fmt: skip
     with EventLog(d / EVENTS, Clock()) as log:
         for i, name in enumerate(("baseline", "fault", "recovery", "after")):

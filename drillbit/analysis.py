@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from drillbit.clock import to_iso
-from drillbit.events import read_events
+from drillbit.events import first_event, read_events
 from drillbit.results import JOURNAL, Fault, Measurements
 from drillbit.rundir import (
     AVAILABILITY,
@@ -28,8 +29,12 @@ from drillbit.rundir import (
     LOAD_META,
     REPLICAS,
     REPLICAS_SCHEMA,
+    REQUESTS_DIR,
 )
 from drillbit.sla import Sla
+from probes.coverage import coverage
+from probes.samplers import read_meta
+from probes.spike import SPIKE_DIR
 
 __all__ = ["analyze", "faults_from_events", "first_fault"]
 
@@ -41,22 +46,33 @@ STABILITY_WINDOW_S = 5.0
 
 
 def faults_from_events(events: list[dict[str, Any]]) -> list[Fault]:
-    """Each injected fault, with its result and (for reversible faults) when it was reverted."""
+    """Each injected fault, with its result and (for reversible faults) when it was reverted.
+
+    A result pairs with its injection by ``fault_id`` (unique per injection); runs recorded before
+    ids fall back to the activity's name.
+    """
     faults: list[Fault] = []
-    pending: dict[str, int] = {}
+    by_id: dict[str, int] = {}
+    by_name: dict[str, int] = {}
     revert_at: float | None = None
     for e in events:
         kind = e.get("kind")
         if kind == "fault.inject":
-            pending[e["activity"]] = len(faults)
-            faults.append(Fault(activity=e["activity"], action=e.get("action", "?"), injected_at=float(e["t"]),
-                                landed=False, error="no result recorded: the drill ended during the fault"))
+            i = len(faults)
+            if e.get("fault_id"):
+                by_id[str(e["fault_id"])] = i
+            else:
+                by_name[e["activity"]] = i
+            faults.append(Fault(activity=e["activity"], id=e.get("fault_id"), action=e.get("action", "?"),
+                                injected_at=float(e["t"]), landed=False,
+                                error="no result recorded: the drill ended during the fault"))  # fmt: skip
         elif kind == "fault.revert":
             revert_at = float(e["t"])
-        elif kind == "fault.result" and e.get("role") == "fault" and e["activity"] in pending:
-            i = pending.pop(e["activity"])
-            faults[i] = faults[i].model_copy(update={
-                "landed": bool(e.get("landed")), "error": e.get("error"), "detail": e.get("output") or {}})  # fmt: skip
+        elif kind == "fault.result" and e.get("role") == "fault":
+            i = by_id.pop(str(e["fault_id"]), -1) if e.get("fault_id") else by_name.pop(e["activity"], -1)
+            if i >= 0:
+                result = {"landed": bool(e.get("landed")), "error": e.get("error"), "detail": e.get("output") or {}}
+                faults[i] = faults[i].model_copy(update=result)
         elif kind == "fault.result" and e.get("role") == "revert" and revert_at is not None:
             for i, f in enumerate(faults):
                 if f.reverted_at is None and f.injected_at <= revert_at:
@@ -103,7 +119,7 @@ class _Sections:
         return value
 
 
-def _availability(run_dir: Path, phases: dict[str, tuple[float, float]]) -> dict[str, Any]:
+def _availability(run_dir: Path, phases: dict[str, tuple[float, float]], span: _Span | None) -> dict[str, Any]:
     from probes.availability import availability_meta, load_availability
 
     df = load_availability(run_dir)
@@ -116,8 +132,100 @@ def _availability(run_dir: Path, phases: dict[str, tuple[float, float]]) -> dict
         n = int(m.sum())
         per_phase[name] = {"probes": n, "failed": int((m & ~ok).sum()),
                            "percent": 100.0 * float(ok[m].mean()) if n else None}  # fmt: skip
-    return {"percent": 100.0 * float(ok.mean()), "probes": len(ok), "failed": int((~ok).sum()),
-            "interval_s": availability_meta(run_dir).get("interval_s"), "phases": per_phase}  # fmt: skip
+    meta = availability_meta(run_dir)
+    out = {"percent": 100.0 * float(ok.mean()), "probes": len(ok), "failed": int((~ok).sum()),
+           "interval_s": meta.get("interval_s"), "phases": per_phase}  # fmt: skip
+    if span is not None:
+        out["coverage_problem"] = coverage("availability", t, meta).problem(span.start, span.end)
+    return out
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The window the samplers must cover for the fault's verdicts: fault -> recovery + stability
+    window, and to the end of the drill."""
+
+    start: float
+    end: float
+
+
+def _required_span(fault_at: float, rto: dict[str, Any] | None, drill_end: float | None, window: float) -> _Span:
+    ends = [drill_end] if drill_end is not None else []
+    if rto is not None and rto.get("recovered_at") is not None:
+        ends.append(float(rto["recovered_at"]) + window)
+    return _Span(fault_at, max(ends) if ends else fault_at + window)
+
+
+def _rto(run_dir: Path, events: list[dict[str, Any]], fault_at: float, source: str | None, window: float,
+         faults: list[Fault]) -> dict[str, Any]:  # fmt: skip
+    """RTO from the (earliest) fault time, each injected fault's own, and the probe's coverage."""
+    from probes.availability import (
+        DEFAULT_TIMEOUT,
+        analyze_rto,
+        availability_meta,
+        failing_since,
+        load_availability,
+        rto_per_fault,
+    )
+
+    df, meta = load_availability(run_dir), availability_meta(run_dir)
+    settings: dict[str, Any] = {"stability_window": window, "timeout": float(meta.get("timeout_s", DEFAULT_TIMEOUT)),
+                                "interval": meta.get("interval_s")}  # fmt: skip
+    used, why = fault_at, f"{source} at {to_iso(fault_at)}"
+    extra: dict[str, Any] = {}
+    if source == "marked":
+        # a mark placed after the probes had failed understates the RTO: the earlier of the two
+        first_failed = failing_since(df, fault_at, window)
+        extra = {"marked_at": fault_at, "failed_before_mark_at": first_failed}
+        if first_failed is not None:
+            used = first_failed
+            why = (f"the first failed probe at {to_iso(first_failed)}, {fault_at - first_failed:.3f} s before the "
+                   f"mark at {to_iso(fault_at)} (the earlier of the two)")  # fmt: skip
+        else:
+            why = f"marked at {to_iso(fault_at)} (no probe had failed before the mark)"
+    r = analyze_rto(df, used, **settings).to_dict()
+    r.update(extra, fault_time=why)
+    if source == "detected":  # the fault time *is* the first failed probe: there is no separate time to detect
+        r.update(detect_s=None, fault_time="detected from the first failed probe (no fault was marked): "
+                                           "time to detect is undefined")  # fmt: skip
+    if source == "injected" and faults:
+        per = rto_per_fault(df, [f.injected_at for f in faults], **settings)
+        r["per_fault"] = [{"fault_id": f.id, "activity": f.activity, "injected_at": f.injected_at,
+                           **{k: x.to_dict()[k] for k in ("recovered", "rto_s", "rto_upper_s", "error_bound_s",
+                                                          "downtime_s", "until")}}
+                          for f, x in zip(sorted(faults, key=lambda f: f.injected_at), per, strict=True)]  # fmt: skip
+    span = _required_span(used, r, _drill_end(events), window)
+    cov = coverage("availability", df["t"].to_numpy(dtype=float), meta)
+    r["coverage"] = cov.to_dict()
+    r["coverage_problem"] = cov.problem(span.start, span.end)
+    return r
+
+
+def _rpo(run_dir: Path, fault_at: float, span: _Span) -> dict[str, Any]:
+    from probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
+
+    r = rpo_report(str(run_dir), fault_at)
+    heartbeats, _ = load_heartbeats(run_dir)
+    meta = heartbeat_meta(run_dir)
+    cov = coverage("heartbeat", heartbeats["sent"].to_numpy(dtype=float), meta,
+                   extra_gap_s=float(meta.get("max_write_s") or 0.0))  # fmt: skip
+    r["coverage"] = cov.to_dict()
+    r["coverage_problem"] = cov.problem(span.start, span.end)
+    return r
+
+
+def _spike(run_dir: Path, events: list[dict[str, Any]], phases: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    from probes.spike import analyze_spike
+
+    step, drop = first_event(events, "load.step"), first_event(events, "load.drop")
+    rate = float(step["rate"]) if step is not None and step.get("rate") is not None else None
+    duration = float(drop["t"]) - float(step["t"]) if step is not None and drop is not None else None
+    return analyze_spike(run_dir, phases, rate, duration if duration and duration > 0 else None)
+
+
+def _drill_end(events: list[dict[str, Any]]) -> float | None:
+    end = first_event(events, "drill.end")
+    return float(end["t"]) if end is not None else None
 
 
 def _replicas_restored(run_dir: Path, fault_at: float) -> dict[str, Any]:
@@ -135,8 +243,10 @@ def _replicas_restored(run_dir: Path, fault_at: float) -> dict[str, Any]:
     later = whole[whole.index > broken_t.max()] if dipped else whole
     restored_at = float(later.index[0]) if len(later) else None
     interval = float(np.median(np.diff(np.unique(df["t"].to_numpy())))) if df["t"].nunique() > 1 else math.nan
+    cov = coverage("replicas", df["t"].to_numpy(dtype=float), read_meta(run_dir / REPLICAS))
     return {"restored_s": None if restored_at is None else restored_at - fault_at, "dipped": dipped,
-            "restored_at": restored_at, "interval_s": interval}  # fmt: skip
+            "restored_at": restored_at, "interval_s": interval,
+            "observed_until_s": float(after["t"].max()) - fault_at, "coverage": cov.to_dict()}  # fmt: skip
 
 
 def _journal_summary(run_dir: Path) -> dict[str, Any]:
@@ -184,16 +294,18 @@ def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sl
     return autoscaling_report(str(run_dir), target_replicas=capacity)
 
 
-def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: float = STABILITY_WINDOW_S) -> Measurements:
-    """Every measurement the run directory supports (``slas`` says which request names matter)."""
-    from probes.availability import rto_report
+def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: float = STABILITY_WINDOW_S, *,
+            convert_journals: bool = True) -> Measurements:  # fmt: skip
+    """Every measurement the run directory supports (``slas`` says which request names matter).
+
+    ``convert_journals``: turn sample journals an interrupted run left into Parquet files first
+    (False: read them as they are, writing nothing into the run directory).
+    """
     from probes.latency import phases_from_events
-    from probes.rpo import rpo_report
     from probes.samplers import recover_journals
 
     slas = slas or {}
-    recovered = recover_journals(run_dir, JOURNAL_SCHEMAS)
-    if recovered:
+    if convert_journals and (recovered := recover_journals(run_dir, JOURNAL_SCHEMAS)):
         log.warning("recovered %d sample journal(s) left by an interrupted run", len(recovered))
     events = read_events(run_dir / EVENTS) if (run_dir / EVENTS).exists() else []
     fault_at, source = first_fault(events)
@@ -201,31 +313,30 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     end = max((float(e["t"]) for e in events), default=math.inf)
     phases = {k: (lo, min(hi, end)) for k, (lo, hi) in phases_from_events(run_dir).items()}
     s = _Sections()
+    faults = faults_from_events(events)
     if fault_at is None:
         s.unmeasured.update({k: "no fault was injected or marked" for k in ("rto", "rpo", "replicas")})
+        span = None
     else:
-        rto = s.run("rto", rto_report, str(run_dir), fault_at, stability_s)
-        if rto is not None and source == "detected":
-            # the fault time *is* the first failed probe: there is no separate time to detect
-            rto.update(detect_s=None, fault_time="detected from the first failed probe (no fault was marked): "
-                                                 "time to detect is undefined")  # fmt: skip
-        elif rto is not None:
-            rto["fault_time"] = f"{source} at {to_iso(fault_at)}"
+        rto = s.run("rto", _rto, run_dir, events, fault_at, source, stability_s, faults)
+        span = _required_span(float(rto["fault_at"]) if rto else fault_at, rto, _drill_end(events), stability_s)
         if (run_dir / HEARTBEAT).exists() or (run_dir / (HEARTBEAT + ".journal")).exists():
-            s.run("rpo", rpo_report, str(run_dir), fault_at)
+            s.run("rpo", _rpo, run_dir, fault_at, span)
         else:
             s.unmeasured["rpo"] = "no heartbeat writer ran (no write path to the target)"
         s.run("replicas", _replicas_restored, run_dir, fault_at)
     names = {sla.request for sla in slas.values() if sla.request}
     s.run("latency", _latency, run_dir, phases, names)
-    s.run("availability", _availability, run_dir, phases)
+    s.run("availability", _availability, run_dir, phases, span)
     if any(e.get("kind") == "load.step" for e in events):
         s.run("autoscaling", _autoscaling, run_dir, events, slas)
+    if (run_dir / SPIKE_DIR / REQUESTS_DIR).exists():
+        s.run("spike", _spike, run_dir, events, phases)
     s.run("experiment", _journal_summary, run_dir)
     return Measurements(
         fault_at=fault_at,
         fault_source=source,
-        faults=faults_from_events(events),
+        faults=faults,
         phases=phases,
         rto=s.values.get("rto"),
         rpo=s.values.get("rpo"),
@@ -233,7 +344,16 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         availability=s.values.get("availability"),
         replicas=s.values.get("replicas"),
         autoscaling=s.values.get("autoscaling"),
+        spike=s.values.get("spike"),
         load=_json(run_dir / LOAD_META),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,
+        coverage=_coverages(s.values),
     )
+
+
+def _coverages(sections: dict[str, Any]) -> dict[str, Any]:
+    """What each sampler covered (probes.coverage), from the sections measured from its samples."""
+    pairs = (("availability", "rto"), ("heartbeat", "rpo"), ("replicas", "replicas"))
+    return {sampler: sections[name]["coverage"] for sampler, name in pairs
+            if isinstance(sections.get(name), dict) and sections[name].get("coverage")}  # fmt: skip

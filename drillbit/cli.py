@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from drillbit.cli_analyze import register as register_analyze
 from drillbit.cli_observe import register as register_observe
 from drillbit.cli_run import StateDirOpt
 from drillbit.cli_run import register as register_run
@@ -187,6 +188,7 @@ def demo(
 
 register_run(app)
 register_observe(app)
+register_analyze(app)
 
 # --- reports and evidence: `drill report ...`, `drill seal`, `drill verify` (defined in reports/cli.py) ---
 def _register_reports() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from drillbit.errors import ConfigError, DrillError
-from drillbit.results import AuditFields
+from drillbit.results import AuditFields, VerdictSet
 
 __all__ = [
     "ApproverOpt",
@@ -21,6 +21,7 @@ __all__ = [
     "SlaOpt",
     "StateDirOpt",
     "register",
+    "say_verdicts",
     "summary",
 ]
 
@@ -60,18 +61,23 @@ def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def say_verdicts(verdicts: VerdictSet) -> None:
+    """One line per verdict, then the drill-wide notes (on stderr)."""
+    for v in verdicts.verdicts:
+        measured = "-" if v.measured is None else f"{v.measured:.4g} {v.unit}"
+        _say(f"  {v.verdict.value:<12} {v.requirement:<7} {v.requirement_text}: {measured} "
+             f"(target {v.op} {v.target:g} {v.unit}){'  - ' + v.reason if v.reason else ''}")  # fmt: skip
+    for reason in verdicts.inconclusive_reasons:
+        _say(f"  note: {reason}")
+
+
 def summary(result: object) -> None:
     from drillbit.runner import DrillResult
 
     assert isinstance(result, DrillResult)
     _say(f"run directory: {result.run_dir}")
     if result.verdicts is not None:
-        for v in result.verdicts.verdicts:
-            measured = "-" if v.measured is None else f"{v.measured:.4g} {v.unit}"
-            _say(f"  {v.verdict.value:<12} {v.requirement:<7} {v.requirement_text}: {measured} "
-                 f"(target {v.op} {v.target:g} {v.unit}){'  - ' + v.reason if v.reason else ''}")  # fmt: skip
-        for reason in result.verdicts.inconclusive_reasons:
-            _say(f"  note: {reason}")
+        say_verdicts(result.verdicts)
     outcome = result.verdicts.outcome.value if result.verdicts is not None else "ERROR"
     _say(f"{outcome} ({result.status.value}), exit {result.exit_code}" + (f": {result.error}" if result.error else ""))
 

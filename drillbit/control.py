@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import threading
+import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -43,6 +44,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MODULE = "drillbit.faults"
+#: the unique id given to each fault or revert activity as it starts, by the activity dict's identity
+#: (chaostoolkit passes the same dict before and after it): ``fault.result`` pairs with its
+#: ``fault.inject`` by id, never by name (two activities may share a name)
+_open_ids: dict[int, str] = {}
 
 
 def control_entry(events_path: Path) -> dict[str, Any]:
@@ -64,7 +69,7 @@ def _kind(activity: dict[str, Any]) -> str | None:
 def _emit(events_path: str, secrets: dict[str, Any] | None, kind: str, t: float | None = None,
           **fields: Any) -> None:  # fmt: skip
     redact = Redactor(secret_values(secrets, os.environ))
-    with EventLog(Path(events_path), Clock()) as log_:
+    with EventLog(Path(events_path), Clock.from_env()) as log_:
         log_.emit(kind, t=t, **redact(fields))
 
 
@@ -80,14 +85,16 @@ def before_activity_control(
     name = context.get("name", "?")
     func = (context.get("provider") or {}).get("func")
     # chaostoolkit calls this before the activity's own "pauses: before": the fault comes after it
-    at = Clock().now() + float((context.get("pauses") or {}).get("before") or 0)
+    at = Clock.from_env().now() + float((context.get("pauses") or {}).get("before") or 0)
+    if kind is not None:
+        _open_ids[id(context)] = fault_id = uuid.uuid4().hex[:12]
     if kind == "fault":
         if _faults_so_far(events_path) == 0:
             _emit(events_path, secrets, "phase", t=at, name="fault")
-        _emit(events_path, secrets, "fault.inject", t=at, activity=name, action=f"{MODULE}.{func}",
+        _emit(events_path, secrets, "fault.inject", t=at, activity=name, fault_id=fault_id, action=f"{MODULE}.{func}",
               arguments=context["provider"].get("arguments", {}))  # fmt: skip
     elif kind == "revert":
-        _emit(events_path, secrets, "fault.revert", activity=name, action=f"{MODULE}.{func}",
+        _emit(events_path, secrets, "fault.revert", activity=name, fault_id=fault_id, action=f"{MODULE}.{func}",
               arguments=context["provider"].get("arguments", {}))  # fmt: skip
     else:
         _emit(events_path, secrets, "activity.start", activity=name, type=context.get("type"))
@@ -116,6 +123,7 @@ def after_activity_control(
         error = ("the target did not confirm the fault took effect (landed is not true)" if kind == "fault"
                  else "the target did not confirm it was restored (landed is not true)")  # fmt: skip
     _emit(events_path, secrets, "fault.result", activity=context.get("name", "?"), role=kind, status=status,
+          fault_id=_open_ids.pop(id(context), None),
           landed=landed, error=error, duration_s=run.get("duration"),
           output=output if isinstance(output, dict) else {"value": output})  # fmt: skip
     if error:

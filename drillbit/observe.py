@@ -34,14 +34,14 @@ from typing import Any
 
 import psycopg
 
-from drillbit.clock import Clock
+from drillbit.clock import Clock, installed
 from drillbit.errors import EXIT_ENVIRONMENT, ConfigError, DrillError, EnvironmentFailure
 from drillbit.events import EventLog, read_events
 from drillbit.ledger import LEDGER as LEDGER_FILE
 from drillbit.ledger import Ledger, read, state_root
 from drillbit.live import LiveView, Snapshot, locust_now
 from drillbit.redact import Redactor, redact_url, secret_values
-from drillbit.results import RUN, AuditFields, RunInfo, RunStatus
+from drillbit.results import RUN, AuditFields, RunInfo, RunStatus, read_model
 from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
 from drillbit.runner import DrillResult
 from drillbit.runs import (
@@ -119,7 +119,9 @@ def add_mark(label: str, kind: str = "fault", run_dir: Path | None = None,
         raise ConfigError("--run", f"{run_dir} is not a run directory (no {RUN})")
     if (run_dir / "MANIFEST").exists():
         raise ConfigError("--run", f"{run_dir} is sealed: a mark now would break its evidence (drill verify)")
-    with EventLog(run_dir / EVENTS, Clock()) as events:
+    anchor = read_model(run_dir / RUN, RunInfo).clock_anchor
+    clock = Clock(*anchor) if anchor is not None else Clock()  # the run's own clock (runs before anchors: a new one)
+    with EventLog(run_dir / EVENTS, clock) as events:
         return events.emit("mark", mark=kind, label=label, by_pid=os.getpid())
 
 
@@ -250,7 +252,7 @@ def observe(options: ObserveOptions) -> DrillResult:
     """Observe until the duration ends, recovery (``until_recovered``) or a signal; analyze and report."""
     from drillbit.runner import RunOptions, clean_orphan
 
-    with Signals() as signals:
+    with Signals() as signals, installed(Clock()):  # one clock anchor for every process of the run
         try:
             clean_orphan(RunOptions(state_dir=options.state_dir, say=options.say))
             shown = redact_url(options.url) if options.url else None
@@ -283,7 +285,7 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     endpoints = target.endpoints()
     is_env = options.url is None
     slas, notes = _slas(options, options.profile is not None, endpoints.dsn is not None)
-    clock = Clock()
+    clock = Clock.from_env()
     run_dir = open_run_dir(options.out, options.name, clock)
     commit = git("rev-parse", "HEAD")
     info = RunInfo(
@@ -293,6 +295,7 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
         git_dirty=bool(git("status", "--porcelain")) if commit else None,
         operator=options.operator or os.environ.get("DRILL_OPERATOR") or getpass.getuser(), audit=options.audit,
         versions=tool_versions(), host=socket.gethostname(), pid=os.getpid(), started_at=clock.now(), notes=notes,
+        clock_anchor=(clock.wall_anchor, clock.mono_anchor),
     )  # fmt: skip
     from drillbit.results import write_model
 
@@ -341,12 +344,18 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     except Exception as err:  # noqa: BLE001  (the clean-up below must run; the error ends the run as ERROR)
         status, error = RunStatus.ERROR, str(err) if isinstance(err, DrillError) else f"{type(err).__name__}: {err}"
     signals.shield()
-    for what, step in (("keys", keys.stop), ("watch", watch.update), ("load and samplers", session.stop),
-                       ("heartbeat read-back", session.readback), ("live view", view.stop)):  # fmt: skip
+    _step("keys", keys.stop)
+    _step("watch", watch.update)
+    events.emit("drill.end", status=status.value)  # the observation ends here; the samplers cover it
+    for what, step in (("load and samplers", session.stop), ("heartbeat read-back", session.readback),
+                       ("live view", view.stop)):  # fmt: skip
         _step(what, step)
-    events.emit("drill.end", status=status.value)
+    died = session.dead_samplers()
+    for why in died:
+        events.emit("sampler.died", error=why)
     ledger.close()  # no mark after this: the run is being sealed
-    info = info.model_copy(update={"ended_at": clock.now()})
+    info = info.model_copy(update={"ended_at": clock.now(),
+                                   "notes": [*info.notes, *(f"a sampler died during the run: {w}" for w in died)]})
     try:
         verdicts = finish_run(run_dir, info, slas, status, Redactor(secret_values(None)), options.stability_s)
     finally:

@@ -106,6 +106,8 @@ class RunInfo(_Model):
     host: str
     pid: int
     started_at: float  # epoch s (UTC)
+    # the run's one clock anchor (wall, monotonic: drillbit.clock), for a process that joins later (drill mark)
+    clock_anchor: tuple[float, float] | None = None
     ended_at: float | None = None
     status: RunStatus = RunStatus.RUNNING
     outcome: Outcome | None = None
@@ -119,6 +121,7 @@ class Fault(_Model):
     """One fault the drill injected (from events.jsonl), and whether it really landed."""
 
     activity: str  # the experiment activity's name
+    id: str | None = None  # unique per injection (events' fault_id); None in runs recorded before ids
     action: str  # module.func
     injected_at: float
     reverted_at: float | None = None  # when its rollback (or the fault's own end) was observed
@@ -139,6 +142,8 @@ class Measurements(_Model):
     availability: dict[str, Any] | None = None  # {"percent", "probes", "failed", "interval_s", "phases"}
     replicas: dict[str, Any] | None = None  # {"restored_s", "dipped", "restored_at", "interval_s"} after the fault
     autoscaling: dict[str, Any] | None = None
+    spike: dict[str, Any] | None = None  # spike_load's own requests: per-phase latency and errors, whether it landed
+    coverage: dict[str, Any] = Field(default_factory=dict)  # sampler -> probes.coverage.Coverage.to_dict()
     load: dict[str, Any] | None = None  # load.json
     experiment: dict[str, Any] | None = None  # journal status, deviated, steady state before/after
     unmeasured: dict[str, str] = Field(default_factory=dict)  # section -> why there is no number

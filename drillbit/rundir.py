@@ -10,6 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 __all__ = [
+    "ANALYSIS_DIR",
     "AVAILABILITY",
     "AVAILABILITY_SCHEMA",
     "EVENTS",
@@ -71,9 +72,21 @@ HEARTBEAT_SCHEMA = pa.schema(
 HEARTBEAT_READBACK = "samples/heartbeat_readback.parquet"
 HEARTBEAT_READBACK_SCHEMA = pa.schema([("seq", pa.int64()), ("count", pa.int32())])
 
-#: samples/replicas.parquet: desired/ready replicas per region over time
+#: samples/replicas.parquet: desired/ready replicas per region over time, and which replicas were
+#: ready (their identities, e.g. pids; null when the target cannot tell)
 REPLICAS = "samples/replicas.parquet"
-REPLICAS_SCHEMA = pa.schema([("t", pa.float64()), ("region", _label), ("desired", pa.int32()), ("ready", pa.int32())])
+REPLICAS_SCHEMA = pa.schema(
+    [
+        ("t", pa.float64()),
+        ("region", _label),
+        ("desired", pa.int32()),
+        ("ready", pa.int32()),
+        ("ready_ids", pa.list_(pa.string())),
+    ]
+)
+
+#: analysis/<UTC time>/: re-analyses by `drill analyze` (not part of the run's sealed evidence)
+ANALYSIS_DIR = "analysis"
 
 #: events.jsonl: one JSON object per line: {"t": epoch, "kind": "phase"|"fault.inject"|"fault.revert"|..., ...}
 EVENTS = "events.jsonl"

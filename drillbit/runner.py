@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drillbit.clock import Clock
+from drillbit.clock import Clock, installed
 from drillbit.control import control_entry
 from drillbit.errors import EXIT_ENVIRONMENT, DrillError, EnvironmentFailure
 from drillbit.events import EventLog, read_events
@@ -127,6 +127,7 @@ class Drill:
             git_commit=commit, git_dirty=bool(git("status", "--porcelain")) if commit else None, manifests=manifests,
             operator=operator, audit=self.options.audit, versions=tool_versions(), host=socket.gethostname(),
             pid=os.getpid(), started_at=self.clock.now(),
+            clock_anchor=(self.clock.wall_anchor, self.clock.mono_anchor),
         )  # fmt: skip
 
     # -- phases ------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
     One signal handler covers the whole run, set-up included; the active-drill record is taken
     before anything touches the target, so a second drill cannot heal the first one's fault.
     """
-    with Signals() as signals:
+    with Signals() as signals, installed(Clock()):  # one clock anchor for every process of the run
         try:
             clean_orphan(options)
             ledger = Ledger(state_root(options.state_dir), options.env, options.state_dir).open()
@@ -316,7 +317,7 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger)
     ledger.update(state_dir=str(target.state_dir()))
     if not target.whole() and target.heal().get("whole") is not True:
         raise EnvironmentFailure("the target is not whole and healing it failed: check it (drill env status)")
-    clock = Clock()
+    clock = Clock.from_env()
     run_dir = open_run_dir(options.out, plan.name, clock)
     ledger.update(run_dir=str(run_dir.resolve()))
     drill = Drill(plan, options, target, run_dir, clock)
@@ -358,7 +359,11 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger)
         status = RunStatus.ERROR
         error = error or "the target could not be healed: check it by hand (drill env status)"
     ledger.update(load_pgid=None, load_started=None)
-    info = info.model_copy(update={"ended_at": clock.now()})
+    died = drill.session.dead_samplers()  # their samples end early: the analysis judges the coverage
+    for death in died:
+        drill.events.emit("sampler.died", error=death)
+    info = info.model_copy(update={"ended_at": clock.now(),
+                                   "notes": [*info.notes, *(f"a sampler died during the run: {w}" for w in died)]})
     try:
         verdicts = finish_run(run_dir, info, plan.slas, status, drill.redactor, plan.settings.stability_s)
     finally:

@@ -23,7 +23,7 @@ from drillbit.safeio import write_text
 from probes.availability import AvailabilitySampler, HttpCheck, PlaceCancelOrder, Transaction
 from probes.replicas import ReplicaSource, ReplicasSampler
 from probes.rpo import HeartbeatWriter
-from probes.samplers import Sampler
+from probes.samplers import Sampler, SamplerDied
 
 __all__ = ["LoadSpec", "Session", "drill_profile"]
 
@@ -119,10 +119,23 @@ class Session:
                 log.error("load generator: %s", err)
 
     def stop(self) -> None:
-        """Stop the load, then the samplers (each flushes and closes its file); idempotent."""
+        """Stop the load, then the samplers (each flushes and closes its file); idempotent.
+
+        Raises SamplerDied (after stopping every sampler) when one of them died during the run.
+        """
         self.stop_load()
+        died: list[str] = []
         for sampler in reversed(self.samplers):
-            sampler.stop()
+            try:
+                sampler.stop()
+            except SamplerDied as err:
+                died.append(str(err))
+        if died:
+            raise SamplerDied("; ".join(died))
+
+    def dead_samplers(self) -> list[str]:
+        """Why each sampler that died during the run died."""
+        return [f"{type(s).__name__}: {s.died}" for s in self.samplers if s.died is not None]
 
     def readback(self, retry_for: float = 60.0) -> bool:
         """Read the heartbeat back for RPO (after recovery). False when there is no heartbeat or it failed."""

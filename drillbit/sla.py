@@ -32,14 +32,14 @@ METRICS: dict[str, str] = {
     "rto_s": "s",  # fault -> sustained recovery (availability probe)
     "detect_s": "s",  # fault -> first failed probe
     "downtime_s": "s",
-    "rpo_s": "s",  # fault - ack time of the oldest lost acknowledged write (0: nothing lost)
+    "rpo_s": "s",  # fault - ack time of the oldest lost write acknowledged before it (0: none; never negative)
     "lost_writes": "count",  # acknowledged writes absent after recovery
     "p50_ms": "ms",
     "p95_ms": "ms",
     "p99_ms": "ms",
     "errors": "count",  # failed requests of the load (per phases)
     "error_rate_percent": "%",
-    "availability_percent": "%",  # share of good availability probes over the drill
+    "availability_percent": "%",  # share of good availability probes in the SLA's phases (default fault, recovery)
     "replicas_restored_s": "s",  # fault -> every region's ready replicas back at desired (replica samples)
     "first_new_replica_s": "s",  # load step -> first new ready replica
     "capacity_s": "s",  # load step -> target capacity
@@ -60,8 +60,11 @@ class Sla(BaseModel):
     target: float = Field(ge=0, allow_inf_nan=False)  # every metric is a duration, a count or a percent
     requirement: str = Field(min_length=1)  # seed id, e.g. R9.4
     text: str = Field(min_length=1)  # e.g. "RTO < 15 min"
-    phases: list[str] | None = None  # latency/error metrics: which phases (default: all of the run)
+    phases: list[str] | None = None  # latency/error metrics: which phases (default: all of the run);
+    # availability: default fault and recovery ("while the fault runs")
     request: str | None = None  # latency metrics: only requests with this name (e.g. "POST /orders")
+    failed: Literal["include", "exclude"] = "include"  # latency: failed requests count at their time to failure
+    source: Literal["load", "spike"] = "load"  # latency/error metrics: the drill's load or a spike_load's requests
     capacity: int | None = None  # capacity_s: the target number of ready replicas
 
     @model_validator(mode="after")

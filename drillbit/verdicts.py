@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from drillbit.results import Measurements, Outcome, Verdict, VerdictSet, exit_code_for
 from drillbit.sla import Sla
 
-__all__ = ["drill_problems", "evaluate"]
+__all__ = ["AVAILABILITY_PHASES", "Reading", "drill_problems", "evaluate"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
@@ -24,115 +25,160 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 #: metrics the load generator measures (need a trustworthy generator)
 LOAD_METRICS = {"p50_ms", "p95_ms", "p99_ms", "errors", "error_rate_percent", "scale_out_p95_ms"}
 
-Reading = tuple[float | None, str, str | None]  # value, how it was measured, why there is no value
+@dataclass(frozen=True)
+class Reading:
+    """What a reader found for one SLA."""
+
+    value: float | None
+    how: str  # how it was measured
+    why: str | None = None  # no value: why (INCONCLUSIVE)
+    breach: str | None = None  # a failure observed besides the number: FAIL whatever the value
+    doubt: str | None = None  # a value, but the samples do not vouch for it: INCONCLUSIVE unless it breaches
 
 
-def _phase_stats(m: Measurements, sla: Sla) -> tuple[list[dict[str, Any]], str | None]:
-    lat = m.latency or {}
+def _where(sla: Sla, default: str = "all") -> str:
+    source = "the spike's requests" if sla.source == "spike" else sla.request or "all requests"
+    return f"{source}, phases {', '.join(sla.phases or [default])}"
+
+
+def _phase_stats(m: Measurements, sla: Sla) -> tuple[list[dict[str, Any]], list[str], str | None]:
+    """The SLA's phases' stats, the names of the phases, or why there are none."""
+    lat = (m.spike if sla.source == "spike" else m.latency) or {}
     table = (lat.get("by_request") or {}).get(sla.request) if sla.request else lat.get("phases")
     if table is None:
-        return [], m.unmeasured.get("latency", "no latency measurements")
+        section = "spike" if sla.source == "spike" else "latency"
+        return [], [], m.unmeasured.get(section, f"no {section} measurements")
     wanted = sla.phases or ["all"]
     missing = [p for p in wanted if p not in table]
     if missing:
-        return [], f"phase(s) {', '.join(missing)} not in the run (phases: {', '.join(table)})"
+        return [], wanted, f"phase(s) {', '.join(missing)} not in the run (phases: {', '.join(table)})"
     empty = [p for p in wanted if not table[p].get("ok") and not table[p].get("errors")]
-    if empty:  # a phase without an answered request cannot vouch for anything
-        return [], f"no answered request in phase(s) {', '.join(empty)}"
-    return [table[p] for p in wanted], None
+    if empty:  # a phase without a request that had an outcome cannot vouch for anything
+        return [], wanted, f"no answered request in phase(s) {', '.join(empty)}"
+    return [table[p] for p in wanted], wanted, None
+
+
+def _all_failed(stats: list[dict[str, Any]], phases: list[str]) -> str | None:
+    dead = [p for p, s in zip(phases, stats, strict=True) if s.get("errors") and not s.get("ok")]
+    return f"every request in phase(s) {', '.join(dead)} failed" if dead else None
 
 
 def _latency(m: Measurements, sla: Sla) -> Reading:
-    stats, why = _phase_stats(m, sla)
-    where = f"{sla.request or 'all requests'}, phases {', '.join(sla.phases or ['all'])}"
+    stats, phases, why = _phase_stats(m, sla)
+    where = _where(sla)
     if why:
-        return None, where, why
-    key = sla.metric  # p50_ms / p95_ms / p99_ms
+        return Reading(None, where, why)
+    key = sla.metric if sla.failed == "include" else f"successful_{sla.metric}"  # p50_ms / p95_ms / p99_ms
     values = [s[key] for s in stats if s.get(key) is not None]
     if not values:
-        return None, where, "no successful request in those phases"
-    unc = [s[f"uncorrected_{key}"] for s in stats if s.get(f"uncorrected_{key}") is not None]
+        return Reading(None, where, "no request answered without error in those phases", _all_failed(stats, phases))
     failed = sum(s.get("errors", 0) for s in stats)
-    how = (f"worst phase of {where}; HdrHistogram of every answered request, corrected for coordinated omission "
-           f"(from the intended send time; uncorrected {max(unc):.1f} ms); {failed} failed requests are not in "
-           f"the percentile")  # fmt: skip
-    return max(values), how, None
+    if any(s.get("closed_model") for s in stats):
+        model = ("uncorrected: closed model (no intended send times), so a stall is not corrected for coordinated "
+                 "omission")  # fmt: skip
+    else:
+        unc = [s[f"uncorrected_{sla.metric}"] for s in stats if s.get(f"uncorrected_{sla.metric}") is not None]
+        model = f"corrected for coordinated omission (from the intended send time; uncorrected {max(unc):.1f} ms)"
+    failures = (f"{failed} failed or timed-out requests are in the percentile at their time to failure"
+                if sla.failed == "include" else f"this SLA excludes failures: {failed} failed requests are not in "
+                                                "the percentile")  # fmt: skip
+    how = f"worst phase of {where}; HdrHistogram of every request with an outcome, {model}; {failures}"
+    return Reading(max(values), how, breach=_all_failed(stats, phases))
 
 
 def _errors(m: Measurements, sla: Sla) -> Reading:
-    stats, why = _phase_stats(m, sla)
-    where = f"{sla.request or 'all requests'}, phases {', '.join(sla.phases or ['all'])}"
+    stats, _phases, why = _phase_stats(m, sla)
+    where = _where(sla)
     if why:
-        return None, where, why
+        return Reading(None, where, why)
     errors, answered = sum(s["errors"] for s in stats), sum(s["errors"] + s["ok"] for s in stats)
-    how = f"failed requests of the load ({where}; {answered} answered)"
+    how = f"failed requests ({where}; {answered} with an outcome)"
     if sla.metric == "errors":
-        return float(errors), how, None
-    return (100.0 * errors / answered if answered else None), how, None if answered else "no request answered"
+        return Reading(float(errors), how)
+    return Reading(100.0 * errors / answered if answered else None, how, None if answered else "no request answered")
 
 
 def _rto(m: Measurements, sla: Sla) -> Reading:
     r = m.rto
     if r is None:
-        return None, "availability probe", m.unmeasured.get("rto", "not measured")
-    how = (f"synthetic write probe every {r['interval_s']:.2f} s, recovered = {r['stability_window_s']:.0f} s "
-           f"continuously good; error bound ±{r['error_bound_s']:.3f} s")  # fmt: skip
+        return Reading(None, "availability probe", m.unmeasured.get("rto", "not measured"))
+    outages = r.get("outages") or []
+    how = (f"synthetic write probe every {r['interval_s']:.2f} s, recovered = the last run of success lasting to the "
+           f"end (at least {r['stability_window_s']:.0f} s); {len(outages)} outage(s) after the fault; error bound "
+           f"±{r['error_bound_s']:.3f} s; fault time: {r.get('fault_time') or 'injected'}")  # fmt: skip
     if sla.metric == "rto_s" and not r["recovered"]:
         # not recovered within the observation: the RTO is at least that long; if that already
         # breaches the target, it is a FAIL (a region that never fails over must not exit 3)
         floor = float(r["observed_until_s"])
         if not _OPS[sla.op](floor, sla.target):
-            return floor, how + f"; not recovered: RTO > {floor:.1f} s", None
-        return None, how, f"no sustained recovery within {floor:.1f} s of the fault"
+            return Reading(floor, how + f"; not recovered: RTO > {floor:.1f} s")
+        return Reading(None, how, f"no sustained recovery within {floor:.1f} s of the fault")
     if sla.metric == "detect_s" and r["detect_s"] is None:
-        return None, how, "no probe failed after the fault: nothing to detect"
-    return r[sla.metric], how, None  # rto_s, detect_s and downtime_s are the analyzer's own keys
+        return Reading(None, how, "no probe failed after the fault: nothing to detect")
+    # rto_s, detect_s and downtime_s are the analyzer's own keys
+    return Reading(r[sla.metric], how, doubt=r.get("coverage_problem"))
 
 
 def _rpo(m: Measurements, sla: Sla) -> Reading:
     r = m.rpo
     if r is None:
-        return None, "heartbeat writes", m.unmeasured.get("rpo", "not measured")
+        return Reading(None, "heartbeat writes", m.unmeasured.get("rpo", "not measured"))
+    split = r.get("lost_after_fault") or 0
     how = (f"{r['writes']} sequenced heartbeat writes, read back after recovery: {r['lost']} acknowledged and "
            f"lost, {r['indeterminate']} indeterminate (never counted as lost)")  # fmt: skip
-    return float(r["window_s"] if sla.metric == "rpo_s" else r["lost"]), how, None
+    if split:
+        how += (f"; split-brain symptom: {split} write(s) acknowledged after the fault and then lost (an old primary "
+                f"still acknowledging?)")  # fmt: skip
+    value = max(0.0, float(r["window_s"])) if sla.metric == "rpo_s" else float(r["lost"])
+    return Reading(value, how, doubt=r.get("coverage_problem"))
+
+
+#: "while the fault runs": the phases an availability SLA covers unless it names others
+AVAILABILITY_PHASES = ["fault", "recovery"]
 
 
 def _availability(m: Measurements, sla: Sla) -> Reading:
     a = m.availability
     if a is None:
-        return None, "availability probe", m.unmeasured.get("availability", "not measured")
-    phases = sla.phases
+        return Reading(None, "availability probe", m.unmeasured.get("availability", "not measured"))
+    phases = sla.phases or AVAILABILITY_PHASES
     how = f"share of good synthetic write probes ({a['probes']} probes every {a.get('interval_s')} s)"
-    if not phases:
-        return a["percent"], how + ", whole drill", None
+    doubt = a.get("coverage_problem")
+    if phases == ["all"]:
+        return Reading(a["percent"], how + ", whole drill", doubt=doubt)
     probes = sum(a["phases"].get(p, {}).get("probes", 0) for p in phases)
     failed = sum(a["phases"].get(p, {}).get("failed", 0) for p in phases)
     if not probes:
-        return None, how, f"no probe in phases {', '.join(phases)}"
-    return 100.0 * (probes - failed) / probes, how + f", phases {', '.join(phases)}", None
+        return Reading(None, how, f"no probe in phases {', '.join(phases)}")
+    return Reading(100.0 * (probes - failed) / probes, how + f", phases {', '.join(phases)}", doubt=doubt)
 
 
 def _replicas(m: Measurements, sla: Sla) -> Reading:
     r = m.replicas
     if r is None:
-        return None, "replica samples", m.unmeasured.get("replicas", "not measured")
+        return Reading(None, "replica samples", m.unmeasured.get("replicas", "not measured"))
     how = f"replica samples every {r['interval_s']:.1f} s (late by at most one interval)"
     if r["restored_s"] is None:
-        return None, how, "the replicas were not all ready again within the drill"
-    return r["restored_s"], how, None
+        floor = r.get("observed_until_s")
+        if floor is not None and not _OPS[sla.op](float(floor), sla.target):
+            # the drill ran past the target and the replicas were still not back: that is a failure
+            return Reading(float(floor), how + f"; never restored: > {float(floor):.1f} s")
+        return Reading(None, how, "the replicas were not all ready again within the drill")
+    return Reading(r["restored_s"], how)
 
 
 def _autoscaling(m: Measurements, sla: Sla) -> Reading:
     a = m.autoscaling
     if a is None:
-        return None, "replica samples and load step", m.unmeasured.get("autoscaling", "not measured")
-    how = f"from the load step, replica samples every {a['interval_s']:.1f} s; target {a['target']} replicas"
+        return Reading(None, "replica samples and load step", m.unmeasured.get("autoscaling", "not measured"))
+    how = (f"from the load step, replica samples every {a['interval_s']:.1f} s; scale-out = desired replicas above "
+           f"the {a.get('desired_before')} before the step; new replica = an identity not seen before scale-out, "
+           f"ready; target {a['target']} replicas")  # fmt: skip
     key = {"first_new_replica_s": "first_new_ready_s", "capacity_s": "capacity_s",
            "scale_out_p95_ms": "worst_p95_ms"}[sla.metric]  # fmt: skip
     if a.get(key) is None:
-        return None, how, f"{key} not observed within the drill"
-    return float(a[key]), how, None
+        return Reading(None, how, f"{key} not observed within the drill")
+    return Reading(float(a[key]), how)
 
 
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
@@ -164,13 +210,19 @@ def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
 
 
 def _judge(key: str, sla: Sla, m: Measurements, fault_doubts: list[str], load_doubts: list[str]) -> Verdict:
-    value, how, why = _READERS[sla.metric](m, sla)
+    reading = _READERS[sla.metric](m, sla)
+    value, how, why = reading.value, reading.how, reading.why
     if value is not None and not math.isfinite(value):
         value, why = None, "not a finite number"
     # a fault that did not land or an interrupted drill puts every verdict in doubt (what was
-    # measured is not what was planned); a doubtful generator, the verdicts it measured
+    # measured is not what was planned); a doubtful generator, the verdicts it measured; samples
+    # that do not cover the fault through recovery, the verdicts read from them
     doubts = fault_doubts + (load_doubts if sla.metric in LOAD_METRICS else [])
-    if value is None:
+    doubts += [reading.doubt] if reading.doubt else []
+    reason: str | None
+    if reading.breach:
+        verdict, reason = Outcome.FAIL, reading.breach
+    elif value is None:
         verdict, reason = Outcome.INCONCLUSIVE, why
     elif not _OPS[sla.op](value, sla.target):
         verdict, reason = Outcome.FAIL, f"measured {value:.4g} {sla.unit}, target {sla.op} {sla.target:g} {sla.unit}"

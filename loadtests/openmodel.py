@@ -85,7 +85,7 @@ class OpenModelUser(FastHttpUser):
         env = self.environment
         profile = profile_of(env)
         workers = workers_of(env)
-        clock = Clock()
+        clock = Clock.from_env()  # the run's anchor (DRILL_CLOCK), never its own
         rec = recorder_of(env)
         stats = rec.schedule if rec is not None else ScheduleStats()
         stats.share = 1.0 / workers

@@ -141,7 +141,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         if "rec" in state:
             return
         index = int(getattr(environment.runner, "worker_index", 0))
-        rec = Recorder(run_dir, index if index >= 0 else os.getpid(), Clock())
+        rec = Recorder(run_dir, index if index >= 0 else os.getpid(), Clock.from_env())
         state["rec"] = rec
         environment.drill_recorder = rec  # type: ignore[attr-defined]
         environment.events.request.add_listener(rec.on_request)

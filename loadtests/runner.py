@@ -394,8 +394,10 @@ def start_load(
 
     ``locustfile`` is a path or a shipped name (trader, marketdata, ping); ``processes`` > 1 runs
     Locust's master with that many worker processes sharing the rate; ``cpu_affinity`` pins the
-    generator to those CPUs.
+    generator to those CPUs. ``clock``: the run's (default: the one handed down in ``DRILL_CLOCK``);
+    Locust and its workers get its anchor, so their records line up with the drill's events.
     """
+    clock = clock or Clock.from_env()
     prof = load_profile(profile)
     lf = _locustfile(locustfile)
     if not host.startswith(("http://", "https://")):
@@ -416,7 +418,7 @@ def start_load(
     out = open(run / "locust.log", "ab")  # noqa: SIM115  (handed to the child, closed below)
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+                                start_new_session=True, env={**os.environ, **clock.to_env()})  # fmt: skip
     except OSError as err:
         raise EnvironmentFailure(f"cannot start Locust: {err}") from err
     finally:
@@ -430,7 +432,7 @@ def start_load(
             raise ConfigError("cpu_affinity", f"cannot pin the generator to CPUs {cpu_affinity}: {err}") from err
     log.info("load started: %s, profile %s, %d process(es), pid %d", lf.name, prof.name, processes, proc.pid)
     return LoadRun(proc, prof, run, processes=processes, late_after=late_after, locustfile=str(lf), host=host,
-                   clock=clock or Clock(), cpu_interval=cpu_interval)  # fmt: skip
+                   clock=clock, cpu_interval=cpu_interval)  # fmt: skip
 
 
 def run_load(

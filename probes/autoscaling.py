@@ -4,7 +4,13 @@ Over replica samples (t, region, desired, ready; summed over regions per sample 
 optionally, request records (``REQUEST_SCHEMA`` shape: a DataFrame with intended, start, latency,
 status, error, or ``probes.latency.Requests``):
 
-- first new replica: load step -> first sample with more ready replicas than at the step;
+- scale-out: load step -> first sample whose desired replicas (summed over regions) rose above
+  the value before the step (``scale_out_s``): the autoscaler decided to scale;
+- first new replica: load step -> first sample, at or after scale-out, with a ready replica whose
+  identity (``ready_ids``: region/pid) was never seen before scale-out. A replica whose readiness
+  probe missed once at the step and answers again is not new, nor is a killed replica's
+  replacement. Without identities (a target that cannot tell, older runs): more ready replicas
+  than ever seen before scale-out, at or after it (``identified: false``);
 - capacity: load step -> first sample with ready >= target (None: never reached in the samples);
 - SLA during scale-out: p95 of the corrected latency (from the intended send time: a stall is not
   hidden) of successful requests, over windows of ``window_s`` sliding by half a window from the
@@ -53,7 +59,9 @@ class AutoscalingResult:
     replicas_before: int  # ready replicas at the step
     desired_before: int
     target: int
+    scale_out_s: float | None  # load step -> desired replicas above desired_before (None: never)
     first_new_ready_s: float | None  # None: no new ready replica within the samples
+    identified: bool  # new replicas told apart by identity (False: by count, above any count before the step)
     capacity_s: float | None  # None: capacity never reached within the samples
     peak_ready: int
     sla_p95_ms: float | None
@@ -75,6 +83,31 @@ class AutoscalingResult:
 
 def _totals(replicas: pd.DataFrame) -> pd.DataFrame:
     return replicas.groupby("t", sort=True)[["desired", "ready"]].sum().reset_index()
+
+
+def _identities(replicas: pd.DataFrame) -> pd.Series | None:
+    """Sample time -> the set of ready replicas' identities (region/id); None when not recorded."""
+    if "ready_ids" not in replicas.columns or replicas["ready_ids"].isna().all():
+        return None
+    rows = replicas.dropna(subset=["ready_ids"])
+    ids = [{f"{region}/{i}" for i in ready} for region, ready in zip(rows["region"], rows["ready_ids"], strict=True)]
+    return pd.Series(ids, index=rows["t"].to_numpy()).groupby(level=0).agg(lambda s: set().union(*s))
+
+
+def _first_new(replicas: pd.DataFrame, tot: pd.DataFrame, from_t: float | None) -> float | None:
+    """Time of the first sample at or after ``from_t`` (scale-out) showing a new ready replica."""
+    if from_t is None:
+        return None
+    ids = _identities(replicas)
+    t, ready = tot["t"].to_numpy(dtype=float), tot["ready"].to_numpy(dtype=np.int64)
+    # known: every replica seen before the autoscaler acted (a killed replica's replacement is not a scale-out)
+    if ids is None:
+        seen = int(ready[t < from_t].max())
+        new = np.flatnonzero((t >= from_t) & (ready > seen))
+        return float(t[new[0]]) if new.size else None
+    earlier = ids[ids.index < from_t]
+    known: set[str] = set().union(*earlier) if len(earlier) else set()
+    return next((float(at) for at, now in ids[ids.index >= from_t].items() if now - known), None)
 
 
 def _request_arrays(requests: pd.DataFrame | Requests) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,7 +144,9 @@ def windowed_percentile(
     """
     order = np.argsort(key, kind="stable")
     k, v = key[order], values[order]
-    starts = np.arange(lo, max(hi - window, lo) + 1e-9, window / 2)
+    # at least one window; counted, not np.arange(lo, hi - window + eps): at epoch scale eps vanishes
+    count = int(np.floor(max(hi - window - lo, 0.0) / (window / 2) + 1e-9)) + 1
+    starts = lo + np.arange(count) * (window / 2)
     a = np.searchsorted(k, starts, side="left")
     b = np.searchsorted(k, starts + window, side="left")
     p95 = percentile or (lambda x: float(np.percentile(x, 95)))
@@ -144,9 +179,11 @@ def analyze_autoscaling(
         raise ValueError("no replica sample at or before the load step: cannot tell what scaled")
     base_ready, base_desired = int(ready[before[-1]]), int(desired[before[-1]])
     after = t > load_step_at
-    grew = np.flatnonzero(after & (ready > base_ready))
+    rose = np.flatnonzero(after & (desired > base_desired))
+    scaled_at = float(t[rose[0]]) if rose.size else None
+    new_at = _first_new(replicas, tot, scaled_at)
     full = np.flatnonzero(after & (ready >= target))
-    first_new = float(t[grew[0]] - load_step_at) if grew.size else None
+    first_new = None if new_at is None else new_at - load_step_at
     capacity = float(t[full[0]] - load_step_at) if full.size else None
 
     worst, judged, err_rate = None, 0, None
@@ -178,7 +215,8 @@ def analyze_autoscaling(
     peak = int(ready[after].max()) if after.any() else base_ready
     return AutoscalingResult(
         load_step_at=load_step_at, replicas_before=base_ready, desired_before=base_desired, target=target,
-        first_new_ready_s=first_new, capacity_s=capacity, peak_ready=peak,
+        scale_out_s=None if scaled_at is None else scaled_at - load_step_at, first_new_ready_s=first_new,
+        identified=_identities(replicas) is not None, capacity_s=capacity, peak_ready=peak,
         sla_p95_ms=sla_p95_ms, worst_p95_ms=worst, sla_held=held, windows_judged=judged, error_rate_scale_out=err_rate,
         load_drop_at=load_drop_at, min_replicas=floor, scale_in_s=scale_in, scale_in_ready_s=scale_in_ready,
         flaps=flaps, direction_changes=changes, interval_s=interval,

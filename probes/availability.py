@@ -19,20 +19,22 @@ RTO (ARCHITECTURE.md), precisely:
   time: in a freeze, a probe sent late in the freeze is handled only when the freeze ends, and
   that, not its send, is the first evidence of recovery. (Not a late answer's arrival either: it
   proves the wait, and answers released together at a freeze's end arrive in any order);
-- observations are those sent at or after ``fault_at``, ordered by evidence time. Recovery is the
-  first good observation after the first failure that opens a window of ``stability_window``
-  seconds (default 5) whose error rate is <= ``max_error_rate`` (default 0: every probe good) and
-  that the samples outlast. The true recovery lies between the last failed observation before it
-  (``rto_lower_s``) and it (``rto_upper_s``: the conservative figure), each up to a round trip
-  off (an evidence instant is an estimate within its request). ``rto_s`` is the midpoint;
-  ``error_bound_s`` = half that gap + a normal round trip (p99 latency of the good probes before
-  the fault): about half a sampling interval;
+- observations are those sent at or after ``fault_at`` (and before ``until``, when given: a later
+  fault's own effects belong to it), ordered by evidence time. Recovery is the start of the LAST
+  period of continuous success that lasts to the end of the observations and at least
+  ``stability_window`` seconds (default 5): every window of that length from it on has an error
+  rate <= ``max_error_rate`` (default 0: every probe good). A later outage therefore extends the
+  RTO; recovering for a moment and failing again is not recovery. The true recovery lies between
+  the last failed observation before it (``rto_lower_s``) and it (``rto_upper_s``: the
+  conservative figure), each up to a round trip off (an evidence instant is an estimate within
+  its request). ``rto_s`` is the midpoint; ``error_bound_s`` = half that gap + a normal round trip
+  (p99 latency of the good probes before the fault): about half a sampling interval;
 - time to detect: fault -> the moment the first failed probe was known to fail (its answer; for
   a hung probe, send + slow_after);
-- downtime: the time after the fault covered by failing runs, each run from the midpoint between
-  the last good evidence and the earliest send of its failed probes (a request that failed, even
-  slowly, shows the service failing from its send) to the midpoint between its last failure and
-  the next good evidence;
+- outages: every failing run after the fault, each from the midpoint between the last good
+  evidence and the earliest send of its failed probes (a request that failed, even slowly, shows
+  the service failing from its send) to the midpoint between its last failure and the next good
+  evidence; listed in ``outages`` (start, end, length, failed probes), their sum is ``downtime_s``;
 - no failure after the fault: RTO 0, bound one sampling interval (an outage shorter than that
   can fall between probes). Samples ending before a stable run: no RTO (``recovered: false``,
   ``rto_s: null``), only the lower bound ``rto_lower_s``; never an invented number.
@@ -60,13 +62,16 @@ from probes.samplers import ParquetSink, Sampler, TickSampler, read_meta, read_s
 __all__ = [
     "AvailabilitySampler",
     "HttpCheck",
+    "Outage",
     "PlaceCancelOrder",
     "RtoNotObserved",
     "RtoResult",
     "Transaction",
     "analyze_rto",
     "availability_meta",
+    "failing_since",
     "load_availability",
+    "rto_per_fault",
     "rto_report",
     "rto_seconds",
     "service_recovered",
@@ -193,6 +198,23 @@ class RtoNotObserved(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Outage:
+    """One failing run after the fault (epoch seconds; see the module docstring)."""
+
+    start: float
+    end: float
+    failed_probes: int
+
+    @property
+    def length_s(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    def to_dict(self, fault_at: float) -> dict[str, float | int]:
+        return {"start": self.start, "end": self.end, "start_s": self.start - fault_at, "end_s": self.end - fault_at,
+                "length_s": self.length_s, "failed_probes": self.failed_probes}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class RtoResult:
     fault_at: float
     recovered: bool  # False: the samples ended before sustained recovery; rto_s is then None
@@ -202,7 +224,8 @@ class RtoResult:
     # (both up to a round trip off: see error_bound_s)
     recovered_at: float | None
     detect_s: float | None  # None when no probe failed after the fault
-    downtime_s: float
+    downtime_s: float  # the sum of the outages' lengths
+    outages: list[dict[str, float | int]]  # every failing run after the fault: Outage.to_dict
     failed_probes: int
     probes: int
     interval_s: float
@@ -212,6 +235,8 @@ class RtoResult:
     slow_after_s: float
     timeout_s: float
     observed_until_s: float  # evidence time of the last observation, from the fault
+    until: float | None  # observations sent before this only (a later fault's); None: to the end of the samples
+    first_failed_at: float | None  # send time of the first failed probe after the fault
     method: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,22 +253,19 @@ def availability_meta(run_dir: Path | str) -> dict[str, Any]:
     return read_meta(Path(run_dir) / AVAILABILITY)
 
 
-def analyze_rto(
-    samples: pd.DataFrame,
-    fault_at: float,
-    *,
-    stability_window: float = 5.0,
-    max_error_rate: float = 0.0,
-    slow_after: float | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    interval: float | None = None,
-) -> RtoResult:
-    """RTO from availability samples (columns t, ok, latency, error); see the module docstring."""
-    if stability_window <= 0:
-        raise ValueError("stability_window must be > 0")
-    if not 0 <= max_error_rate < 1:
-        raise ValueError("max_error_rate must be in [0, 1)")
-    slow = timeout if slow_after is None else slow_after
+@dataclass(frozen=True)
+class _Observations:
+    """Probes after the fault, in evidence order: evidence time, good, send time, known-bad time."""
+
+    k: np.ndarray
+    good: np.ndarray
+    sent: np.ndarray
+    known_bad: np.ndarray
+    prev_key: float  # the latest evidence before the fault (the fault time when there is none)
+    precision: float  # how far an evidence instant can sit from the real one
+
+
+def _observe(samples: pd.DataFrame, fault_at: float, until: float | None, slow: float, timeout: float) -> _Observations:
     df = samples.sort_values("t", kind="stable")
     t = df["t"].to_numpy(dtype=float)
     lat = df["latency"].to_numpy(dtype=float)
@@ -253,79 +275,149 @@ def analyze_rto(
         good = df["ok"].to_numpy(dtype=bool) & answered & (lat <= slow)
         late = answered & (lat > slow)
     half_rtt = float(np.median(lat[good])) / 2 if good.any() else 0.0
-    # how far an evidence instant can sit from the real one: a normal round trip (p99 latency of the
-    # good probes before the fault; without a baseline, twice the median)
+    # a normal round trip: p99 latency of the good probes before the fault (without a baseline, twice the median)
     baseline = lat[good & (t < fault_at)]
     precision = float(np.percentile(baseline, 99)) if baseline.size >= 10 else 4 * half_rtt
     handled = t + np.maximum(np.nan_to_num(lat) - half_rtt, 0.0)
-    evidence = np.select([late, answered, timed_out], [t + slow, handled, t + timeout], default=t)
+    # a late answer: still failing at send + slow_after, or when the server released it, if earlier
+    # (answers released together at a freeze's end: the late and the good ones are one instant)
+    evidence = np.select([late, answered, timed_out], [np.minimum(t + slow, handled), handled, t + timeout], default=t)
     known_bad = np.select([late | timed_out, answered], [t + min(slow, timeout), t + np.nan_to_num(lat)], default=t)
-
-    after = t >= fault_at
+    after = (t >= fault_at) & (t < until if until is not None else True)
     if not after.any():
         raise ValueError("no availability samples after the fault: cannot measure RTO")
-    step = interval if interval is not None else float(np.median(np.diff(t))) if len(t) > 1 else math.nan
-    before_keys = evidence[~after]
-    prev_key = float(before_keys.max()) if before_keys.size else fault_at
-    order = np.argsort(evidence[after], kind="stable")
-    k, g = evidence[after][order], good[after][order]
-    sent, kb = t[after][order], known_bad[after][order]
+    before_keys = evidence[t < fault_at]
+    # by evidence time; a success less than a round trip (``precision``) before a failure cannot be told
+    # apart from one at the same instant (answers a freeze releases together): it goes after the
+    # failure and takes its time (the failing run is not split, the recovery is not earlier)
+    ev = evidence[after]
+    order = np.argsort(ev + np.where(good[after], precision, 0.0), kind="stable")
+    return _Observations(k=np.maximum.accumulate(ev[order]), good=good[after][order], sent=t[after][order],
+                         known_bad=known_bad[after][order], prev_key=float(before_keys.max()) if before_keys.size
+                         else fault_at, precision=precision)  # fmt: skip
+
+
+def analyze_rto(
+    samples: pd.DataFrame,
+    fault_at: float,
+    *,
+    stability_window: float = 5.0,
+    max_error_rate: float = 0.0,
+    slow_after: float | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    interval: float | None = None,
+    until: float | None = None,
+) -> RtoResult:
+    """RTO from availability samples (columns t, ok, latency, error); see the module docstring."""
+    if stability_window <= 0:
+        raise ValueError("stability_window must be > 0")
+    if not 0 <= max_error_rate < 1:
+        raise ValueError("max_error_rate must be in [0, 1)")
+    slow = timeout if slow_after is None else slow_after
+    obs = _observe(samples, fault_at, until, slow, timeout)
+    k, g, sent = obs.k, obs.good, obs.sent
+    all_t = samples["t"].to_numpy(dtype=float)
+    step = interval if interval is not None else float(np.median(np.diff(np.sort(all_t)))) if len(all_t) > 1 \
+        else math.nan  # fmt: skip
     bad = np.flatnonzero(~g)
+    outages = _outages(k, g, sent, fault_at, obs.prev_key)
     common: dict[str, Any] = {
         "fault_at": fault_at, "probes": int(k.size), "interval_s": step, "stability_window_s": stability_window,
-        "max_error_rate": max_error_rate, "slow_after_s": slow, "timeout_s": timeout,
+        "max_error_rate": max_error_rate, "slow_after_s": slow, "timeout_s": timeout, "until": until,
         "observed_until_s": float(k[-1] - fault_at), "failed_probes": int(bad.size),
+        "downtime_s": sum(o.length_s for o in outages), "outages": [o.to_dict(fault_at) for o in outages],
+        "first_failed_at": float(sent[bad].min()) if bad.size else None,
         "method": (f"synthetic transaction every {step * 1000:.0f} ms; good = 2xx within {slow:g} s; recovery = "
-                   f"midway between the last failure and the first good observation (by evidence time) opening "
-                   f"{stability_window:g} s with error rate <= {max_error_rate:g}"),
+                   f"midway between the last failure and the first good observation (by evidence time) of the "
+                   f"last run of success lasting to the end (at least {stability_window:g} s, error rate <= "
+                   f"{max_error_rate:g})"),
     }  # fmt: skip
     if bad.size == 0:
         return RtoResult(recovered=True, rto_s=0.0, rto_lower_s=0.0, rto_upper_s=0.0, recovered_at=fault_at,
-                         detect_s=None, downtime_s=0.0, error_bound_s=step, **common)  # fmt: skip
-    detect = float(kb[bad].min() - fault_at)
-    downtime = _downtime(k, g, sent, fault_at, prev_key)
-    start = _stable_start(k, g, int(bad[0]), stability_window, max_error_rate)
+                         detect_s=None, error_bound_s=step, **common)  # fmt: skip
+    detect = float(obs.known_bad[bad].min() - fault_at)
+    start = _last_stable_run(k, g, int(bad[0]), stability_window, max_error_rate)
     if start is None:
         return RtoResult(recovered=False, rto_s=None, rto_lower_s=float(k[bad[-1]] - fault_at), rto_upper_s=None,
-                         recovered_at=None, detect_s=detect, downtime_s=downtime, error_bound_s=step,
-                         **common)  # fmt: skip
+                         recovered_at=None, detect_s=detect, error_bound_s=step, **common)  # fmt: skip
     last_bad = int(bad[np.searchsorted(bad, start) - 1])
     lower, upper = float(k[last_bad]), float(k[start])
     recovered_at = (lower + upper) / 2
     return RtoResult(
         recovered=True, rto_s=recovered_at - fault_at, rto_lower_s=lower - fault_at, rto_upper_s=upper - fault_at,
-        recovered_at=recovered_at, detect_s=detect, downtime_s=downtime, error_bound_s=(upper - lower) / 2 + precision,
-        **common,
+        recovered_at=recovered_at, detect_s=detect, error_bound_s=(upper - lower) / 2 + obs.precision, **common,
     )  # fmt: skip
 
 
-def _stable_start(k: np.ndarray, good: np.ndarray, after: int, window: float, max_error_rate: float) -> int | None:
-    """Index of the first good observation after ``after`` opening a window that meets the error threshold."""
+def _last_stable_run(k: np.ndarray, good: np.ndarray, after: int, window: float, max_error_rate: float) -> int | None:
+    """Index of the first good observation after ``after`` from which every window of ``window`` s
+    to the end of the observations meets the error threshold, and which the observations outlast
+    by ``window``: the start of the last stable run. None when the observations end failing."""
+    n = k.size
     bad_cum = np.concatenate([[0], np.cumsum(~good)])
-    candidates = np.flatnonzero(good[after:]) + after
-    if candidates.size == 0:
+    idx = np.arange(n)
+    ends = np.searchsorted(k, k + window, side="left")  # observations in [k_j, k_j + window)
+    complete = ends < n
+    fits = (bad_cum[ends] - bad_cum[idx]) <= max_error_rate * (ends - idx)
+    last_from = int(np.searchsorted(k, k[-1] - window, side="right"))  # the final window, ending at the last one
+    if bad_cum[n] - bad_cum[last_from] > max_error_rate * (n - last_from):
+        return None  # failing at the end of the observations
+    broken = np.flatnonzero(complete & ~fits)
+    tail = max(int(broken[-1]) + 1 if broken.size else 0, after + 1)
+    candidates = np.flatnonzero(good[tail:]) + tail
+    if candidates.size == 0 or k[-1] - k[candidates[0]] < window:
         return None
-    ends = np.searchsorted(k, k[candidates] + window, side="left")  # observations in [k_i, k_i + window)
-    errors = bad_cum[ends] - bad_cum[candidates]
-    fits = (ends < k.size) & (errors <= max_error_rate * (ends - candidates))  # outlasted, and under the rate
-    hits = np.flatnonzero(fits)
-    return int(candidates[hits[0]]) if hits.size else None
+    return int(candidates[0])
 
 
-def _downtime(k: np.ndarray, good: np.ndarray, sent: np.ndarray, fault_at: float, prev_key: float) -> float:
-    """Sum over failing runs (in evidence order) of their estimated extent; see the module docstring."""
+def _outages(k: np.ndarray, good: np.ndarray, sent: np.ndarray, fault_at: float, prev_key: float) -> list[Outage]:
+    """Every failing run (in evidence order) with its estimated extent; see the module docstring."""
     bad = (~good).astype(np.int8)
     edges = np.diff(np.concatenate([[0], bad, [0]]))
     firsts, lasts = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    total, prev_end = 0.0, fault_at
+    out: list[Outage] = []
+    prev_end = fault_at
     for a, b in zip(firsts, lasts, strict=True):
         before = float(k[a - 1]) if a > 0 else prev_key
         earliest = float(sent[a : b + 1].min())  # a failing request shows the service failing from its send
         begin = max(fault_at, prev_end, (before + earliest) / 2 if before < earliest else earliest)
         end = (float(k[b]) + float(k[b + 1])) / 2 if b + 1 < k.size else float(k[b])
-        total += max(0.0, end - begin)
+        out.append(Outage(start=begin, end=max(begin, end), failed_probes=int(b - a + 1)))
         prev_end = max(prev_end, end)
-    return total
+    return out
+
+
+def failing_since(samples: pd.DataFrame, at: float, window: float) -> float | None:
+    """Send time of the first failed probe of the failing episode in progress at ``at`` (failures
+    less than ``window`` seconds apart), or None when no probe failed in the ``window`` before ``at``.
+
+    A fault marked by hand after the probes had already failed began no later than that probe.
+    """
+    before = samples[samples["t"] < at].sort_values("t", kind="stable")
+    t = before["t"].to_numpy(dtype=float)
+    bad_t = t[~before["ok"].to_numpy(dtype=bool)]
+    if bad_t.size == 0 or at - bad_t[-1] >= window:
+        return None
+    breaks = np.flatnonzero(np.diff(bad_t) >= window)
+    return float(bad_t[breaks[-1] + 1] if breaks.size else bad_t[0])
+
+
+def rto_per_fault(samples: pd.DataFrame, fault_times: list[float], **analysis: Any) -> list[RtoResult]:
+    """Each fault's own RTO: from its injection to the start of the last stable run before the next
+    fault (the last fault's: to the end of the samples). A fault not recovered before the next one
+    was injected runs on into the next one's window (never understated)."""
+    times = sorted(fault_times)
+    out = []
+    for i, t in enumerate(times):
+        result = None
+        for j in range(i, len(times)):
+            until = times[j + 1] if j + 1 < len(times) else None
+            result = analyze_rto(samples, t, until=until, **analysis)
+            if result.recovered:
+                break
+        assert result is not None
+        out.append(result)
+    return out
 
 
 def _analyze_run(

@@ -7,9 +7,13 @@ intended time: both figures are then the same.
 
 A request belongs to the phase in which its intended time (closed model: its start) falls;
 phases are ``name -> [start, end)`` epoch windows, or read from the run's ``events.jsonl`` (each
-``phase`` event opens a phase that the next one closes). Percentiles are over requests answered
-without error; failed requests count in the error rate; requests the generator never sent
-(``not_sent``) or left in flight at the stop (``abandoned``) are counted apart, in neither.
+``phase`` event opens a phase that the next one closes). Percentiles (``p50_ms``...) are over every
+request with an outcome: answered without error, and failed or timed out at their time to failure
+(a failure recorded without a time counts as the slowest possible, 1 h): 12 % of requests timing
+out at 5 s must show in the p95. ``successful_p*_ms`` are over the requests answered without error
+only, for an SLA that says it excludes failures. Failed requests also count in the error rate
+(``error_rate_percent``); requests the generator never sent (``not_sent``) or left in flight at the
+stop (``abandoned``) are counted apart, in neither.
 
 Percentiles come from HdrHistogram (3 significant digits, 1 us .. 1 h: at most 0.1 % high). To
 keep 10 M records cheap the bucket index of every value is computed with numpy (the same index
@@ -194,6 +198,7 @@ class LatencyStats:
     errors: int  # failed: an error status, a timeout, a refused connection...
     not_sent: int  # due but never sent, or abandoned in flight at the stop: no outcome
     error_rate: float  # errors / (ok + errors)
+    error_rate_percent: float | None  # the same in percent; None when no request had an outcome
     throughput_rps: float  # answered without error, per second of the phase
     achieved_rps: float  # sent per second
     intended_rps: float | None  # scheduled per second (open model); None under the closed model
@@ -205,6 +210,10 @@ class LatencyStats:
     uncorrected_p95_ms: float | None
     uncorrected_p99_ms: float | None
     uncorrected_max_ms: float | None
+    successful_p50_ms: float | None  # corrected, over requests answered without error only
+    successful_p95_ms: float | None
+    successful_p99_ms: float | None
+    closed_model: bool  # no intended send times: the percentiles are uncorrected
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,10 +247,13 @@ def analyze_latency(
     key = requests.key()
     no_outcome = requests.no_outcome()
     ok = _ok(requests)
+    counted = ~no_outcome  # an outcome: answered, failed or timed out
     has_intended = ~np.isnan(requests.intended)
     sent = ~np.isnan(requests.start)
-    idx_c = _bucket_index(np.where(ok, requests.corrected(), 0.0))
-    idx_u = _bucket_index(np.where(ok, requests.latency, 0.0))
+    # a failure recorded without a time to failure counts as the slowest value the histogram holds
+    corrected = np.where(counted, np.nan_to_num(requests.corrected(), nan=HIGHEST_US / 1e6), 0.0)
+    uncorrected = np.where(counted, np.nan_to_num(requests.latency, nan=HIGHEST_US / 1e6), 0.0)
+    idx_c, idx_u = _bucket_index(corrected), _bucket_index(uncorrected)
     data_lo, data_hi = _span(key)
     windows = {PHASE_ALL: (data_lo, data_hi), **(phases or {})}
     out = {}
@@ -250,19 +262,21 @@ def analyze_latency(
         w_lo = max(lo, data_lo)
         w_hi = max(w_lo, min(hi, data_hi))  # a phase beyond the records: an empty window
         duration = max(w_hi - w_lo, 1e-9)
-        mo = m & ok
+        mo, mc = m & ok, m & counted
         n_ok, count = int(mo.sum()), int(m.sum())
-        n_unsent = int((m & no_outcome).sum())
-        n_err = count - n_ok - n_unsent
+        n_err = int(mc.sum()) - n_ok
         n_int = int((m & has_intended).sum())
-        c, u = _pcts(idx_c[mo]), _pcts(idx_u[mo])
+        c, u, good = _pcts(idx_c[mc]), _pcts(idx_u[mc]), _pcts(idx_c[mo])
         out[name] = LatencyStats(
-            phase=name, window=(w_lo, w_hi), count=count, ok=n_ok, errors=n_err, not_sent=n_unsent,
+            phase=name, window=(w_lo, w_hi), count=count, ok=n_ok, errors=n_err, not_sent=count - n_ok - n_err,
             error_rate=n_err / (n_ok + n_err) if n_ok + n_err else 0.0,
+            error_rate_percent=100.0 * n_err / (n_ok + n_err) if n_ok + n_err else None,
             throughput_rps=n_ok / duration, achieved_rps=int((m & sent).sum()) / duration,
             intended_rps=n_int / duration if n_int else None,
             p50_ms=c[0], p95_ms=c[1], p99_ms=c[2], max_ms=c[3],
             uncorrected_p50_ms=u[0], uncorrected_p95_ms=u[1], uncorrected_p99_ms=u[2], uncorrected_max_ms=u[3],
+            successful_p50_ms=good[0], successful_p95_ms=good[1], successful_p99_ms=good[2],
+            closed_model=count > 0 and n_int == 0,
         )  # fmt: skip
     return out
 

@@ -1,4 +1,5 @@
-"""Replicas sampler: desired/ready replicas per region, from any target with ``replicas()``, every second.
+"""Replicas sampler: desired/ready replicas (and which were ready) per region, from any target with
+``replicas()``, every second.
 
 The target is duck-typed (``ReplicaSource``): the sandbox, a Kubernetes or AWS driver. A sample's
 ``t`` is when ``replicas()`` returned (when the counts were known: the conservative time for
@@ -20,7 +21,10 @@ __all__ = ["ReplicaSource", "ReplicasSampler", "load_replicas"]
 
 
 class ReplicaSource(Protocol):
-    def replicas(self) -> dict[str, dict[str, int]]: ...
+    def replicas(self) -> dict[str, dict[str, Any]]:
+        """Per region: ``desired``, ``ready`` and, when the target can tell, ``ready_ids`` (the ready
+        replicas' identities, e.g. pids: a replica that comes back is the same one, a new one is not)."""
+        ...
 
 
 class ReplicasSampler(Sampler):
@@ -36,7 +40,9 @@ class ReplicasSampler(Sampler):
         counts = self.target.replicas()  # a driver error is logged and counted by TickSampler: a gap
         t = self.clock.now()
         for region, c in counts.items():
-            self.sink.add({"t": t, "region": region, "desired": int(c["desired"]), "ready": int(c["ready"])})
+            ids = c.get("ready_ids")
+            self.sink.add({"t": t, "region": region, "desired": int(c["desired"]), "ready": int(c["ready"]),
+                           "ready_ids": None if ids is None else [str(i) for i in ids]})  # fmt: skip
 
     def _meta(self) -> dict[str, Any]:
         return {"sampler": "replicas", "target": type(self.target).__name__, "interval_s": self.interval,

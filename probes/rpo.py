@@ -27,9 +27,11 @@ RPO (ARCHITECTURE.md): writes acknowledged to a client but absent after recovery
 keeps apart *lost* (acked, absent: the RPO count), *indeterminate* (present or absent: never
 lost), *unexpectedly present* (failed, yet written) and *duplicates* (a seq present more than
 once: the table has no unique key on purpose, so a write applied twice is visible; through the
-API the unique client order id makes duplicates impossible). The window is the fault time minus
-the acknowledgement time of the oldest lost write (negative if every lost write was acknowledged
-after the fault, e.g. by an isolated old primary).
+API the unique client order id makes duplicates impossible). The count of lost writes is what
+"no acknowledged order lost" judges. The window is the fault time minus the acknowledgement time
+of the oldest lost write acknowledged before the fault: never negative (0 when none was). A write
+acknowledged after the fault and then lost is a split-brain symptom (e.g. an isolated old primary
+still acknowledging): counted in ``lost`` and reported apart (``split_brain``, ``lost_after_fault``).
 
 Table: ``drill_heartbeat (run_id, seq, sent_at, written_at default clock_timestamp())``. Unlike a
 ``seq`` primary key, ``run_id`` lets drills share a database and keeps duplicates observable.
@@ -56,6 +58,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from drillbit.clock import Clock
 from drillbit.events import fault_time
@@ -208,10 +211,18 @@ class HeartbeatWriter(Sampler):
         acked = self.clock.now() if outcome == "acked" else math.nan
         self.sink.add({"seq": seq, "sent": sent, "acked": acked, "outcome": outcome, "error": error})
 
+    def max_write_s(self) -> float:
+        """The longest one write may take (connect to every host of the DSN, the statement, the
+        client deadline): the next write waits for it, so a gap this long is not a hole."""
+        if self.api_url is not None:
+            return 4 * self.timeout  # httpx: connect, write, read and pool timeouts each
+        hosts = str(conninfo_to_dict(self.dsn).get("host") or "").count(",") + 1
+        return hosts * max(2, math.ceil(self.timeout)) + self.timeout + DEADLINE_GRACE
+
     def _meta(self) -> dict[str, Any]:
         return {"sampler": "heartbeat", "channel": "database" if self.api_url is None else "trading-api",
                 "run_id": self.run_id, "table": self.table, "interval_s": self.interval, "timeout_s": self.timeout,
-                **self._ticks.stats()}  # fmt: skip
+                "max_write_s": self.max_write_s(), **self._ticks.stats()}  # fmt: skip
 
     def _prepare(self) -> None:
         self.prepare()
@@ -286,8 +297,9 @@ class RpoResult:
     acked_before_fault: int
     lost: int  # acknowledged, absent after recovery: the RPO count
     lost_seqs: list[int]
-    lost_after_fault: int  # of the lost, those acknowledged after the fault time
-    window_s: float  # fault time - ack time of the oldest lost write (0 when nothing was lost)
+    lost_after_fault: int  # of the lost, those acknowledged after the fault time (a split-brain symptom)
+    split_brain: bool  # some write was acknowledged after the fault and then lost
+    window_s: float  # fault time - ack time of the oldest lost write acknowledged before it (>= 0)
     lost_span_s: float  # ack time of the newest lost write - of the oldest
     indeterminate: int
     indeterminate_present: int
@@ -358,7 +370,8 @@ def analyze_rpo(heartbeats: pd.DataFrame, readback: pd.DataFrame, fault_at: floa
         lost=int(lost.sum()),
         lost_seqs=_ints(seq[lost]),
         lost_after_fault=int((lost_acks > fault_at).sum()),
-        window_s=float(fault_at - lost_acks.min()) if lost_acks.size else 0.0,
+        split_brain=bool((lost_acks > fault_at).any()),
+        window_s=max(0.0, float(fault_at - lost_acks.min())) if lost_acks.size else 0.0,
         lost_span_s=float(lost_acks.max() - lost_acks.min()) if lost_acks.size else 0.0,
         indeterminate=int(indet.sum()),
         indeterminate_present=int((indet & present).sum()),

@@ -14,7 +14,10 @@ interrupted drill keeps what it measured: ``read_samples`` reads the Parquet fil
 when the run never closed it, and ``recover_journals`` converts leftover journals into Parquet.
 
 A small JSON sidecar (``<file>.json``, e.g. ``samples/availability.json``) says how a sampler
-measured (interval, timeout, skipped ticks), so analyzers and reports can state their bounds.
+measured (interval, timeout, skipped ticks, when its probes raised) and whether its thread died,
+so analyzers can state their bounds and prove their coverage (``probes.coverage``). A ticking
+thread that raises (e.g. a flush that fails) is recorded as ``died`` and ``died_at`` and logged;
+``Sampler.stop`` then raises ``SamplerDied``: a dead sampler is never silence.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from drillbit.clock import Clock
 __all__ = [
     "ParquetSink",
     "Sampler",
+    "SamplerDied",
     "TickSampler",
     "journal_path",
     "meta_path",
@@ -47,6 +51,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: at most this many probe-error times are kept in the sidecar (the count is exact)
+MAX_ERROR_TIMES = 1000
+
+
+class SamplerDied(RuntimeError):
+    """A sampler's ticking thread died during the run: its samples end there."""
 
 
 def journal_path(path: Path) -> Path:
@@ -218,6 +229,9 @@ class TickSampler:
         self.sent = 0  # probes started
         self.skipped_ticks = 0  # ticks with no probe: every slot busy (overrun) or the machine stalled
         self.probe_errors = 0  # probes that raised (a bug: logged with its traceback)
+        self.probe_error_times: list[float] = []  # when (the first MAX_ERROR_TIMES of them)
+        self.died: str | None = None  # the ticking thread raised: why (it stopped then)
+        self.died_at: float | None = None
 
     def start(self) -> None:
         with self._state_lock:
@@ -236,10 +250,19 @@ class TickSampler:
             self._thread.join()
         self._pool.shutdown(wait=True)
 
-    def stats(self) -> dict[str, int]:
-        return {"sent": self.sent, "skipped_ticks": self.skipped_ticks, "probe_errors": self.probe_errors}
+    def stats(self) -> dict[str, Any]:
+        return {"sent": self.sent, "skipped_ticks": self.skipped_ticks, "probe_errors": self.probe_errors,
+                "probe_error_times": list(self.probe_error_times), "died": self.died,
+                "died_at": self.died_at}  # fmt: skip
 
     def _run(self) -> None:
+        try:
+            self._tick()
+        except Exception as err:  # recorded, logged, and raised again by Sampler.stop: never silent
+            self.died, self.died_at = f"{type(err).__name__}: {err}", self.clock.now()
+            log.exception("%s: the sampler died; its samples end here", self.name)
+
+    def _tick(self) -> None:
         t0 = self.clock.now()
         next_flush = t0 + self.flush_every
         i = 0
@@ -272,6 +295,8 @@ class TickSampler:
         except Exception:  # a probe bug must not stop sampling: log it loudly, count it, keep the schedule
             with self._state_lock:
                 self.probe_errors += 1
+                if len(self.probe_error_times) < MAX_ERROR_TIMES:
+                    self.probe_error_times.append(self.clock.now())
             log.exception("%s: probe raised", self.name)
         finally:
             self._slots.release()
@@ -318,6 +343,13 @@ class Sampler:
         self._release()
         self.sink.close()
         write_meta(self.path, self._final_meta())
+        if self._ticks.died is not None:
+            raise SamplerDied(f"{self._ticks.name} sampler died at {self._ticks.died_at}: {self._ticks.died}")
+
+    @property
+    def died(self) -> str | None:
+        """Why the sampler's thread died (None: alive or stopped normally)."""
+        return self._ticks.died
 
     def __enter__(self) -> Self:
         return self.start()

@@ -29,6 +29,7 @@ __all__ = ["Series", "TimelineInput", "bar_chart_svg", "inline_svg", "timeline_s
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 PHASE_SHADES = ("#f2f2f2", "#e4e4e4")
 FAULT_COLOR, REVERT_COLOR, RTO_COLOR, MARK_COLOR = "#D55E00", "#009E73", "#CC79A7", "#555555"
+OUTAGE_COLOR = "#E69F00"  # every outage after the fault, on the timeline
 _RC: dict[Any, Any] = {"svg.fonttype": "path", "font.size": 8.0, "axes.titlesize": 9.0, "axes.titleweight": "bold",
        "axes.spines.top": False, "axes.spines.right": False, "svg.image_inline": True}  # fmt: skip
 _ID = re.compile(r'\bid="([^"]+)"')
@@ -65,6 +66,7 @@ class TimelineInput:
     faults: list[tuple[float, float | None, str]] = field(default_factory=list)  # inject, revert, label
     marks: list[tuple[float, str]] = field(default_factory=list)
     rto: tuple[float, float | None, str] | None = None  # fault_at, recovered_at (None: not recovered), label
+    outages: list[tuple[float, float]] = field(default_factory=list)  # every outage after the fault (start, end)
     requests: RequestSeries | None = None
     availability: pd.DataFrame | None = None  # t, ratio
     replicas: pd.DataFrame | None = None  # t, region, desired, ready
@@ -97,6 +99,9 @@ def _decorate(ax: Axes, inp: TimelineInput, hi: float, *, labels: bool) -> None:
         until = recovered_at if recovered_at is not None else inp.origin + hi
         ax.axvspan(fault_at - inp.origin, until - inp.origin, color=RTO_COLOR, alpha=0.18, zorder=0.5, lw=0,
                    label=label if labels else None)  # fmt: skip
+    for j, (a, b) in enumerate(inp.outages):
+        ax.axvspan(a - inp.origin, max(b, a + 0.05) - inp.origin, color=OUTAGE_COLOR, alpha=0.35, zorder=0.6, lw=0,
+                   label="outage" if labels and j == 0 else None)  # fmt: skip
     for j, (a, reverted, _) in enumerate(inp.faults):
         first = labels and j == 0
         ax.axvline(a - inp.origin, color=FAULT_COLOR, lw=1.2, zorder=3, label="fault injected" if first else None)

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from drillbit import safeio
 from drillbit.errors import ConfigError, DrillError, validation_problems
 from drillbit.results import RUN
+from drillbit.rundir import ANALYSIS_DIR
 from drillbit.yamlio import parse_json
 from reports.rundata import file_sha256
 
@@ -239,6 +240,11 @@ def _check_run_dir(run_dir: Path) -> None:
                                         "wrote can be sealed")  # fmt: skip
 
 
+#: what a MANIFEST never covers: itself, its signature, and re-analyses (``drill analyze`` writes
+#: them under analysis/ after sealing, each sealed on its own)
+_NOT_SEALED = (MANIFEST, SIGNATURE, ANALYSIS_DIR)
+
+
 def seal(run_dir: Path, *, key: Path | None = None, allow_chain_start: bool = False) -> Path:
     """Write ``run_dir/MANIFEST`` (and ``MANIFEST.sig`` with ``key``, a PEM Ed25519 private key); returns MANIFEST.
 
@@ -252,7 +258,7 @@ def seal(run_dir: Path, *, key: Path | None = None, allow_chain_start: bool = Fa
     started_at = _started_at(run_dir)
     prev = None if allow_chain_start else _previous(run_dir, started_at)
     link = {"run_id": prev[1].run_id, "dir": prev[0].name, "manifest_sha256": prev[1].sha256} if prev else None
-    tree = safeio.walk(run_dir, exclude=(MANIFEST, SIGNATURE))
+    tree = safeio.walk(run_dir, exclude=_NOT_SEALED)
     for rel, kind in tree.skipped.items():
         log.warning("%s: %s is %s, not a regular file: not sealed (listed as skipped)", run_dir, rel, kind)
     doc: dict[str, Any] = {
@@ -303,7 +309,7 @@ def verify(run_dir: Path, *, public_key: Path | None = None, allow_chain_start: 
         raise ConfigError(str(run_dir), "not a run directory (no such directory)")
     manifest = read_manifest(run_dir)
     problems = []
-    tree = safeio.walk(run_dir, exclude=(MANIFEST, SIGNATURE))
+    tree = safeio.walk(run_dir, exclude=_NOT_SEALED)
     for name, entry in sorted(manifest.files.items()):
         path = tree.files.get(name)
         if path is None:

@@ -184,6 +184,8 @@ def _timeline(data: RunData, analysis: Analysis) -> str | None:
     inp = charts.TimelineInput(
         origin=min(origin_candidates), phases=phases(data), faults=fault_spans(data), marks=marks(data),
         rto=rto_span, requests=analysis.requests, availability=analysis.availability, replicas=analysis.replicas,
+        outages=[(float(o["start"]), float(o["end"])) for o in (rto or {}).get("outages") or []
+                 if _is_number(o.get("start")) and _is_number(o.get("end"))],
     )  # fmt: skip
     try:
         return charts.timeline_svg(inp, prefix="timeline")

@@ -43,8 +43,8 @@ class Target(Protocol):
         """The service answers readiness through its public endpoint."""
         ...
 
-    def replicas(self) -> dict[str, dict[str, int]]:
-        """Desired and ready API replicas per region."""
+    def replicas(self) -> dict[str, dict[str, Any]]:
+        """Desired and ready API replicas per region; ``ready_ids`` too when the target can tell which."""
         ...
 
     def primary_region(self) -> str | None: ...

@@ -87,11 +87,15 @@ def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(sandbox_
     _passed(result)
     assert [f.landed for f in m.faults] == [True, True]
     assert len(m.faults[1].detail["killed"]) == 2  # 50 % of 4 replicas
-    # the RTO holds its SLA (the verdict), lies within its bounds and carries its error bound (a probe interval)
+    # the RTO holds its SLA (the verdict), lies within its bounds and carries its error bound (a
+    # probe interval); it runs from the first kill to the last recovery, and each kill has its own
     assert m.rto is not None and m.rto["recovered"] and m.rto["rto_s"] is not None, m.rto
     assert m.rto["error_bound_s"] == pytest.approx(m.rto["interval_s"]) and m.rto["interval_s"] <= 0.2, m.rto
     assert m.rto["rto_lower_s"] <= m.rto["rto_s"] <= m.rto["rto_upper_s"], m.rto
     assert _verdict(result, "rto").measured == pytest.approx(m.rto["rto_s"])
+    per_fault = m.rto["per_fault"]
+    assert [f["fault_id"] for f in per_fault] == [f.id for f in m.faults], per_fault
+    assert all(f["rto_s"] is not None and f["rto_s"] <= m.rto["rto_s"] + 1e-9 for f in per_fault), per_fault
     assert m.replicas is not None and m.replicas["restored_s"] < 30
     info = read_model(result.run_dir / RUN, RunInfo)
     assert info.status is RunStatus.COMPLETED and info.exit_code == 0

@@ -92,3 +92,27 @@ def test_no_rto_is_invented_when_the_service_has_not_recovered(groundtruth: Grou
     assert 0.8 <= report["rto_lower_s"] <= 1.1  # still failing at the end of the samples
     with pytest.raises(RtoNotObserved):
         rto_seconds(str(tmp_path), fault_at=start, stability_window=1.0)
+
+
+@pytest.mark.parametrize("second", ["fail", "freeze"])
+def test_a_second_outage_after_a_stable_recovery_extends_the_rto(groundtruth: GroundTruth, tmp_path: Path,
+                                                                 second: str) -> None:  # fmt: skip
+    """Issue 12, case 1, against a real server: down 1 s, back for 1.5 s (longer than the 1 s stability window),
+    then down again for 2 s. The RTO runs to the end of the second outage; both are listed."""
+    clock = Clock()
+    with AvailabilitySampler(f"{groundtruth.url}/probe", tmp_path, clock=clock, interval=INTERVAL, timeout=1.0):
+        time.sleep(0.5 + random.random() * INTERVAL)
+        start1, end1 = groundtruth.outage("fail", 1.0)
+        start2, end2 = groundtruth.outage(second, 2.0, start_in=2.5)
+        with EventLog(tmp_path / EVENTS, clock) as events:
+            events.emit("fault.inject", t=start1, action="groundtruth two outages")
+        time.sleep(2.5 + 2.0 + 1.0 + 0.8)
+    report = rto_report(str(tmp_path), stability_window=1.0, slow_after=0.25)
+    truth = end2 - start1
+    print(f"\nRTO of two outages: measured {report['rto_s']:.4f} s, truth {truth:.4f} s; "
+          f"outages {[(round(o['start_s'], 3), round(o['length_s'], 3)) for o in report['outages']]}")  # fmt: skip
+    assert report["recovered"] and abs(report["rto_s"] - truth) <= TOLERANCE + SLACK, (report["rto_s"], truth)
+    assert len(report["outages"]) == 2, report["outages"]
+    for measured, (a, b) in zip(report["outages"], [(start1, end1), (start2, end2)], strict=True):
+        assert abs(measured["start"] - a) <= TOLERANCE + SLACK and abs(measured["end"] - b) <= TOLERANCE + SLACK
+    assert abs(report["downtime_s"] - (end1 - start1 + end2 - start2)) <= 2 * TOLERANCE + SLACK

@@ -137,6 +137,31 @@ def test_scale_in_to_an_explicit_minimum() -> None:
     assert default.scale_in_s == pytest.approx(1.5) and default.min_replicas == 3
 
 
+def test_a_readiness_blip_at_the_step_is_not_a_new_replica() -> None:
+    """Issue 12, case 6: one replica's readiness probe misses at the step sample and answers 1 s later; no
+    scaling at all. Counted as "more ready than at the step", that was a new replica after 0.8 s."""
+    ready = [4, 4, 3, 4, 4, 4, 4, 4]
+    r = analyze_autoscaling(replicas(ready, [4] * 8), load_step_at=2.2, target=6)
+    assert r.scale_out_s is None and r.first_new_ready_s is None and r.identified is False
+
+
+def test_a_new_replica_is_a_new_identity_after_desired_rose() -> None:
+    """A killed replica replaced by the supervisor comes back as a new pid without any scaling: not a
+    scale-out. The autoscaler raises desired at t=4; the first new identity is ready at t=6."""
+    rows = []
+    for t in range(9):
+        ids = ["101", "102"] if t < 3 else ["101", "103"]  # 102 killed and replaced at t=3: desired unchanged
+        if t >= 6:
+            ids = [*ids, "104"]
+        rows.append({"t": float(t), "region": "a", "desired": 2 if t < 4 else 3, "ready": len(ids), "ready_ids": ids})
+    r = analyze_autoscaling(pd.DataFrame(rows), load_step_at=2.5, target=3)
+    assert r.identified is True and r.scale_out_s == pytest.approx(1.5)
+    assert r.first_new_ready_s == pytest.approx(3.5)  # 103 (t=3) is new, but came before the autoscaler acted
+    # the same without identities: counted above the most ever ready before the step
+    counted = analyze_autoscaling(pd.DataFrame(rows).drop(columns="ready_ids"), load_step_at=2.5, target=3)
+    assert counted.identified is False and counted.first_new_ready_s == pytest.approx(3.5)
+
+
 def test_no_sample_before_the_step_is_an_error() -> None:
     with pytest.raises(ValueError, match="before the load step"):
         analyze_autoscaling(replicas([2, 3]), load_step_at=-1.0, target=3)
@@ -146,8 +171,8 @@ def test_no_sample_before_the_step_is_an_error() -> None:
 
 def _run_dir(tmp_path: Path, ready: list[int], events: list[dict[str, object]]) -> str:
     (tmp_path / "samples").mkdir()
-    table = pa.Table.from_pandas(replicas(ready).astype({"desired": "int32", "ready": "int32"}),
-                                 schema=REPLICAS_SCHEMA, preserve_index=False)  # fmt: skip
+    frame = replicas(ready).astype({"desired": "int32", "ready": "int32"}).assign(ready_ids=None)
+    table = pa.Table.from_pandas(frame, schema=REPLICAS_SCHEMA, preserve_index=False)
     pq.write_table(table, tmp_path / REPLICAS)
     (tmp_path / EVENTS).write_text("".join(json.dumps(e) + "\n" for e in events))
     return str(tmp_path)
@@ -180,3 +205,11 @@ def test_probe_functions_raise_without_a_load_step_or_samples(tmp_path: Path) ->
         time_to_capacity(run, target_replicas=3)
     with pytest.raises(FileNotFoundError):
         time_to_capacity(str(tmp_path / "nowhere"), target_replicas=3, load_step_at=0.5)
+
+
+def test_a_scale_out_as_short_as_one_window_is_judged_at_epoch_times() -> None:
+    """np.arange(lo, lo + 1e-9) is empty at epoch scale: the one window due was silently not judged."""
+    lo = 1_800_000_010.0
+    key = lo + np.arange(0, 5, 0.01)
+    windows = windowed_percentile(key, np.full(key.size, 0.2), lo, lo + 5.0, 5.0)
+    assert len(windows) == 1 and windows[0][2] == 500 and windows[0][1] == pytest.approx(0.2)

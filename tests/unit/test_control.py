@@ -107,3 +107,22 @@ def test_the_fault_time_prefers_injected_then_marked_then_detected() -> None:
     assert first_fault([note, detected, marked]) == (7.0, "marked")
     assert first_fault([detected, marked, injected]) == (9.0, "injected")
     assert first_fault([note]) == (None, None)
+
+
+def test_faults_are_paired_with_their_results_by_a_unique_id_not_by_name(tmp_path: Path) -> None:
+    """Two activities with one name: the first did not land, the second did; each keeps its own result
+    (paired by name, a result could go to the wrong injection, or the second stay without one)."""
+    path = tmp_path / "events.jsonl"
+    first, second = _activity("kill", "kill_replicas", count=1), _activity("kill", "kill_replicas", count=2)
+    control.before_activity_control(context=first, events_path=str(path))
+    control.before_activity_control(context=second, events_path=str(path))  # both open at once (background)
+    control.after_activity_control(context=second, state={"status": "succeeded", "output": {"landed": True}},
+                                   events_path=str(path))  # fmt: skip
+    control.after_activity_control(context=first, state={"status": "failed", "exception": ["Boom\n"]},
+                                   events_path=str(path))  # fmt: skip
+    events = read_events(path)
+    ids = [e["fault_id"] for e in events if e["kind"] == "fault.inject"]
+    assert len(set(ids)) == 2 and all(ids)
+    a, b = faults_from_events(events)
+    assert (a.id, b.id) == tuple(ids)
+    assert a.landed is False and a.error == "Boom" and b.landed is True

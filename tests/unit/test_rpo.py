@@ -64,11 +64,16 @@ def test_duplicates_and_strangers_are_reported() -> None:
     assert r.duplicates == [2] and r.unknown_present == [99] and r.lost == 0 and r.window_s == 0.0
 
 
-def test_a_write_lost_after_the_fault_gives_a_negative_window_and_is_flagged() -> None:
-    # acknowledged by a primary that was already cut off (after the fault), then lost in the failover
+def test_a_write_lost_after_the_fault_is_a_split_brain_symptom_and_the_window_is_never_negative() -> None:
+    # acknowledged by a primary that was already cut off (after the fault), then lost in the failover:
+    # the window was fault - ack = -0.06 s before (a negative RPO passes any "RPO < 60 s")
     r = analyze_rpo(heartbeats("aaaaaa"), readback({1: 1, 2: 1, 3: 1, 4: 1}), fault_at=100.45)
-    assert r.lost_seqs == [5, 6] and r.lost_after_fault == 2
-    assert r.window_s == pytest.approx(100.45 - 100.51)
+    assert r.lost_seqs == [5, 6] and r.lost == 2 and r.lost_after_fault == 2 and r.split_brain is True
+    assert r.window_s == 0.0
+    before = analyze_rpo(heartbeats("aaaaaa"), readback({1: 1, 2: 1, 4: 1}), fault_at=100.45)
+    assert before.split_brain is True and before.window_s == pytest.approx(100.45 - 100.31)
+    clean = analyze_rpo(heartbeats("aaaaaa"), readback({1: 1, 2: 1, 4: 1, 5: 1, 6: 1}), fault_at=100.45)
+    assert clean.split_brain is False and clean.lost == 1
 
 
 def test_everything_lost_when_the_table_came_back_empty() -> None:

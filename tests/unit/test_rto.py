@@ -15,7 +15,14 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.provider.python import run_python_activity, validate_python_activity
 
 from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
-from probes.availability import RtoNotObserved, analyze_rto, rto_report, rto_seconds, service_recovered
+from probes.availability import (
+    RtoNotObserved,
+    analyze_rto,
+    rto_per_fault,
+    rto_report,
+    rto_seconds,
+    service_recovered,
+)
 
 T0 = 1000.0
 RTT = 0.002
@@ -148,11 +155,34 @@ def test_slow_answers_count_as_failures() -> None:
     assert strict.detect_s == pytest.approx(0.5 + 0.25)  # known to fail once it was 0.25 s overdue
 
 
-def test_two_outages_add_up_to_the_downtime() -> None:
+def test_two_outages_add_up_to_the_downtime_and_the_second_extends_the_rto() -> None:
     r = analyze_rto(samples("..." + "xxxx" + "." * 10 + "xx" + "." * 20), fault_at=T0 + 0.3, stability_window=0.5)
     # fault at probe 3's send -> midway after probe 6; then midway around probes 17-18
     assert r.downtime_s == pytest.approx(0.351 + 0.2005, abs=1e-9)
-    assert r.rto_upper_s == pytest.approx(0.401)  # recovered after the first outage: the window was clean
+    # 1 s of success between them was not recovery: the last run of success lasting to the end starts at probe 19
+    assert r.rto_upper_s == pytest.approx(1.601) and r.rto_lower_s == pytest.approx(1.501)
+    assert [round(o["length_s"], 4) for o in r.outages] == [0.351, 0.2005]
+    assert [o["failed_probes"] for o in r.outages] == [4, 2]
+    assert r.outages[1]["start_s"] == pytest.approx(1.3505) and r.outages[1]["end_s"] == pytest.approx(1.551)
+
+
+def test_a_recovery_for_a_moment_then_failing_to_the_end_is_no_recovery() -> None:
+    """Issue 12, case 1: 5 s of success after the first outage, then down to the end of the samples."""
+    r = analyze_rto(samples("." * 10 + "x" * 20 + "." * 50 + "x" * 300), fault_at=T0 + 1.0, stability_window=5.0)
+    assert r.recovered is False and r.rto_s is None and r.rto_lower_s == pytest.approx(36.901)
+    assert len(r.outages) == 2 and r.outages[1]["length_s"] == pytest.approx(29.95, abs=0.01)
+
+
+def test_each_fault_has_its_own_rto_and_an_unrecovered_one_runs_into_the_next() -> None:
+    # fault A at probe 10 (down 1 s), B at 40 (down 2 s), C at 75 (down 3 s, back only 0.5 s before D at 110,
+    # whose outage lasts 1 s)
+    pattern = "." * 10 + "x" * 10 + "." * 20 + "x" * 20 + "." * 15 + "x" * 30 + "." * 5 + "x" * 10 + "." * 80
+    s = samples(pattern)
+    a, b, c, d = rto_per_fault(s, [T0 + i * 0.1 for i in (10, 40, 75, 110)], stability_window=1.0)
+    assert a.rto_upper_s == pytest.approx(1.001) and a.until == pytest.approx(T0 + 4.0)
+    assert b.rto_upper_s == pytest.approx(2.001)
+    assert c.rto_upper_s == pytest.approx(4.501)  # 0.5 s of success before D: not recovered before it
+    assert d.rto_upper_s == pytest.approx(1.001) and d.until is None
 
 
 def test_no_samples_after_the_fault_raises() -> None:

@@ -203,3 +203,30 @@ def test_replicas_sampler_records_each_region_and_rides_out_a_failing_call(tmp_p
     a = r[r["region"] == "region-a"].sort_values("t")
     assert a["ready"].tolist()[:3] == [1, 1, 1] and a["ready"].iloc[-1] == 2
     assert (tmp_path / REPLICAS).exists()
+
+
+class _TwoRegions:
+    def replicas(self) -> dict[str, dict[str, int]]:
+        return {"region-a": {"desired": 2, "ready": 2}}
+
+
+def test_a_sampler_whose_thread_dies_says_so_in_its_sidecar_and_at_stop(tmp_path: Path) -> None:
+    """Issue 12, case 5: a raising flush used to end the ticking thread silently; the samples just stopped."""
+    from probes.replicas import ReplicasSampler
+    from probes.samplers import SamplerDied, read_meta
+
+    sampler = ReplicasSampler(_TwoRegions(), tmp_path, clock=Clock(), interval=0.05)
+    sampler._ticks.flush_every = 0.2
+
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device")
+
+    sampler._ticks.on_flush = full_disk
+    sampler.start()
+    time.sleep(0.6)
+    assert sampler.died is not None and "No space left on device" in sampler.died
+    with pytest.raises(SamplerDied, match="replicas sampler died"):
+        sampler.stop()
+    meta = read_meta(tmp_path / "samples" / "replicas.parquet")
+    assert "No space left" in meta["died"] and meta["died_at"] is not None
+    assert meta["sent"] <= 6  # nothing was sampled after the death (0.2 s of 0.05 s ticks, and the one at death)

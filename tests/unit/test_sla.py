@@ -21,12 +21,35 @@ def test_the_default_sla_file_holds_the_seed_targets() -> None:
 
 def test_an_experiment_gets_its_own_slas_with_overrides_applied() -> None:
     slas = slas_for(load_sla_file(), "rolling-update")
-    assert list(slas) == ["zero_failed_requests", "availability", "p95"]
+    assert list(slas) == ["zero_failed_requests", "availability", "p95", "error_rate"]
     assert slas["p95"].phases == ["baseline", "fault", "recovery", "after"]
+    assert slas["availability"].phases == ["fault", "recovery"]  # "while the fault runs", not the whole drill
 
 
 def test_an_unlisted_experiment_gets_the_default_slas() -> None:
-    assert list(slas_for(load_sla_file(), "my-own-experiment")) == ["rto", "rpo", "p95", "order_execution"]
+    assert list(slas_for(load_sla_file(), "my-own-experiment")) == ["rto", "rpo", "lost_writes", "p95",
+                                                                    "order_execution", "error_rate"]  # fmt: skip
+
+
+EXPERIMENTS = ("pod-kill", "region-loss", "db-failover", "db-switchover", "rolling-update", "load-spike")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_judges_an_error_rate_and_latency_counts_failures(experiment: str) -> None:
+    slas = slas_for(load_sla_file(), experiment)
+    assert any(s.metric == "error_rate_percent" and s.source == "load" for s in slas.values())
+    assert all(s.failed == "include" for s in slas.values() if s.metric.startswith("p"))
+
+
+@pytest.mark.parametrize("experiment", ["region-loss", "db-failover", "db-switchover"])
+def test_no_acknowledged_order_lost_is_judged_as_a_count(experiment: str) -> None:
+    lost = slas_for(load_sla_file(), experiment)["lost_writes"]
+    assert (lost.metric, lost.op, lost.target, lost.requirement) == ("lost_writes", "==", 0, "R13.4")
+
+
+def test_the_spike_drill_judges_the_spikes_own_error_rate() -> None:
+    spike = slas_for(load_sla_file(), "load-spike")["spike_error_rate"]
+    assert spike.source == "spike" and spike.metric == "error_rate_percent"
 
 
 def test_every_problem_in_an_sla_file_is_reported_at_once(tmp_path: Path) -> None:

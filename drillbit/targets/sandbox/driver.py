@@ -59,8 +59,8 @@ class SandboxTarget:
         except httpx.HTTPError:
             return False
 
-    def replicas(self) -> dict[str, dict[str, int]]:
-        return self.sb.replicas()
+    def replicas(self) -> dict[str, dict[str, Any]]:
+        return self.sb.ready_replicas()
 
     def primary_region(self) -> str | None:
         return self.sb.primary()

@@ -128,6 +128,16 @@ def _http_ok(url: str, *, uds: Path | None = None, timeout: float = HTTP_TIMEOUT
         return False
 
 
+def _ready_pid(sock: Path, timeout: float = 0.5) -> str | None:
+    """The pid of the replica answering /healthz on ``sock`` (its identity), or None when it does not."""
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=timeout) as client:
+            answer = client.get("http://replica/healthz")
+            return str(answer.json()["pid"]) if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _all_dead(pids: list[int], timeout: float) -> bool:
     """True once every pid has exited (or is a zombie awaiting its reaper) within ``timeout``."""
 
@@ -223,15 +233,19 @@ class Sandbox:
 
     def replicas(self) -> dict[str, dict[str, int]]:
         """Desired and ready API replicas per region (ready: answers on its own socket)."""
-        out: dict[str, dict[str, int]] = {}
+        return {region: {"desired": c["desired"], "ready": c["ready"]} for region, c in self.ready_replicas().items()}
+
+    def ready_replicas(self) -> dict[str, dict[str, Any]]:
+        """``replicas()`` and which replicas were ready (``ready_ids``: their pids, from /healthz)."""
+        out: dict[str, dict[str, Any]] = {}
         for region in self.regions:
             name = f"api-{region}"
             desired = 0 if self.supervisor.status(name) != "active" else self.supervisor.numprocesses(name)
             # circus reuses the lowest free worker id, so after kills and scale-ins the live ids are not
             # 1..desired: probe every socket of the region; a dead replica's socket refuses connections
             sockets = self.layout.run.glob(f"api-{region}-*.sock")
-            ready = sum(_http_ok("http://replica/healthz", uds=sock, timeout=0.5) for sock in sockets)
-            out[region] = {"desired": desired, "ready": ready}
+            ids = [pid for pid in (_ready_pid(sock) for sock in sockets) if pid is not None]
+            out[region] = {"desired": desired, "ready": len(ids), "ready_ids": sorted(ids)}
         return out
 
     def status(self) -> dict[str, Any]:
