@@ -31,6 +31,16 @@ class GroundTruth:
     proc: subprocess.Popen[bytes]
     url: str
 
+    def quiet_at(self) -> float:
+        """When the last outage scheduled so far ends (epoch seconds; 0 when none was)."""
+        r = httpx.get(f"{self.url}/_control/outages")
+        r.raise_for_status()
+        return max((float(o["end"]) for o in r.json()), default=0.0)
+
+    def wait_quiet(self) -> None:
+        """Wait until no outage is active or scheduled (one a previous user left running)."""
+        time.sleep(max(0.0, self.quiet_at() - time.time()))
+
     def outage(self, kind: str, duration: float, start_in: float = 0.0) -> tuple[float, float]:
         r = httpx.post(f"{self.url}/_control/outage", json={"kind": kind, "duration": duration, "start_in": start_in})
         r.raise_for_status()

@@ -148,7 +148,15 @@ def replica_factory(tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def groundtruth() -> Iterator[GroundTruth]:
+def groundtruth_session() -> Iterator[GroundTruth]:
     """drillbit.groundtruth in its own process: outages of exactly known start and length."""
     with groundtruth_server() as server:
         yield server
+
+
+@pytest.fixture
+def groundtruth(groundtruth_session: GroundTruth) -> GroundTruth:
+    """The session's ground-truth server, quiet: an outage an earlier test scheduled (and stopped
+    sampling before it ended) is over before this test begins."""
+    groundtruth_session.wait_quiet()
+    return groundtruth_session
