@@ -108,7 +108,12 @@ class TrackedPool:
         if size < 1:
             raise ValueError(f"{name} pool size must be >= 1")
         self.name, self.size = name, size
-        self.pool = AsyncConnectionPool(dsn, min_size=size, max_size=size, open=False, name=name, **kwargs)
+        # check: a connection is checked (one empty round trip) when it is handed out, so one that a
+        # failover or a database restart broke is replaced there, not failed under a request
+        self.pool = AsyncConnectionPool(
+            dsn, min_size=size, max_size=size, open=False, name=name, check=AsyncConnectionPool.check_connection,
+            **kwargs,
+        )  # fmt: skip
         self._in_use = _Gauge()
         self._waits = 0
         self._wait_s = 0.0

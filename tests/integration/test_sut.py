@@ -164,8 +164,8 @@ def test_readyz_fails_fast_while_the_database_is_down_and_recovers_promptly(
         failed += 1
         assert time.monotonic() - back < 5, "the app did not follow the database back"
         time.sleep(0.02)
-    # promptly: each connection the restart broke fails at most the one request that finds it
-    # broken (the pool replaces it), so no more orders fail than the write pool holds
+    # promptly: a connection the restart broke is found broken when it is handed out and replaced
+    # there, so at most the requests that raced the database's return fail, never one per connection
     assert failed <= 4, failed
 
 
