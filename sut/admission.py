@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 __all__ = ["Overloaded", "PoolUsage", "SymbolQueues", "TrackedPool"]
 
@@ -99,6 +99,7 @@ class PoolUsage:
     peak_in_use: int
     waits: int
     wait_s_total: float
+    discarded: int
 
 
 class TrackedPool:
@@ -108,15 +109,14 @@ class TrackedPool:
         if size < 1:
             raise ValueError(f"{name} pool size must be >= 1")
         self.name, self.size = name, size
-        # check: a connection is checked (one empty round trip) when it is handed out, so one that a
-        # failover or a database restart broke is replaced there, not failed under a request
-        self.pool = AsyncConnectionPool(
-            dsn, min_size=size, max_size=size, open=False, name=name, check=AsyncConnectionPool.check_connection,
-            **kwargs,
-        )  # fmt: skip
+        # no ``check=`` here: psycopg_pool's own check sleeps a back-off (1 s and more) after a broken
+        # connection before it tries the next, longer than a request's wait for a connection, so one
+        # connection a failover broke long ago failed the request that drew it (see ``_checked``)
+        self.pool = AsyncConnectionPool(dsn, min_size=size, max_size=size, open=False, name=name, **kwargs)
         self._in_use = _Gauge()
         self._waits = 0
         self._wait_s = 0.0
+        self.discarded = 0
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
@@ -133,17 +133,42 @@ class TrackedPool:
         """Every connection the pool may have is checked out (a wait here is contention, not an outage)."""
         return self._in_use.now >= self.size
 
+    async def _checked(self, timeout: float) -> psycopg.AsyncConnection[Any]:
+        """A connection that just answered an empty round trip, within ``timeout``.
+
+        A broken one (its server restarted, failed over or cut it) goes back to the pool, which
+        discards it and opens a replacement, and the next idle one is tried at once: at most every
+        connection the pool has plus the one it opens, so a dead database still ends in
+        ``PoolTimeout`` and never in a busy loop."""
+        deadline = time.monotonic() + timeout
+        for _ in range(self.size + 1):
+            conn = await self.pool.getconn(timeout=deadline - time.monotonic())
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                self.discarded += 1
+                await self.pool.putconn(conn)
+                continue
+            return conn
+        raise PoolTimeout(f"no working connection in pool {self.name!r} after {self.size + 1} tries")
+
     @contextlib.asynccontextmanager
     async def connection(self, timeout: float) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """As ``AsyncConnectionPool.connection`` (commit on success, roll back on error, then back
+        to the pool), with a connection checked when handed out (``_checked``)."""
         start = time.perf_counter()
-        async with self.pool.connection(timeout=timeout) as conn:
-            self._waits += 1
-            self._wait_s += time.perf_counter() - start
-            self._in_use.up()
-            try:
+        conn = await self._checked(timeout)
+        self._waits += 1
+        self._wait_s += time.perf_counter() - start
+        self._in_use.up()
+        try:
+            async with conn:
                 yield conn
-            finally:
-                self._in_use.down()
+        finally:
+            self._in_use.down()
+            await self.pool.putconn(conn)
 
     def usage(self) -> PoolUsage:
-        return PoolUsage(self.name, self.size, self._in_use.now, self._in_use.peak, self._waits, self._wait_s)
+        return PoolUsage(
+            self.name, self.size, self._in_use.now, self._in_use.peak, self._waits, self._wait_s, self.discarded
+        )

@@ -147,6 +147,10 @@ class Metrics:
             "sut_db_pool_wait_seconds_total", "Time requests waited for a pooled connection", ["pool"],
             registry=self.registry,
         )  # fmt: skip
+        self._discarded = Gauge(
+            "sut_db_connections_discarded_total", "Pooled connections found broken when handed out, and replaced",
+            ["pool"], registry=self.registry,
+        )  # fmt: skip
         self._queued = Gauge(
             "sut_matching_waiting", "Writes waiting in their symbol's queue", registry=self.registry
         )
@@ -161,6 +165,7 @@ class Metrics:
             self._peak.labels(pool.name).set_function(_reading(pool, "peak_in_use"))
             self._size.labels(pool.name).set_function(_reading(pool, "size"))
             self._wait.labels(pool.name).set_function(_reading(pool, "wait_s_total"))
+            self._discarded.labels(pool.name).set_function(_reading(pool, "discarded"))
         self._queued.set_function(lambda: queues.waiting.now)
         self._queued_peak.set_function(lambda: queues.waiting.peak)
 
@@ -375,6 +380,8 @@ async def readyz(request: Request) -> Response:
         return _error(503, "draining")
     async with _db(request) as conn:
         writable = await _writable(conn)
+        if not writable:
+            await conn.close()  # a server demoted under it: make the pool reconnect to the primary
     if not writable:
         return _error(503, "database is read-only")
     return JSONResponse({"status": "ready"})

@@ -151,3 +151,24 @@ def test_pools_open_every_connection_before_the_replica_reports_ready(trading_ds
             ).fetchone()
             == (5 + 1,)  # the replica's 3 + 2, and this connection
         )
+
+
+def test_connections_the_server_cut_are_replaced_without_failing_the_requests_that_draw_them(
+    trading_dsn: str, replica_factory: Any
+) -> None:
+    """Every pooled connection of the replica is terminated by the server (what a failover or a
+    database restart does to idle connections; the pool notices only when one is used). Each
+    request after that is answered: a broken connection is discarded and the next one tried at
+    once (psycopg_pool's own check waited a 1 s back-off first, longer than a read may wait)."""
+    api = replica_factory(trading_dsn, DRILL_SUT_WRITE_POOL_SIZE="2", DRILL_SUT_READ_POOL_SIZE="2").url
+    with psycopg.connect(trading_dsn, autocommit=True) as conn:
+        dbname = conn.info.dbname
+        others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        assert conn.execute(f"SELECT count(*) {others}", (dbname,)).fetchone() == (4,)
+        conn.execute(f"SELECT pg_terminate_backend(pid) {others}", (dbname,))
+        _wait_for(lambda: conn.execute(f"SELECT count(*) {others}", (dbname,)).fetchone() == (0,))
+    answers = [httpx.get(f"{api}/readyz", timeout=5).status_code for _ in range(3)]
+    answers += [httpx.post(f"{api}/orders", json=_order(), timeout=5).status_code for _ in range(3)]
+    assert answers == [200] * 3 + [201] * 3
+    discarded = [_metric(api, "sut_db_connections_discarded_total", f'{{pool="{p}"}}') for p in ("read", "write")]
+    assert discarded[0] >= 1 and discarded[1] >= 1, discarded

@@ -31,6 +31,7 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from drillbit.targets.sandbox import loopback
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.supervisor import Supervisor
 
@@ -108,11 +109,12 @@ class _RateMeter:
         self.served = 0.0  # requests served by the region's replicas since the meter started
         self.previous: dict[str, float] = {}
         self.history: deque[tuple[float, float]] = deque()
+        self.clients: dict[Path, httpx.Client] = {}  # one per replica socket, kept across readings
 
     def _count(self, sock: Path) -> float | None:
+        client = self.clients.get(sock) or self.clients.setdefault(sock, loopback.client(uds=sock, timeout=0.5))
         try:
-            with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=0.5) as client:
-                text = client.get("http://replica/metrics").text
+            text = client.get("http://replica/metrics").text
         except httpx.HTTPError:
             return None  # a dead or starting replica
         return sum(
@@ -127,12 +129,15 @@ class _RateMeter:
         """Requests/s per replica over the window; ``replicas``: how many the supervisor runs (desired:
         a replica killed a moment ago is being replaced, and does not double the others' share)."""
         now = time.monotonic()
-        counts = {s.name: c for s in self.layout.run.glob(f"api-{self.region}-*.sock")
-                  if (c := self._count(s)) is not None}  # fmt: skip
+        sockets = set(self.layout.run.glob(f"api-{self.region}-*.sock"))
+        for gone in set(self.clients) - sockets:
+            self.clients.pop(gone).close()
+        counts = {s.name: c for s in sorted(sockets) if (c := self._count(s)) is not None}
         # a respawned replica's counter starts again from zero: count it from zero
         self.served += sum(c - self.previous.get(k, 0.0) if c >= self.previous.get(k, 0.0) else c
                            for k, c in counts.items())  # fmt: skip
-        self.previous = counts
+        # a replica that missed one reading keeps its last count (it would otherwise count from zero)
+        self.previous = {**{k: v for k, v in self.previous.items() if k in {s.name for s in sockets}}, **counts}
         self.history.append((now, self.served))
         while len(self.history) > 2 and self.history[1][0] <= now - self.WINDOW_S:
             self.history.popleft()

@@ -12,7 +12,7 @@ import httpx
 
 from drillbit.errors import ConfigError
 from drillbit.targets.base import Endpoints
-from drillbit.targets.sandbox import procs
+from drillbit.targets.sandbox import loopback, procs
 from drillbit.targets.sandbox.sandbox import Sandbox
 
 __all__ = ["SandboxTarget"]
@@ -55,7 +55,8 @@ class SandboxTarget:
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.sb.front_door_url}/readyz", timeout=2.0).status_code == 200
+            with loopback.client(timeout=2.0) as client:
+                return client.get(f"{self.sb.front_door_url}/readyz").status_code == 200
         except httpx.HTTPError:
             return False
 

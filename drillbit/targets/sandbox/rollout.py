@@ -30,6 +30,7 @@ import httpx
 import psutil
 
 from drillbit.errors import ConfigError, EnvironmentFailure
+from drillbit.targets.sandbox import loopback
 from drillbit.targets.sandbox.render import API_DRAIN_TIMEOUT_S, api_version_file
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def _now() -> str:
 
 def _get(sock: Path, path: str) -> httpx.Response | None:
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=PROBE_TIMEOUT_S) as client:
+        with loopback.client(uds=sock, timeout=PROBE_TIMEOUT_S) as client:
             return client.get(f"http://replica{path}")
     except httpx.HTTPError:
         return None

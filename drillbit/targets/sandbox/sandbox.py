@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 
 from drillbit.errors import ConfigError, EnvironmentFailure
-from drillbit.targets.sandbox import procs, rollout
+from drillbit.targets.sandbox import loopback, procs, rollout
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.render import (
     SUPERUSER,
@@ -120,9 +120,8 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, hint: str, inter
 
 
 def _http_ok(url: str, *, uds: Path | None = None, timeout: float = HTTP_TIMEOUT) -> bool:
-    transport = httpx.HTTPTransport(uds=str(uds)) if uds is not None else None
     try:
-        with httpx.Client(transport=transport, timeout=timeout) as client:
+        with loopback.client(uds=uds, timeout=timeout) as client:
             return client.get(url).status_code == 200
     except httpx.HTTPError:
         return False
@@ -131,7 +130,7 @@ def _http_ok(url: str, *, uds: Path | None = None, timeout: float = HTTP_TIMEOUT
 def _ready_pid(sock: Path, timeout: float = 0.5) -> str | None:
     """The pid of the replica answering /healthz on ``sock`` (its identity), or None when it does not."""
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=timeout) as client:
+        with loopback.client(uds=sock, timeout=timeout) as client:
             answer = client.get("http://replica/healthz")
             return str(answer.json()["pid"]) if answer.status_code == 200 else None
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -216,7 +215,8 @@ class Sandbox:
         """Patroni's view of the database nodes (name, role, state, lag), from any live node."""
         for region in self.regions:
             try:
-                r = httpx.get(f"{self._restapi(region)}/cluster", timeout=HTTP_TIMEOUT)
+                with loopback.client(timeout=HTTP_TIMEOUT) as client:
+                    r = client.get(f"{self._restapi(region)}/cluster")
             except httpx.HTTPError:
                 continue
             if r.status_code == 200:
@@ -364,12 +364,12 @@ class Sandbox:
 
     def _switchover(self, leader: str, candidate: str) -> None:
         secrets = json.loads(self.layout.secrets_file.read_text())
-        r = httpx.post(
-            f"{self._restapi(leader)}/switchover",
-            json={"leader": leader, "candidate": candidate},
-            auth=("patroni", secrets["restapi"]),
-            timeout=30.0,
-        )
+        with loopback.client(timeout=30.0) as client:
+            r = client.post(
+                f"{self._restapi(leader)}/switchover",
+                json={"leader": leader, "candidate": candidate},
+                auth=("patroni", secrets["restapi"]),
+            )
         if r.status_code != 200:
             raise EnvironmentFailure(f"Patroni refused the switchover: {r.status_code} {r.text.strip()}")
 
