@@ -11,7 +11,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from drillbit.calibration import groundtruth_server, measure_rto
+from drillbit.testing.calibration import groundtruth_server, measure_rto
 
 TARGET_MS = 100.0
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drillbit.rundir import REQUEST_SCHEMA, REQUESTS_DIR
+from drillbit.core.rundir import REQUEST_SCHEMA, REQUESTS_DIR
 
 __all__ = ["main", "write_records"]
 
@@ -59,7 +59,7 @@ def write_records(run_dir: Path, n: int, per_file: int = 1_000_000, rate: float 
 
 
 def _child(run_dir: str) -> None:
-    from probes.latency import analyze_run
+    from drillbit.probes.latency import analyze_run
 
     t = time.perf_counter()
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in (Path(run_dir) / REQUESTS_DIR).glob("*.parquet"))

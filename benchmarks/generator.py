@@ -118,7 +118,7 @@ def _recorded(tmp: Path, url: str, seconds: float, users: int) -> tuple[float, i
 
 
 def _open_ceiling(tmp: Path, url: str, seconds: float) -> tuple[float, bool]:
-    from loadtests.runner import run_load
+    from drillbit.load.runner import run_load
 
     profile = tmp / "flood.yaml"
     profile.write_text(f"name: flood\nmodel: open\nstages:\n  - {{duration: {seconds}, rate: 50000}}\n"
@@ -132,8 +132,8 @@ def _open_ceiling(tmp: Path, url: str, seconds: float) -> tuple[float, bool]:
 MICRO = """
 import time
 from pathlib import Path
-from drillbit.clock import Clock
-from loadtests.recorder import Recorder
+from drillbit.core.clock import Clock
+from drillbit.load.recorder import Recorder
 
 class Response:
     status_code = 200

@@ -28,10 +28,10 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from drillbit.load.recording import SHED
+from drillbit.load.runner import start_load
 from drillbit.targets.sandbox import sandbox
 from drillbit.targets.sandbox.sandbox import Sandbox
-from loadtests.recording import SHED
-from loadtests.runner import start_load
 
 P99_TARGET_MS = 100.0  # seed 003: API p95 < 100 ms; the p99 is held to the same bound here
 _PROFILE = "name: bench\nmodel: open\narrival: poisson\nstages:\n  - {{duration: {d}, rate: 80}}\nmax_in_flight: 200\ntimeout_s: 5\n"  # noqa: E501

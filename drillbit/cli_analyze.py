@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from drillbit.cli_run import say_verdicts
+from drillbit.reanalyze import reanalyze
 
 __all__ = ["register"]
 
@@ -25,8 +26,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recompute measurements and verdicts from a run's raw records, without the target, into
         RUN_DIR/analysis/<time>/ (the sealed originals stay as they are), and render the report there."""
-        from drillbit.reanalyze import reanalyze
-
         result = reanalyze(run_dir, sla, stability)
         say_verdicts(result.verdicts)
         _say(f"judged by {result.sla_source}: {result.verdicts.outcome.value}; written to {result.out}")

@@ -18,8 +18,9 @@ from drillbit.cli_run import (
     StateDirOpt,
     summary,
 )
-from drillbit.errors import ConfigError
-from drillbit.results import AuditFields
+from drillbit.core.errors import ConfigError
+from drillbit.core.results import AuditFields
+from drillbit.observe import ObserveOptions, add_mark, observe, parse_duration
 
 __all__ = ["register"]
 
@@ -52,16 +53,12 @@ def register(app: typer.Typer) -> None:
         plain: PlainOpt = False,
     ) -> None:
         """Measure a drill someone else carries out (a runbook, AWS FIS, Litmus): drillbit injects nothing."""
-        from drillbit.observe import ObserveOptions, observe
-
         if url is not None and env is not None:
             raise ConfigError("drill observe", "give --env or --url, not both")
         if not 0.01 <= interval <= 60 or cooldown < 0:
             raise ConfigError("drill observe", "--interval must be within [0.01, 60] s and --cooldown >= 0")
         if dsn is not None and url is None:
             raise ConfigError("--dsn", "only with --url: an env brings its own write path (the trading API)")
-        from drillbit.observe import parse_duration
-
         options = ObserveOptions(
             env=None if url else (env or "sandbox"), url=url, dsn=dsn, profile=profile, locustfile=locustfile,
             duration_s=parse_duration(duration), until_recovered=until_recovered, cooldown_s=cooldown,
@@ -82,7 +79,5 @@ def register(app: typer.Typer) -> None:
         state_dir: StateDirOpt = None,
     ) -> None:
         """Mark a moment of the active observation (from another terminal): the fault, a restore, a note."""
-        from drillbit.observe import add_mark
-
         event = add_mark(label, kind, run, state_dir)
         typer.echo(f"marked {kind} at {event['at']}: {label}")

@@ -8,8 +8,14 @@ from typing import Annotated
 
 import typer
 
-from drillbit.errors import ConfigError, DrillError
-from drillbit.results import AuditFields, VerdictSet
+from drillbit.core.errors import ConfigError, DrillError
+from drillbit.core.results import AuditFields, RunStatus, VerdictSet
+from drillbit.ledger import state_root
+from drillbit.plan import load_plan, region_problems
+from drillbit.runner import DrillResult, RunOptions, bring_up, run_drill
+from drillbit.suite import combined_exit_code, load_suite
+from drillbit.targets import env_down, resolve
+from drillbit.targets.sandbox.topology import load_topology
 
 __all__ = [
     "ApproverOpt",
@@ -25,9 +31,9 @@ __all__ = [
     "summary",
 ]
 
+
 def _state_dir(value: Path | None) -> Path | None:
     """--state-dir (or $DRILL_STATE_DIR) must be a directory, or not exist yet."""
-    from drillbit.ledger import state_root
 
     root = state_root(value)
     if os.path.lexists(root) and not root.is_dir():
@@ -71,10 +77,7 @@ def say_verdicts(verdicts: VerdictSet) -> None:
         _say(f"  note: {reason}")
 
 
-def summary(result: object) -> None:
-    from drillbit.runner import DrillResult
-
-    assert isinstance(result, DrillResult)
+def summary(result: DrillResult) -> None:
     _say(f"run directory: {result.run_dir}")
     if result.verdicts is not None:
         say_verdicts(result.verdicts)
@@ -103,10 +106,6 @@ def register(app: typer.Typer) -> None:
         plain: PlainOpt = False,
     ) -> None:
         """Run an experiment (or a suite) against a live target under load; measure, judge, report."""
-        from drillbit.plan import load_plan
-        from drillbit.results import RunStatus
-        from drillbit.runner import RunOptions, bring_up, run_drill
-        from drillbit.suite import combined_exit_code, load_suite
 
         if (experiment is None) == (suite is None):
             raise ConfigError("drill run", "give one experiment file or --suite NAME")
@@ -119,14 +118,9 @@ def register(app: typer.Typer) -> None:
                 problems.append(str(err))
         if problems:
             raise ConfigError("drill run", problems)
-        from drillbit.targets import check_target_name
-
-        check_target_name(env)  # a typo in --env is a usage error, also for a dry run
-        if env == "sandbox":  # its regions are known before it is up: a typo is a usage error too
-            from drillbit.plan import region_problems
-            from drillbit.targets.sandbox.topology import load_topology
-
-            regions = [r.name for r in load_topology(topology).regions]
+        target = resolve(env)  # a typo in --env is a usage error, also for a dry run
+        if target.kind.name == "sandbox":  # its regions are known before it is up: a typo is a usage error too
+            regions = [r.name for r in load_topology(topology or target.spec.topology).regions]
             wrong = [f"{plan.experiment_path}: {p}" for plan in plans for p in region_problems(plan, regions)]
             if wrong:
                 raise ConfigError("drill run", wrong)
@@ -162,9 +156,7 @@ def register(app: typer.Typer) -> None:
                     break
         finally:
             if suite_env and not keep:
-                from drillbit.targets.sandbox import sandbox
-
-                sandbox.down(state_dir, report=_say)
+                env_down(env, state_dir=state_dir, report=_say)
         code = combined_exit_code(codes)
         if len(plans) > 1:
             _say(f"suite {suite}: exit {code} ({', '.join(str(c) for c in codes)})")

@@ -24,10 +24,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from drillbit.clock import Clock
-from drillbit.events import EventLog, read_events
+from drillbit.core.clock import Clock
+from drillbit.core.events import EventLog, read_events
+from drillbit.core.redact import Redactor, secret_values
 from drillbit.faults import FAULTS, REVERTS
-from drillbit.redact import Redactor, secret_values
+from drillbit.runs import DrillInterrupted
 
 __all__ = [
     "after_activity_control",
@@ -148,8 +149,6 @@ def _signals(events_path: str, *, interrupt: bool) -> None:
         name = signal.Signals(signum).name
         _emit(events_path, None, "signal", signal=name, during="method" if interrupt else "rollbacks")
         if interrupt:
-            from drillbit.runs import DrillInterrupted
-
             raise DrillInterrupted(f"{name} during the experiment")
         log.warning("%s during the rollbacks: recorded; the rollbacks finish first", name)
 

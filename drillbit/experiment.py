@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
-from drillbit.errors import validation_problems
+from drillbit.core.errors import validation_problems
 
 __all__ = [
     "FAULT_ARGUMENTS",

@@ -26,11 +26,14 @@ from typing import Any
 
 import yaml
 
-from drillbit.clock import Clock
-from drillbit.errors import ConfigError
-from drillbit.events import EventLog
-from drillbit.rundir import EVENTS
-from drillbit.safeio import write_text
+from drillbit.core.clock import Clock
+from drillbit.core.errors import ConfigError
+from drillbit.core.events import EventLog
+from drillbit.core.rundir import EVENTS
+from drillbit.core.safeio import write_text
+from drillbit.load.runner import start_load
+from drillbit.probes.latency import load_requests
+from drillbit.probes.spike import spike_delivery
 from drillbit.targets import Target, resolve_target
 
 __all__ = [
@@ -57,7 +60,7 @@ Configuration = dict[str, Any] | None
 FAULTS = frozenset({"kill_replicas", "lose_region", "fail_over_database", "roll_out", "spike_load"})
 #: the functions that undo one
 REVERTS = frozenset({"restore_region", "heal_target"})
-SPIKE_DIR = "spike"  # probes.spike.SPIKE_DIR
+SPIKE_DIR = "spike"  # drillbit.probes.spike.SPIKE_DIR
 
 
 def _target(configuration: Configuration) -> Target:
@@ -111,10 +114,8 @@ def spike_load(
 
     Emits ``load.step`` when the spike's schedule starts and ``load.drop`` when it ends (the
     autoscaling analyzer measures from them). Landed when the target answered at least 95 % of the
-    extra rate, whatever the status (``probes.spike``); its requests are judged like the main load's.
+    extra rate, whatever the status (``drillbit.probes.spike``); its requests are judged like the main load's.
     """
-    from loadtests.runner import start_load
-    from probes.spike import spike_delivery
 
     if rate <= 0 or duration <= 0:
         raise ConfigError("arguments", "spike_load: rate and duration must be > 0")
@@ -157,7 +158,6 @@ def spike_load(
 def _first_intended(out: Path) -> float:
     import numpy as np
 
-    from probes.latency import load_requests
 
     requests = load_requests(out)
     return float(np.nanmin(requests.intended))

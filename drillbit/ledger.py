@@ -23,8 +23,8 @@ from typing import Any
 
 import psutil
 
-from drillbit.errors import EnvironmentFailure
-from drillbit.safeio import write_text
+from drillbit.core.errors import EnvironmentFailure
+from drillbit.core.safeio import write_text
 
 __all__ = ["ActiveDrill", "Ledger", "find_orphan", "state_root"]
 

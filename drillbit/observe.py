@@ -34,16 +34,18 @@ from typing import Any
 
 import psycopg
 
-from drillbit.clock import Clock, installed
-from drillbit.errors import EXIT_ENVIRONMENT, ConfigError, DrillError, EnvironmentFailure
-from drillbit.events import EventLog, read_events
+from drillbit.core.clock import Clock, installed
+from drillbit.core.errors import EXIT_ENVIRONMENT, ConfigError, DrillError, EnvironmentFailure
+from drillbit.core.events import EventLog, read_events
+from drillbit.core.redact import Redactor, redact_url, secret_values
+from drillbit.core.results import RUN, AuditFields, RunInfo, RunStatus, read_model, write_model
+from drillbit.core.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
 from drillbit.ledger import LEDGER as LEDGER_FILE
 from drillbit.ledger import Ledger, read, state_root
 from drillbit.live import LiveView, Snapshot, locust_now
-from drillbit.redact import Redactor, redact_url, secret_values
-from drillbit.results import RUN, AuditFields, RunInfo, RunStatus, read_model
-from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
-from drillbit.runner import DrillResult
+from drillbit.load.profiles import load_profile
+from drillbit.probes.samplers import read_samples
+from drillbit.runner import DrillResult, RunOptions, clean_orphan
 from drillbit.runs import (
     DrillInterrupted,
     Signals,
@@ -55,7 +57,8 @@ from drillbit.runs import (
     write_slas,
 )
 from drillbit.session import LIVE_STATS, LoadSpec, Session
-from drillbit.sla import DEFAULT_SLA_FILE, Sla, load_sla_file, slas_for
+from drillbit.sla import Sla, default_sla_file, load_sla_file, slas_for
+from drillbit.targets import resolve_target
 from drillbit.targets.http import HttpTarget
 
 __all__ = ["MARK_KINDS", "ObserveOptions", "add_mark", "observe", "parse_duration"]
@@ -152,7 +155,6 @@ class _Watch:
         return float(marks[0]["t"]) if marks else None
 
     def update(self) -> None:
-        from probes.samplers import read_samples
 
         if self.source != "marked" and (marked := self._mark()) is not None:
             self.fault_at, self.source = marked, "marked"
@@ -220,7 +222,7 @@ class _KeyMarks:
 
 
 def _slas(options: ObserveOptions, has_load: bool, has_writes: bool) -> tuple[dict[str, Sla], list[str]]:
-    chosen = slas_for(load_sla_file(options.sla_file), options.name, str(options.sla_file or DEFAULT_SLA_FILE))
+    chosen = slas_for(load_sla_file(options.sla_file), options.name, str(options.sla_file or default_sla_file()))
     notes = []
     for key, sla in list(chosen.items()):
         if sla.metric in LOAD_METRICS and not has_load:
@@ -230,7 +232,7 @@ def _slas(options: ObserveOptions, has_load: bool, has_writes: bool) -> tuple[di
             notes.append(f"SLA {key} ({sla.text}) not judged: no write path (use --dsn or an env)")
             del chosen[key]
     if not chosen:  # nothing to judge must never read as a pass
-        raise ConfigError(str(options.sla_file or DEFAULT_SLA_FILE),
+        raise ConfigError(str(options.sla_file or default_sla_file()),
                           [f"no SLA applies to {options.name!r} that this observation can measure", *notes])
     return chosen, notes
 
@@ -243,14 +245,12 @@ def _target(options: ObserveOptions) -> Any:
         if options.dsn is not None:
             _check_dsn(options.dsn)
         return target
-    from drillbit.targets import resolve_target
 
     return resolve_target(options.env or "sandbox", state_dir=options.state_dir)
 
 
 def observe(options: ObserveOptions) -> DrillResult:
     """Observe until the duration ends, recovery (``until_recovered``) or a signal; analyze and report."""
-    from drillbit.runner import RunOptions, clean_orphan
 
     with Signals() as signals, installed(Clock()):  # one clock anchor for every process of the run
         try:
@@ -278,7 +278,6 @@ def _step(what: str, fn: Any) -> None:
 
 def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> DrillResult:
     if options.profile is not None:
-        from loadtests.profiles import load_profile
 
         load_profile(options.profile)
     target = _target(options)
@@ -291,13 +290,12 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     info = RunInfo(
         id=run_dir.name, mode="observe", target={"name": target.name, "kind": target.kind,
                                                  "fingerprint": target.fingerprint()},
-        profile=options.profile, sla=file_ref(options.sla_file or DEFAULT_SLA_FILE), git_commit=commit,
+        profile=options.profile, sla=file_ref(options.sla_file or default_sla_file()), git_commit=commit,
         git_dirty=bool(git("status", "--porcelain")) if commit else None,
         operator=options.operator or os.environ.get("DRILL_OPERATOR") or getpass.getuser(), audit=options.audit,
         versions=tool_versions(), host=socket.gethostname(), pid=os.getpid(), started_at=clock.now(), notes=notes,
         clock_anchor=(clock.wall_anchor, clock.mono_anchor),
     )  # fmt: skip
-    from drillbit.results import write_model
 
     write_model(run_dir / RUN, info)
     write_slas(run_dir, slas)

@@ -24,11 +24,12 @@ from chaoslib.experiment import ensure_experiment_is_valid
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drillbit import faults
-from drillbit.errors import ConfigError, validation_problems
+from drillbit.core.errors import ConfigError, validation_problems
+from drillbit.core.redact import experiment_secret_values, remember_secrets
+from drillbit.core.yamlio import load_document
 from drillbit.experiment import argument_problems, experiment_problems, outside_project
-from drillbit.redact import experiment_secret_values, remember_secrets
+from drillbit.load.profiles import load_profile
 from drillbit.sla import Sla, load_sla_file, slas_for
-from drillbit.yamlio import load_document
 
 __all__ = ["DrillPlan", "DrillSettings", "load_plan", "region_problems"]
 
@@ -164,7 +165,6 @@ def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | 
         settings = settings.model_copy(update={"profile": profile})
     sources: list[tuple[str, list[str]]] = [(source, problems)]
     if settings is not None:
-        from loadtests.profiles import load_profile
 
         try:
             load_profile(settings.profile)

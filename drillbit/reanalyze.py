@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drillbit.analysis import STABILITY_WINDOW_S, analyze
-from drillbit.errors import ConfigError
-from drillbit.results import MEASUREMENTS, RUN, VERDICTS, RunInfo, RunStatus, VerdictSet, read_model, write_model
-from drillbit.rundir import ANALYSIS_DIR
+from drillbit.core.errors import ConfigError
+from drillbit.core.results import MEASUREMENTS, RUN, VERDICTS, RunInfo, RunStatus, VerdictSet, read_model, write_model
+from drillbit.core.rundir import ANALYSIS_DIR
 from drillbit.runs import SLAS, read_slas, render_and_seal, write_slas
 from drillbit.sla import Sla, load_sla_file, slas_for
 from drillbit.verdicts import evaluate

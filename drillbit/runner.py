@@ -29,16 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drillbit.clock import Clock, installed
 from drillbit.control import control_entry
-from drillbit.errors import EXIT_ENVIRONMENT, DrillError, EnvironmentFailure
-from drillbit.events import EventLog, read_events
-from drillbit.faults import wait_until_ready
-from drillbit.ledger import ActiveDrill, Ledger, find_orphan, forget, state_root, stop_orphaned_load
-from drillbit.live import LiveView, Snapshot, locust_now
-from drillbit.plan import DrillPlan
-from drillbit.redact import Redactor, secret_values
-from drillbit.results import (
+from drillbit.core.clock import Clock, installed
+from drillbit.core.errors import EXIT_ENVIRONMENT, DrillError, EnvironmentFailure
+from drillbit.core.events import EventLog, read_events
+from drillbit.core.redact import Redactor, secret_values
+from drillbit.core.results import (
     JOURNAL,
     RUN,
     AuditFields,
@@ -48,7 +44,13 @@ from drillbit.results import (
     read_model,
     write_model,
 )
-from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS, REPLICAS, REPLICAS_SCHEMA
+from drillbit.core.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS, REPLICAS, REPLICAS_SCHEMA
+from drillbit.core.safeio import write_text
+from drillbit.faults import wait_until_ready
+from drillbit.ledger import ActiveDrill, Ledger, find_orphan, forget, state_root, stop_orphaned_load
+from drillbit.live import LiveView, Snapshot, locust_now
+from drillbit.plan import DrillPlan
+from drillbit.probes.samplers import read_samples
 from drillbit.runs import (
     DrillInterrupted,
     Signals,
@@ -60,10 +62,9 @@ from drillbit.runs import (
     tool_versions,
     write_slas,
 )
-from drillbit.safeio import write_text
 from drillbit.session import LIVE_STATS, LoadSpec, Session
-from drillbit.sla import DEFAULT_SLA_FILE
-from drillbit.targets import Target, resolve_target
+from drillbit.sla import default_sla_file
+from drillbit.targets import Target, env_down, env_up, is_up, resolve_target
 
 __all__ = ["DrillResult", "RunOptions", "bring_up", "clean_orphan", "run_drill"]
 
@@ -123,7 +124,7 @@ class Drill:
         return RunInfo(
             id=self.run_dir.name, experiment=file_ref(self.plan.experiment_path),
             experiment_title=self.plan.experiment.get("title"), target=target_facts, profile=self.plan.settings.profile,
-            sla=file_ref(self.plan.sla_path or DEFAULT_SLA_FILE),
+            sla=file_ref(self.plan.sla_path or default_sla_file()),
             git_commit=commit, git_dirty=bool(git("status", "--porcelain")) if commit else None, manifests=manifests,
             operator=operator, audit=self.options.audit, versions=tool_versions(), host=socket.gethostname(),
             pid=os.getpid(), started_at=self.clock.now(),
@@ -137,7 +138,6 @@ class Drill:
         self.view.event(f"phase: {name}")
 
     def _snapshot(self) -> Snapshot:
-        from probes.samplers import read_samples
 
         rps, p95, failures = locust_now(self.run_dir / f"{LIVE_STATS}_stats_history.csv")
         probe = None
@@ -237,17 +237,10 @@ def _stop_everything(drill: Drill, *, interrupted: bool) -> bool:
 
 
 def bring_up(options: RunOptions) -> bool:
-    """Bring the sandbox up if it is not; True when this drill started it (and should stop it)."""
-    if options.env != "sandbox":
+    """Bring the target up if it is not; True when this drill started it (and should stop it)."""
+    if is_up(options.env, state_dir=options.state_dir):
         return False
-    from drillbit.targets.sandbox import sandbox
-    from drillbit.targets.sandbox.layout import Layout
-    from drillbit.targets.sandbox.sandbox import SandboxState
-
-    state = SandboxState.load(Layout.at(options.state_dir))
-    if state is not None and state.status == "up":
-        return False
-    sandbox.up(options.topology, options.state_dir, report=options.say)
+    env_up(options.env, state_dir=options.state_dir, report=options.say, topology=options.topology)
     return True
 
 
@@ -307,9 +300,7 @@ def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
             signals.shield()
             ledger.close()
             if started_env and not options.keep:
-                from drillbit.targets.sandbox import sandbox
-
-                sandbox.down(options.state_dir, report=options.say)
+                env_down(options.env, state_dir=options.state_dir, report=options.say)
 
 
 def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger) -> DrillResult:

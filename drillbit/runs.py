@@ -19,12 +19,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from drillbit import reports
 from drillbit.analysis import analyze
-from drillbit.clock import Clock
-from drillbit.errors import ConfigError, EnvironmentFailure, PermissionDenied
-from drillbit.redact import Redactor
-from drillbit.results import MEASUREMENTS, RUN, VERDICTS, FileRef, RunInfo, RunStatus, VerdictSet, write_model
-from drillbit.safeio import write_text
+from drillbit.core.clock import Clock
+from drillbit.core.errors import ConfigError, EnvironmentFailure, PermissionDenied
+from drillbit.core.redact import Redactor
+from drillbit.core.results import MEASUREMENTS, RUN, VERDICTS, FileRef, RunInfo, RunStatus, VerdictSet, write_model
+from drillbit.core.safeio import write_text
+from drillbit.reports import evidence
 from drillbit.sla import Sla
 from drillbit.verdicts import evaluate
 
@@ -192,12 +194,6 @@ def finish_run(run_dir: Path, info: RunInfo, slas: dict[str, Sla], status: RunSt
 
 
 def render_and_seal(run_dir: Path, redactor: Redactor | None) -> None:
-    try:
-        import reports
-        from reports import evidence
-    except ModuleNotFoundError:
-        log.warning("reports are not available in this version: run directory left unrendered and unsealed")
-        return
     reports.build(run_dir, redactor=redactor)
     evidence.seal(run_dir)
 

@@ -17,13 +17,16 @@ from urllib.parse import urlsplit
 import psycopg
 import yaml
 
-from drillbit.clock import Clock
-from drillbit.errors import EnvironmentFailure
-from drillbit.safeio import write_text
-from probes.availability import AvailabilitySampler, HttpCheck, PlaceCancelOrder, Transaction
-from probes.replicas import ReplicaSource, ReplicasSampler
-from probes.rpo import HeartbeatWriter
-from probes.samplers import Sampler, SamplerDied
+from drillbit.core.clock import Clock
+from drillbit.core.errors import EnvironmentFailure
+from drillbit.core.safeio import write_text
+from drillbit.load.profiles import load_profile
+from drillbit.load.runner import start_load
+from drillbit.probes.availability import AvailabilitySampler, HttpCheck, PlaceCancelOrder, Transaction
+from drillbit.probes.definitions import load_probe_definitions
+from drillbit.probes.replicas import ReplicaSource, ReplicasSampler
+from drillbit.probes.rpo import HeartbeatWriter
+from drillbit.probes.samplers import Sampler, SamplerDied
 
 __all__ = ["LoadSpec", "Session", "drill_profile"]
 
@@ -45,7 +48,6 @@ class LoadSpec:
 def drill_profile(profile: str, run_dir: Path, cover_s: float) -> Path:
     """The profile with its last stage stretched so the load covers ``cover_s`` seconds; the drill
     stops it when it is done. Written to the run directory as run."""
-    from loadtests.profiles import load_profile
 
     prof = load_profile(profile)
     stages = [s.model_dump(exclude_none=True) for s in prof.stages]
@@ -79,15 +81,18 @@ class Session:
         self.dsn, self.heartbeat_via, self.replica_source = dsn, heartbeat_via, replicas
         self.load_spec, self.cover_s, self.write_path = load, cover_s, write_path
         self.availability_interval = availability_interval
+        self.probes = load_probe_definitions()  # the platform's own (probes/trading.yaml): bad input fails here
         self.samplers: list[Sampler] = []
         self.heartbeat: HeartbeatWriter | None = None
-        self.load: Any = None  # loadtests.runner.LoadRun
+        self.load: Any = None  # drillbit.load.runner.LoadRun
         self.load_result: Any = None
 
     def _transaction(self) -> Transaction:
         # the write path (place + cancel an order) when the target is the trading API; else readiness
         if self.write_path:
-            return PlaceCancelOrder(self.api_url, self.run_id)
+            tx = self.probes.synthetic_transaction
+            return PlaceCancelOrder(self.api_url, self.run_id, symbol=tx.symbol, price=tx.price,
+                                    orders_path=tx.orders_path.rstrip("/"))  # fmt: skip
         return HttpCheck(self.api_url)
 
     def start(self) -> None:
@@ -96,12 +101,12 @@ class Session:
                                                  interval=self.availability_interval).start())  # fmt: skip
         if self.dsn is not None:
             api = self.api_url if self.heartbeat_via == "api" else None
-            self.heartbeat = HeartbeatWriter(self.dsn, self.run_dir, self.run_id, clock=self.clock, api_url=api)
+            self.heartbeat = HeartbeatWriter(self.dsn, self.run_dir, self.run_id, clock=self.clock, api_url=api,
+                                             table=self.probes.heartbeat.table)  # fmt: skip
             self.samplers.append(self.heartbeat.start())
         if self.replica_source is not None:
             self.samplers.append(ReplicasSampler(self.replica_source, self.run_dir, clock=self.clock).start())
         if self.load_spec is not None:
-            from loadtests.runner import start_load
 
             profile = drill_profile(self.load_spec.profile, self.run_dir, self.cover_s)
             live_stats = ["--csv", str(self.run_dir / LIVE_STATS), "--csv-full-history"]

@@ -21,11 +21,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drillbit.errors import ConfigError, load_model_file, validation_problems
+from drillbit.core.errors import ConfigError, validation_problems
+from drillbit.core.project import current as current_project
+from drillbit.core.yamlio import load_model_file
 
-__all__ = ["DEFAULT_SLA_FILE", "METRICS", "Sla", "SlaFile", "load_sla_file", "slas_for"]
+__all__ = ["METRICS", "Sla", "SlaFile", "default_sla_file", "load_sla_file", "slas_for"]
 
-DEFAULT_SLA_FILE = Path(__file__).resolve().parents[1] / "experiments" / "slas.yaml"
+def default_sla_file() -> Path:
+    """The project's SLA file (experiments/slas.yaml)."""
+    return current_project().find("experiments", "slas.yaml")
 
 #: metric -> unit
 METRICS: dict[str, str] = {
@@ -110,7 +114,7 @@ class SlaFile(BaseModel):
 
 
 def load_sla_file(path: Path | None = None) -> SlaFile:
-    source = path or DEFAULT_SLA_FILE
+    source = path or default_sla_file()
     return load_model_file(source, SlaFile, missing="no such SLA file: pass an existing file to --sla",
                            shape="slas:, default: and experiments:")  # fmt: skip
 

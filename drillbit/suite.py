@@ -6,19 +6,22 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drillbit.errors import (
+from drillbit.core.errors import (
     EXIT_CONFIG,
     EXIT_ENVIRONMENT,
     EXIT_FAILED,
     EXIT_INCONCLUSIVE,
     EXIT_OK,
     ConfigError,
-    load_model_file,
 )
+from drillbit.core.project import current as current_project
+from drillbit.core.yamlio import load_model_file
 
-__all__ = ["DEFAULT_SUITES", "Suite", "combined_exit_code", "load_suite"]
+__all__ = ["Suite", "combined_exit_code", "default_suites", "load_suite"]
 
-DEFAULT_SUITES = Path(__file__).resolve().parents[1] / "experiments" / "suites.yaml"
+def default_suites() -> Path:
+    """The project's suites file (experiments/suites.yaml)."""
+    return current_project().find("experiments", "suites.yaml")
 #: worst first: an environment error, a usage error, a failure, an inconclusive drill, a pass
 _SEVERITY = [EXIT_ENVIRONMENT, EXIT_CONFIG, EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_OK]
 
@@ -36,7 +39,7 @@ class SuitesFile(BaseModel):
 
 def load_suite(name: str, path: Path | None = None) -> tuple[Suite, list[Path]]:
     """The suite and its experiment files (relative to the suites file), every missing file reported."""
-    source = path or DEFAULT_SUITES
+    source = path or default_suites()
     data = load_model_file(source, SuitesFile, missing="no such suites file: create it (suites: NAME: experiments: "
                                                         "[FILE, ...]) or run one experiment file instead",
                            shape="suites:")  # fmt: skip

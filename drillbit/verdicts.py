@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from drillbit.results import Measurements, Outcome, Verdict, VerdictSet, exit_code_for
+from drillbit.core.results import Measurements, Outcome, Verdict, VerdictSet, exit_code_for
 from drillbit.sla import Sla
 
 __all__ = ["AVAILABILITY_PHASES", "Reading", "drill_problems", "evaluate"]

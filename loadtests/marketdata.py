@@ -6,10 +6,10 @@ import random
 from typing import Any
 
 from locust import FastHttpUser, between, task
+from trader import SYMBOLS
 
-import loadtests.recorder  # noqa: F401  (registers the per-request recorder)
-from loadtests.openmodel import OpenModelUser, ProfileShape
-from loadtests.trader import SYMBOLS
+import drillbit.load.recorder  # noqa: F401  (registers the per-request recorder)
+from drillbit.load.openmodel import OpenModelUser, ProfileShape
 
 __all__ = ["MarketDataReader", "MarketDataShape", "OpenMarketDataReader"]
 

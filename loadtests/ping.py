@@ -1,4 +1,4 @@
-"""Locustfile: one GET per request to any HTTP service (calibration against drillbit.groundtruth)."""
+"""Locustfile: one GET per request to any HTTP service (calibration against drillbit.testing.groundtruth)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 from locust import FastHttpUser, constant, task
 
-import loadtests.recorder  # noqa: F401  (registers the per-request recorder)
-from loadtests.openmodel import OpenModelUser, ProfileShape
+import drillbit.load.recorder  # noqa: F401  (registers the per-request recorder)
+from drillbit.load.openmodel import OpenModelUser, ProfileShape
 
 __all__ = ["OpenPing", "Ping", "PingShape"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from locust import FastHttpUser, between, task
 
-import loadtests.recorder  # noqa: F401  (registers the per-request recorder)
-from loadtests.openmodel import OpenModelUser, ProfileShape
+import drillbit.load.recorder  # noqa: F401  (registers the per-request recorder)
+from drillbit.load.openmodel import OpenModelUser, ProfileShape
 
 __all__ = ["MIX", "SYMBOLS", "OpenTrader", "Trader", "TraderShape", "new_order"]
 

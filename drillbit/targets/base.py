@@ -10,10 +10,14 @@ and a later invocation calls it for a drill that crashed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Endpoints", "Target"]
+from pydantic import BaseModel
+
+__all__ = ["Endpoints", "Target", "TargetKind"]
 
 
 @dataclass(frozen=True)
@@ -67,4 +71,36 @@ class Target(Protocol):
 
     def whole(self) -> bool:
         """Every region up, every replica ready, a primary database: nothing left to heal."""
+        ...
+
+
+class TargetKind(Protocol):
+    """A kind of target (the sandbox, a Kubernetes cluster, an AWS account): a plugin registered in
+    the ``drillbit.targets`` entry-point group, so another package adds a kind without editing
+    drillbit. ``spec_model`` is the pydantic model of its fields in drill.yaml (``kind`` aside)."""
+
+    name: str
+    spec_model: type[BaseModel]
+
+    def check_identity(self, name: str, spec: Any, source: str) -> None:
+        """Refuse, before anything touches the target, one that is not exactly what drill.yaml
+        names (a Kubernetes context, an AWS account ID): ConfigError naming ``source``."""
+        ...
+
+    def attach(self, name: str, spec: Any, state_dir: Path | str | None) -> Target:
+        """The running target, to measure and inject faults into."""
+        ...
+
+    def is_up(self, name: str, spec: Any, state_dir: Path | str | None) -> bool: ...
+
+    def up(self, name: str, spec: Any, state_dir: Path | str | None, report: Callable[[str], None]) -> Target:
+        """Bring it up (cleaning up a stale one first); a target drillbit does not create checks it is there."""
+        ...
+
+    def down(self, name: str, spec: Any, state_dir: Path | str | None, report: Callable[[str], None]) -> None:
+        """Bring it down: nothing drillbit started is left (a target drillbit did not create is left as it is)."""
+        ...
+
+    def status(self, name: str, spec: Any, state_dir: Path | str | None) -> dict[str, Any]:
+        """JSON-friendly state, for ``drill env status``."""
         ...

@@ -2,7 +2,7 @@
 
 It cannot inject faults, report replicas or heal: ``drill observe`` only needs to measure it.
 The URL is probed as given, but recorded and printed only with its query values and fragment
-masked (``drillbit.redact.redact_url``): a token in ``?token=`` never reaches a run directory.
+masked (``drillbit.core.redact.redact_url``): a token in ``?token=`` never reaches a run directory.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from drillbit.errors import ConfigError
-from drillbit.redact import redact_url, remember_secrets, url_secrets
+from drillbit.core.errors import ConfigError
+from drillbit.core.redact import redact_url, remember_secrets, url_secrets
 from drillbit.targets.base import Endpoints
 
 __all__ = ["HttpTarget", "check_url"]

@@ -16,9 +16,9 @@ import psutil
 import pytest
 import yaml
 
-from drillbit.events import read_events
+from drillbit.core.events import read_events
+from drillbit.core.results import MEASUREMENTS, RUN, RunInfo, RunStatus, read_model
 from drillbit.ledger import find_orphan
-from drillbit.results import MEASUREMENTS, RUN, RunInfo, RunStatus, read_model
 from drillbit.runner import RunOptions, clean_orphan
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox

@@ -17,9 +17,9 @@ import pandas as pd
 import psycopg
 import pytest
 
+from drillbit.core.results import MEASUREMENTS, RUN, VERDICTS, Measurements, Outcome, RunInfo, RunStatus, read_model
+from drillbit.core.rundir import HEARTBEAT
 from drillbit.plan import DrillPlan, load_plan
-from drillbit.results import MEASUREMENTS, RUN, VERDICTS, Measurements, Outcome, RunInfo, RunStatus, read_model
-from drillbit.rundir import HEARTBEAT
 from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from drillbit.load.profiles import load_profile
+from drillbit.load.runner import run_load
+from drillbit.probes.latency import analyze_latency, load_requests
 from drillbit.targets.sandbox.sandbox import Sandbox
-from loadtests.profiles import load_profile
-from loadtests.runner import run_load
-from probes.latency import analyze_latency, load_requests
 
 pytestmark = pytest.mark.slow
 

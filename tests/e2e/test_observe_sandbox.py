@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from drillbit.core.results import MEASUREMENTS, Measurements, read_model
 from drillbit.observe import ObserveOptions, observe
-from drillbit.results import MEASUREMENTS, Measurements, read_model
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox
 from tests.e2e.test_drills import _lost_by_the_database

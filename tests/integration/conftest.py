@@ -15,11 +15,11 @@ import httpx
 import psycopg
 import pytest
 
-from drillbit.calibration import GroundTruth, groundtruth_server
+from drillbit.sut.db import migrate
 from drillbit.targets.sandbox.binaries import pg_bin_dir
 from drillbit.targets.sandbox.procs import free_ports
 from drillbit.targets.sandbox.unpriv import wrap
-from sut.db import migrate
+from drillbit.testing.calibration import GroundTruth, groundtruth_server
 
 
 @dataclass
@@ -95,7 +95,7 @@ def trading_dsn(pg_server: PgServer) -> Iterator[str]:
 
 @dataclass
 class Replica:
-    """A real `python -m sut.serve` process listening on a loopback port."""
+    """A real `python -m drillbit.sut.serve` process listening on a loopback port."""
 
     proc: subprocess.Popen[bytes]
     url: str
@@ -113,7 +113,7 @@ def start_replica(dsn: str, name: str, log: Path, **env: str) -> Replica:
     port = free_ports([0])[0]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sut.serve", "--port", str(port), "--replica", name],
+            [sys.executable, "-m", "drillbit.sut.serve", "--port", str(port), "--replica", name],
             env={**os.environ, "DRILL_SUT_DSN": dsn, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -149,7 +149,7 @@ def replica_factory(tmp_path: Path) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def groundtruth_session() -> Iterator[GroundTruth]:
-    """drillbit.groundtruth in its own process: outages of exactly known start and length."""
+    """drillbit.testing.groundtruth in its own process: outages of exactly known start and length."""
     with groundtruth_server() as server:
         yield server
 

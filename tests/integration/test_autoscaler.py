@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from drillbit.clock import Clock
+from drillbit.core.clock import Clock
+from drillbit.probes.autoscaling import analyze_autoscaling
+from drillbit.probes.replicas import ReplicasSampler, load_replicas
 from drillbit.targets.sandbox import sandbox
-from probes.autoscaling import analyze_autoscaling
-from probes.replicas import ReplicasSampler, load_replicas
 
 pytestmark = pytest.mark.slow
 

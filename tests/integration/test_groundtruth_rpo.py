@@ -19,11 +19,11 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from drillbit.clock import Clock
-from drillbit.events import EventLog
-from drillbit.rundir import EVENTS
+from drillbit.core.clock import Clock
+from drillbit.core.events import EventLog
+from drillbit.core.rundir import EVENTS
+from drillbit.probes.rpo import HeartbeatWriter, analyze_rpo, heartbeat_meta, load_heartbeats, lost_writes, rpo_report
 from drillbit.targets.sandbox.procs import free_ports
-from probes.rpo import HeartbeatWriter, analyze_rpo, heartbeat_meta, load_heartbeats, lost_writes, rpo_report
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """RTO measured by the real availability sampler + analyzer, against outages of exactly known length.
 
-Truth: drillbit.groundtruth (its own process, loopback) fails (503) or freezes (holds every answer
+Truth: drillbit.testing.groundtruth (its own process, loopback) fails (503) or freezes (holds every answer
 until the window ends) for exactly D seconds and reports the window in its own clock. The
 sampler probes it every 100 ms; the fault time given to the analyzer is the true outage start
 (written as the run's ``fault.inject`` event, read back by the Chaos Toolkit probe function).
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from drillbit.calibration import GroundTruth
-from drillbit.clock import Clock
-from drillbit.events import EventLog
-from drillbit.rundir import EVENTS
-from probes.availability import AvailabilitySampler, RtoNotObserved, rto_report, rto_seconds
+from drillbit.core.clock import Clock
+from drillbit.core.events import EventLog
+from drillbit.core.rundir import EVENTS
+from drillbit.probes.availability import AvailabilitySampler, RtoNotObserved, rto_report, rto_seconds
+from drillbit.testing.calibration import GroundTruth
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The samplers through the real trading API (a `python -m sut.serve` replica on a real PostgreSQL).
+"""The samplers through the real trading API (a `python -m drillbit.sut.serve` replica on a real PostgreSQL).
 
 Heartbeats as orders (client order id ``hb-<run>-<seq>``), read back from the orders table: delete
 k known acknowledged orders and exactly those k are lost. Availability as a place+cancel round
@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from drillbit.clock import Clock
-from probes.availability import AvailabilitySampler, PlaceCancelOrder, analyze_rto, load_availability
-from probes.rpo import HeartbeatWriter, analyze_rpo, load_heartbeats
+from drillbit.core.clock import Clock
+from drillbit.probes.availability import AvailabilitySampler, PlaceCancelOrder, analyze_rto, load_availability
+from drillbit.probes.rpo import HeartbeatWriter, analyze_rpo, load_heartbeats
 
 pytestmark = pytest.mark.slow
 

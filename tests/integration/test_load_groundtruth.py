@@ -1,6 +1,6 @@
 """The load layer against ground truth: a 2 s freeze under the open model, saturated generators, clean stops.
 
-Locust runs as a real subprocess through loadtests.runner; the server is drillbit.groundtruth,
+Locust runs as a real subprocess through drillbit.load.runner; the server is drillbit.testing.groundtruth,
 whose freeze window is the truth the measured latency must match.
 """
 
@@ -18,9 +18,9 @@ import numpy as np
 import psutil
 import pytest
 
-from drillbit.errors import EnvironmentFailure
-from loadtests.runner import LoadRun, run_load, start_load
-from probes.latency import analyze_run, load_requests
+from drillbit.core.errors import EnvironmentFailure
+from drillbit.load.runner import LoadRun, run_load, start_load
+from drillbit.probes.latency import analyze_run, load_requests
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +162,7 @@ def test_a_generator_that_cannot_start_is_an_environment_failure(tmp_path: Path)
 
 def test_a_fresh_interpreter_importing_the_engine_side_loads_no_locust_or_gevent() -> None:
     code = (
-        "import sys, drillbit.cli, loadtests.runner, loadtests.profiles, probes.latency; "
+        "import sys, drillbit.cli, drillbit.load.runner, drillbit.load.profiles, drillbit.probes.latency; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'locust', 'gevent', 'greenlet'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -13,7 +13,9 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from loadtests.runner import LOCUSTFILES, run_load
+from drillbit.load.runner import run_load
+
+LOCUSTFILES = Path(__file__).resolve().parents[2] / "loadtests"  # plain `locust -f`, as a user runs it
 
 pytestmark = pytest.mark.slow
 

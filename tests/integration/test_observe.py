@@ -1,4 +1,4 @@
-"""``drill observe`` against drillbit.groundtruth: outages of exactly known start and length, which
+"""``drill observe`` against drillbit.testing.groundtruth: outages of exactly known start and length, which
 drillbit does not inject. The measured RTO must match the truth within max(100 ms, one probe interval)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from drillbit.calibration import GroundTruth
 from drillbit.cli import main
-from drillbit.events import read_events
+from drillbit.core.events import read_events
+from drillbit.core.results import MEASUREMENTS, RUN, Measurements, Outcome, RunInfo, read_model
 from drillbit.observe import ObserveOptions, observe
-from drillbit.results import MEASUREMENTS, RUN, Measurements, Outcome, RunInfo, read_model
+from drillbit.testing.calibration import GroundTruth
 
 INTERVAL = 0.1
 TOLERANCE = max(0.1, INTERVAL)

@@ -26,9 +26,9 @@ import pytest
 import websocket
 from PIL import Image, ImageStat
 
-import reports
-from reports.compare import compare
-from reports.trend import trend
+from drillbit import reports
+from drillbit.reports.compare import compare
+from drillbit.reports.trend import trend
 from tests.unit.rundirs import RunSpec, write_run_dir
 
 CHROMIUM = Path("/usr/bin/chromium")

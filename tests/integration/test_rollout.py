@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from drillbit.errors import ConfigError
+from drillbit.core.errors import ConfigError
+from drillbit.load.recording import ABANDONED, NOT_SENT, SHED
+from drillbit.load.runner import start_load
 from drillbit.targets.sandbox.render import api_version_file
 from drillbit.targets.sandbox.sandbox import Sandbox
-from loadtests.recording import ABANDONED, NOT_SENT, SHED
-from loadtests.runner import start_load
 
 pytestmark = pytest.mark.slow
 

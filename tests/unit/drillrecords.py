@@ -2,8 +2,8 @@
 
 Each writer takes the ground truth as a function of time (is the service up at ``t``? how long
 does a request take?) and records what drillbit's own samplers and load recorder would: real
-Parquet in the ``drillbit.rundir`` schemas through ``probes.samplers.ParquetSink``, sidecars through
-``write_meta``, events through ``drillbit.events.EventLog``. ``judge`` then runs the real analysis
+Parquet in the ``drillbit.core.rundir`` schemas through ``drillbit.probes.samplers.ParquetSink``, sidecars through
+``write_meta``, events through ``drillbit.core.events.EventLog``. ``judge`` then runs the real analysis
 and verdicts over the directory, so a test compares a verdict with the truth it scripted.
 """
 
@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drillbit.analysis import analyze
-from drillbit.clock import Clock
-from drillbit.events import EventLog
-from drillbit.results import Measurements, VerdictSet
-from drillbit.rundir import (
+from drillbit.core.clock import Clock
+from drillbit.core.events import EventLog
+from drillbit.core.results import Measurements, VerdictSet
+from drillbit.core.rundir import (
     AVAILABILITY,
     AVAILABILITY_SCHEMA,
     EVENTS,
@@ -34,9 +34,9 @@ from drillbit.rundir import (
     REQUEST_SCHEMA,
     REQUESTS_DIR,
 )
+from drillbit.probes.samplers import ParquetSink, write_meta
 from drillbit.sla import Sla, load_sla_file, slas_for
 from drillbit.verdicts import evaluate
-from probes.samplers import ParquetSink, write_meta
 
 __all__ = ["T0", "Up", "availability", "events", "heartbeats", "judge", "replicas", "requests", "verdict_of"]
 

@@ -1,8 +1,8 @@
 """Synthetic run directories for report tests: PASS, FAIL, INCONCLUSIVE and interrupted drills.
 
-Every file is what the drill would write: real Parquet in the ``drillbit.rundir`` schemas
-(through ``probes.samplers.ParquetSink``), events through ``drillbit.events.EventLog``, the
-contract models through ``drillbit.results.write_model``, and measurements from the real
+Every file is what the drill would write: real Parquet in the ``drillbit.core.rundir`` schemas
+(through ``drillbit.probes.samplers.ParquetSink``), events through ``drillbit.core.events.EventLog``, the
+contract models through ``drillbit.core.results.write_model``, and measurements from the real
 analyzers run over the samples written here, so their shapes are the analyzers' own.
 
 Timeline (seconds from ``T0``): baseline [0, 10), fault [10, 20) with the fault injected at 10
@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drillbit.clock import Clock, to_iso
-from drillbit.events import EventLog
-from drillbit.results import (
+from drillbit.core.clock import Clock, to_iso
+from drillbit.core.events import EventLog
+from drillbit.core.results import (
     JOURNAL,
     AuditFields,
     Fault,
@@ -38,7 +38,7 @@ from drillbit.results import (
     exit_code_for,
     write_model,
 )
-from drillbit.rundir import (
+from drillbit.core.rundir import (
     AVAILABILITY,
     AVAILABILITY_SCHEMA,
     EVENTS,
@@ -52,10 +52,10 @@ from drillbit.rundir import (
     REQUEST_SCHEMA,
     REQUESTS_DIR,
 )
-from probes.availability import analyze_rto, load_availability
-from probes.latency import analyze_run
-from probes.rpo import analyze_rpo, load_heartbeats
-from probes.samplers import ParquetSink, write_meta
+from drillbit.probes.availability import analyze_rto, load_availability
+from drillbit.probes.latency import analyze_run
+from drillbit.probes.rpo import analyze_rpo, load_heartbeats
+from drillbit.probes.samplers import ParquetSink, write_meta
 
 __all__ = ["T0", "XSS", "Kind", "RunSpec", "write_requests", "write_run_dir"]
 
@@ -160,7 +160,7 @@ def _journal(spec: RunSpec) -> dict[str, Any]:
                              "end": to_iso(FAULT_AT + 0.05), "duration": 0.05,
                              "output": {"killed": [4242]}}  # fmt: skip
     if spec.kind == "inconclusive":
-        entry["exception"] = ["Traceback ...", f"drillbit.errors.EnvironmentFailure: no replica to kill: {body}\n"]
+        entry["exception"] = ["Traceback ...", f"drillbit.core.errors.EnvironmentFailure: no replica to kill: {body}\n"]
     return {
         "chaoslib-version": "1.44.0",
         "experiment": {"title": f"An API replica is killed {XSS if spec.xss else ''}".strip(),

@@ -1,10 +1,10 @@
-"""Symbol queues of the trading API's admission (sut.admission): per symbol, one at a time, in order."""
+"""Symbol queues of the trading API's admission (drillbit.sut.admission): per symbol, one at a time, in order."""
 
 from __future__ import annotations
 
 import asyncio
 
-from sut.admission import SymbolQueues
+from drillbit.sut.admission import SymbolQueues
 
 
 async def _enter(queues: SymbolQueues, symbol: str, log: list[str], name: str, hold: asyncio.Event) -> None:

@@ -13,15 +13,15 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.provider.python import run_python_activity, validate_python_activity
 
-from drillbit.rundir import EVENTS, REPLICAS, REPLICAS_SCHEMA, REQUEST_SCHEMA, REQUESTS_DIR
-from probes.autoscaling import (
+from drillbit.core.rundir import EVENTS, REPLICAS, REPLICAS_SCHEMA, REQUEST_SCHEMA, REQUESTS_DIR
+from drillbit.probes.autoscaling import (
     CapacityNotReached,
     analyze_autoscaling,
     autoscaling_report,
     time_to_capacity,
     windowed_percentile,
 )
-from probes.latency import Requests
+from drillbit.probes.latency import Requests
 
 
 def ctk(module: str, func: str, **arguments: object) -> object:
@@ -188,7 +188,7 @@ def test_probe_functions_over_a_run_directory(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_pandas(req, schema=REQUEST_SCHEMA, preserve_index=False),
                    tmp_path / REQUESTS_DIR / "0.parquet")  # fmt: skip
     assert time_to_capacity(run, target_replicas=4) == pytest.approx(2.5)
-    assert ctk("probes.autoscaling", "time_to_capacity", run_dir=run, target_replicas=4) == pytest.approx(2.5)
+    assert ctk("drillbit.probes.autoscaling", "time_to_capacity", run_dir=run, target_replicas=4) == pytest.approx(2.5)
     report = autoscaling_report(run, target_replicas=4)
     assert json.loads(json.dumps(report)) == report
     assert report["scale_in_s"] == pytest.approx(0.5) and report["sla_held"] is True
@@ -196,7 +196,7 @@ def test_probe_functions_over_a_run_directory(tmp_path: Path) -> None:
     with pytest.raises(CapacityNotReached, match="peak 4"):
         time_to_capacity(run, target_replicas=5)
     with pytest.raises(ActivityFailed, match="CapacityNotReached"):
-        ctk("probes.autoscaling", "time_to_capacity", run_dir=run, target_replicas=5)
+        ctk("drillbit.probes.autoscaling", "time_to_capacity", run_dir=run, target_replicas=5)
 
 
 def test_probe_functions_raise_without_a_load_step_or_samples(tmp_path: Path) -> None:

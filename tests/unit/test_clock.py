@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from drillbit import control
-from drillbit.clock import CLOCK_ENV, Clock, installed
-from drillbit.events import read_events
+from drillbit.core.clock import CLOCK_ENV, Clock, installed
+from drillbit.core.events import read_events
 
 #: a run whose anchor is an hour off the wall clock now: as if the wall clock stepped back since it began
 STEPPED = 3600.0
@@ -31,7 +31,7 @@ def test_the_anchor_round_trips_through_the_environment_and_a_bad_one_raises() -
 
 
 def test_a_child_process_reads_the_runs_clock_not_the_wall_clock() -> None:
-    code = "from drillbit.clock import Clock; print(Clock.from_env().now())"
+    code = "from drillbit.core.clock import Clock; print(Clock.from_env().now())"
     with installed(_stepped()) as clock:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
         parent = clock.now()

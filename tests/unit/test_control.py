@@ -9,7 +9,7 @@ import pytest
 
 from drillbit import control
 from drillbit.analysis import faults_from_events
-from drillbit.events import read_events
+from drillbit.core.events import read_events
 
 
 def _activity(name: str, func: str, **arguments: object) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probes.coverage import coverage
+from drillbit.probes.coverage import coverage
 
 T0 = 1_800_000_000.0
 TIMES = T0 + np.arange(0, 60, 0.1)

@@ -1,8 +1,8 @@
-"""The replica's drain on SIGTERM (sut.serve), on real sockets and real server processes.
+"""The replica's drain on SIGTERM (drillbit.sut.serve), on real sockets and real server processes.
 
 No database: /healthz answers without one (the replicas get a DSN that refuses connections).
 The shared front door is modelled as in the sandbox: this test process holds a listening socket
-and two ``python -m sut.serve --fd`` processes accept from it.
+and two ``python -m drillbit.sut.serve --fd`` processes accept from it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from sut.serve import DrainingProtocol
+from drillbit.sut.serve import DrainingProtocol
 
 NO_DB = "host=127.0.0.1 port=1 dbname=none user=none connect_timeout=1"
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -88,7 +88,7 @@ def test_the_drain_answers_a_request_that_arrived_on_an_idle_connection() -> Non
 
 
 def test_uvicorns_stock_shutdown_resets_that_request() -> None:
-    """Why sut.serve has its own drain: the same moment under uvicorn's connection.shutdown()."""
+    """Why drillbit.sut.serve has its own drain: the same moment under uvicorn's connection.shutdown()."""
 
     async def scenario() -> bytes:
         conn, client = await _arrived_unread(H11Protocol)
@@ -133,8 +133,8 @@ def _start(replicas: list[Replica], front: socket.socket, name: str, tmp: Path, 
     log = tmp / f"{name}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sut.serve", "--fd", str(front.fileno()), "--replica", name, "--join-timeout", "0",
-             *opts],
+            [sys.executable, "-m", "drillbit.sut.serve", "--fd", str(front.fileno()), "--replica", name,
+             "--join-timeout", "0", *opts],
             env={**os.environ, "DRILL_SUT_DSN": NO_DB},
             pass_fds=[front.fileno()],
             stdout=out,

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from drillbit.clock import Clock
-from drillbit.events import EventLog, first_event, read_events
+from drillbit.core.clock import Clock
+from drillbit.core.events import EventLog, first_event, read_events
 
 
 def test_events_round_trip_with_clock_times_in_order(tmp_path: Path) -> None:

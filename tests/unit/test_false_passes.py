@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbit.results import Outcome
+from drillbit.core.results import Outcome
 from drillbit.sla import Sla
 from tests.unit.drillrecords import T0, availability, events, heartbeats, judge, replicas, requests, verdict_of
 
@@ -167,7 +167,7 @@ def test_gaps_and_probe_errors_in_the_window_make_the_rto_inconclusive(tmp_path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA
+    from drillbit.core.rundir import AVAILABILITY, AVAILABILITY_SCHEMA
 
     df = pq.read_table(tmp_path / AVAILABILITY).to_pandas()
     df = df[(df["t"] < FAULT + 2.9) | (df["t"] >= FAULT + 3.5)]  # ...because it skipped 0.6 s (6 intervals)
@@ -270,7 +270,7 @@ def test_a_spike_answered_with_503s_fails_its_error_rate(tmp_path: Path) -> None
 
 
 def test_a_spike_the_target_did_not_answer_did_not_land(tmp_path: Path) -> None:
-    from probes.spike import spike_delivery
+    from drillbit.probes.spike import spike_delivery
 
     _spike_drill(tmp_path, fails=lambda t: None, answered=lambda t: (t - FAULT) % 1.0 < 0.9)  # 10 % unanswered
     delivery = spike_delivery(tmp_path / "spike", rate=100, duration=20)

@@ -17,14 +17,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drillbit.errors import EXIT_CONFIG, DrillError
+from drillbit.core.errors import EXIT_CONFIG, DrillError
+from drillbit.load.profiles import load_profile
 from drillbit.plan import load_plan
+from drillbit.reports.evidence import read_manifest
 from drillbit.sla import load_sla_file
 from drillbit.suite import load_suite
 from drillbit.targets import load_targets
 from drillbit.targets.sandbox.topology import load_topology
-from loadtests.profiles import load_profile
-from reports.evidence import read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = 500
@@ -197,7 +197,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @given(name=st.sampled_from(RUN_FILES), data=st.data())
 def test_run_directory_files(run_dir: Path, name: str, data: st.DataObject) -> None:
     """A report reads any run directory: a broken file is a problem in the summary, never an exception."""
-    from reports.builder import build_summary
+    from drillbit.reports.builder import build_summary
 
     path = run_dir / name
     original = path.read_bytes()

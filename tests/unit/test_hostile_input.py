@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-import reports
+from drillbit import reports
 from drillbit.cli import main
 from tests.unit.rundirs import RunSpec, write_run_dir
 
@@ -524,7 +524,7 @@ def test_help_with_columns_0_is_drawn() -> None:
 
 
 def test_a_missing_suites_file_names_no_option_that_does_not_exist(tmp_path: Path) -> None:
-    from drillbit.errors import ConfigError
+    from drillbit.core.errors import ConfigError
     from drillbit.suite import load_suite
 
     with pytest.raises(ConfigError) as err:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from drillbit.clock import Clock
-from drillbit.events import EventLog
-from drillbit.rundir import EVENTS, LOAD_META
-from loadtests.recording import RequestSink
-from probes.latency import (
+from drillbit.core.clock import Clock
+from drillbit.core.events import EventLog
+from drillbit.core.rundir import EVENTS, LOAD_META
+from drillbit.load.recording import RequestSink
+from drillbit.probes.latency import (
     HIGHEST_US,
     GeneratorSaturated,
     Requests,

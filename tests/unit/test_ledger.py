@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from drillbit.errors import EnvironmentFailure
+from drillbit.core.errors import EnvironmentFailure
 from drillbit.ledger import LEDGER, ActiveDrill, Ledger, find_orphan, stop_orphaned_load
 
 

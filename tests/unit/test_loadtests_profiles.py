@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drillbit.errors import EXIT_CONFIG, ConfigError
-from loadtests.profiles import PROFILES_DIR, arrivals, load_profile, shape_at
+from drillbit.core.errors import EXIT_CONFIG, ConfigError
+from drillbit.load.profiles import arrivals, load_profile, shape_at
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "loadtests" / "profiles"
 
 
 def _write(tmp_path: Path, text: str) -> Path:

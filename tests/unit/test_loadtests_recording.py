@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from drillbit.rundir import REQUEST_SCHEMA, REQUESTS_DIR
-from loadtests.recording import (
+from drillbit.core.rundir import REQUEST_SCHEMA, REQUESTS_DIR
+from drillbit.load.recording import (
     LATENESS_EDGES_S,
     NOT_SENT,
     RequestSink,

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drillbit.errors import ConfigError
-from drillbit.rundir import LOAD_META
-from loadtests.cpu import CpuSample, CpuSampler, busiest
-from loadtests.profiles import Profile, load_profile
-from loadtests.recording import RequestSink, ScheduleStats
-from loadtests.runner import start_load, summarize, write_load_meta
+from drillbit.core.errors import ConfigError
+from drillbit.core.rundir import LOAD_META
+from drillbit.load.cpu import CpuSample, CpuSampler, busiest
+from drillbit.load.profiles import Profile, load_profile
+from drillbit.load.recording import RequestSink, ScheduleStats
+from drillbit.load.runner import start_load, summarize, write_load_meta
 
 T0 = 1_800_000_000.0
 
@@ -177,12 +177,12 @@ def test_start_load_refuses_bad_input_before_starting_anything(tmp_path: Path) -
 
 def test_the_engine_side_never_imports_locust_or_gevent() -> None:
     """Locust's gevent monkey-patching must never reach the engine (pytest runs with -p no:locust)."""
-    import loadtests.cpu
-    import loadtests.profiles
-    import loadtests.recording
-    import loadtests.runner
-    import probes.latency
+    import drillbit.load.cpu
+    import drillbit.load.profiles
+    import drillbit.load.recording
+    import drillbit.load.runner
+    import drillbit.probes.latency
 
-    assert loadtests.runner.start_load and loadtests.cpu and loadtests.recording and loadtests.profiles
-    assert probes.latency.analyze_run
+    assert drillbit.load.runner.start_load and drillbit.load.cpu and drillbit.load.recording and drillbit.load.profiles
+    assert drillbit.probes.latency.analyze_run
     assert sorted({m.split(".")[0] for m in sys.modules} & {"locust", "gevent", "greenlet"}) == []

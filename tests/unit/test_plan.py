@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from drillbit.cli import main
-from drillbit.errors import ConfigError
+from drillbit.core.errors import ConfigError
 from drillbit.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]

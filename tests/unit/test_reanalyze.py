@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import reports
+from drillbit import reports
 from drillbit.cli import main
-from drillbit.results import VerdictSet, read_model
+from drillbit.core.results import VerdictSet, read_model
+from drillbit.reports.evidence import seal, verify
 from drillbit.runs import write_slas
 from drillbit.sla import Sla
-from reports.evidence import seal, verify
 from tests.unit.rundirs import T0, RunSpec, write_run_dir
 
 RTO_15_MIN = Sla(metric="rto_s", op="<", target=900, requirement="R9.4", text="RTO < 15 min")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import reports
-from drillbit.redact import Redactor
-from drillbit.results import AuditFields
-from reports.html import json_for_html
+from drillbit import reports
+from drillbit.core.redact import Redactor
+from drillbit.core.results import AuditFields
+from drillbit.reports.html import json_for_html
 from tests.unit.rundirs import XSS, RunSpec, write_run_dir
 
 CANARY = "CANARY-7f3e9a1c-secret"
@@ -256,7 +256,7 @@ def test_rebuilding_gives_the_same_summary(tmp_path: Path) -> None:
 
 
 def test_build_of_a_missing_directory_is_a_config_error(tmp_path: Path) -> None:
-    from drillbit.errors import ConfigError
+    from drillbit.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="not a run directory"):
         reports.build(tmp_path / "nope")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import reports
+from drillbit import reports
 from drillbit.cli import main
-from reports.evidence import generate_key
+from drillbit.reports.evidence import generate_key
 from tests.unit.rundirs import RunSpec, write_run_dir
 
 DAY = 86_400.0

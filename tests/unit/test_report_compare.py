@@ -1,11 +1,11 @@
-"""Regression verdicts (reports.compare) and trend rows (reports.trend) on summaries."""
+"""Regression verdicts (drillbit.reports.compare) and trend rows (drillbit.reports.trend) on summaries."""
 
 from __future__ import annotations
 
-from drillbit.results import Outcome
-from reports.compare import compare_summaries
-from reports.summary import ExperimentRef, LatencySummary, MeasurementSummary, RunSummary, Summary
-from reports.trend import trend_rows
+from drillbit.core.results import Outcome
+from drillbit.reports.compare import compare_summaries
+from drillbit.reports.summary import ExperimentRef, LatencySummary, MeasurementSummary, RunSummary, Summary
+from drillbit.reports.trend import trend_rows
 
 
 def _lat(p95: float | None) -> LatencySummary:

@@ -1,4 +1,5 @@
-"""reports.evidence: MANIFEST of every file, chained to the previous sealed run; Ed25519 signature; tamper detection."""
+"""drillbit.reports.evidence: MANIFEST of every file, chained to the previous sealed run; Ed25519 signature;
+tamper detection."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import reports
-from drillbit.errors import ConfigError
-from reports.evidence import MANIFEST, SIGNATURE, generate_key, read_manifest, seal, verify
+from drillbit import reports
+from drillbit.core.errors import ConfigError
+from drillbit.reports.evidence import MANIFEST, SIGNATURE, generate_key, read_manifest, seal, verify
 from tests.unit.rundirs import RunSpec, write_run_dir
 
 DAY = 86_400.0

@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-import reports
-from drillbit.errors import ConfigError
-from reports.markdown import md_escape
-from reports.summary import load_schema, read_summary, schema_json
+from drillbit import reports
+from drillbit.core.errors import ConfigError
+from drillbit.reports.markdown import md_escape
+from drillbit.reports.summary import load_schema, read_summary, schema_json
 from tests.unit.rundirs import RunSpec, write_run_dir
 
 Built = Callable[[str], Path]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probes.latency import Requests
-from reports.charts import TimelineInput, inline_svg, timeline_svg
-from reports.timeline import bucket_width, request_series
+from drillbit.probes.latency import Requests
+from drillbit.reports.charts import TimelineInput, inline_svg, timeline_svg
+from drillbit.reports.timeline import bucket_width, request_series
 
 
 def _requests(

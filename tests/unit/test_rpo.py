@@ -13,8 +13,8 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.provider.python import run_python_activity, validate_python_activity
 
-from drillbit.rundir import EVENTS, HEARTBEAT, HEARTBEAT_READBACK, HEARTBEAT_READBACK_SCHEMA, HEARTBEAT_SCHEMA
-from probes.rpo import analyze_rpo, lost_writes, rpo_report, rpo_seconds
+from drillbit.core.rundir import EVENTS, HEARTBEAT, HEARTBEAT_READBACK, HEARTBEAT_READBACK_SCHEMA, HEARTBEAT_SCHEMA
+from drillbit.probes.rpo import analyze_rpo, lost_writes, rpo_report, rpo_seconds
 
 
 def ctk(module: str, func: str, **arguments: object) -> object:
@@ -109,8 +109,8 @@ def test_probe_functions_over_a_run_directory(tmp_path: Path) -> None:
     assert json.loads(json.dumps(report)) == report
     assert report["lost_seqs"] == [4, 5] and report["duplicates"] == [6] and report["indeterminate_present"] == 1
     assert lost_writes(run, fault_at=100.45) == 2
-    assert ctk("probes.rpo", "lost_writes", run_dir=run) == 2
-    assert ctk("probes.rpo", "rpo_report", run_dir=run) == report
+    assert ctk("drillbit.probes.rpo", "lost_writes", run_dir=run) == 2
+    assert ctk("drillbit.probes.rpo", "rpo_report", run_dir=run) == report
 
 
 def test_probe_functions_raise_without_a_read_back_or_a_fault_time(tmp_path: Path) -> None:
@@ -121,4 +121,4 @@ def test_probe_functions_raise_without_a_read_back_or_a_fault_time(tmp_path: Pat
     with pytest.raises(ValueError, match=r"fault\.inject"):
         rpo_seconds(no_fault)
     with pytest.raises(ActivityFailed, match=r"fault\.inject"):
-        ctk("probes.rpo", "rpo_seconds", run_dir=no_fault)
+        ctk("drillbit.probes.rpo", "rpo_seconds", run_dir=no_fault)

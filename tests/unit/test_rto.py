@@ -14,8 +14,8 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.provider.python import run_python_activity, validate_python_activity
 
-from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
-from probes.availability import (
+from drillbit.core.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS
+from drillbit.probes.availability import (
     RtoNotObserved,
     analyze_rto,
     rto_per_fault,
@@ -54,7 +54,7 @@ def samples(pattern: str, interval: float = 0.1, latency: float = RTT) -> pd.Dat
 
 def scripted(kind: str, start: float, duration: float, *, interval: float = 0.1, phase: float = 0.0,
              timeout: float = 1.0, span: float = 20.0) -> pd.DataFrame:  # fmt: skip
-    """What the sampler would record against drillbit.groundtruth scripting one outage [start, start + duration)."""
+    """What the sampler records against the ground truth scripting one outage [start, start + duration)."""
     t = T0 + phase + np.arange(int(span / interval)) * interval
     end = start + duration
     inside = (t >= start) & (t < end)
@@ -208,7 +208,7 @@ def test_probe_functions_read_the_run_directory_and_the_fault_event(tmp_path: Pa
     assert report["recovered"] is True and json.loads(json.dumps(report)) == report
     assert service_recovered(run) is True
     assert rto_seconds(run, fault_at=T0 + 0.4, stability_window=5.0) == pytest.approx(0.151)
-    assert ctk("probes.availability", "rto_seconds", run_dir=run) == pytest.approx(0.251)
+    assert ctk("drillbit.probes.availability", "rto_seconds", run_dir=run) == pytest.approx(0.251)
 
 
 def test_probe_functions_raise_rather_than_invent_a_number(tmp_path: Path) -> None:
@@ -223,5 +223,5 @@ def test_probe_functions_raise_rather_than_invent_a_number(tmp_path: Path) -> No
     with pytest.raises(RtoNotObserved, match="RTO >"):
         rto_seconds(down)
     with pytest.raises(ActivityFailed, match="RtoNotObserved"):
-        ctk("probes.availability", "rto_seconds", run_dir=down)
+        ctk("drillbit.probes.availability", "rto_seconds", run_dir=down)
     assert service_recovered(down) is False and rto_report(down)["rto_s"] is None

@@ -26,7 +26,7 @@ import pandas as pd
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from probes.availability import analyze_rto
+from drillbit.probes.availability import analyze_rto
 
 T0 = 1_800_000_000.0
 WINDOW = 2.0

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from drillbit.clock import Clock
-from drillbit.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, REPLICAS
-from probes.availability import AvailabilitySampler, availability_meta, load_availability
-from probes.replicas import ReplicasSampler, load_replicas
-from probes.samplers import ParquetSink, TickSampler, journal_path, read_samples, recover_journals
+from drillbit.core.clock import Clock
+from drillbit.core.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, REPLICAS
+from drillbit.probes.availability import AvailabilitySampler, availability_meta, load_availability
+from drillbit.probes.replicas import ReplicasSampler, load_replicas
+from drillbit.probes.samplers import ParquetSink, TickSampler, journal_path, read_samples, recover_journals
 
 SCHEMA = pa.schema([("i", pa.int64()), ("kind", pa.dictionary(pa.int32(), pa.string()))])
 
@@ -212,8 +212,8 @@ class _TwoRegions:
 
 def test_a_sampler_whose_thread_dies_says_so_in_its_sidecar_and_at_stop(tmp_path: Path) -> None:
     """Issue 12, case 5: a raising flush used to end the ticking thread silently; the samples just stopped."""
-    from probes.replicas import ReplicasSampler
-    from probes.samplers import SamplerDied, read_meta
+    from drillbit.probes.replicas import ReplicasSampler
+    from drillbit.probes.samplers import SamplerDied, read_meta
 
     sampler = ReplicasSampler(_TwoRegions(), tmp_path, clock=Clock(), interval=0.05)
     sampler._ticks.flush_every = 0.2

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbit.redact import MASK, Redactor, redact_url, url_secrets
+from drillbit.core.redact import MASK, Redactor, redact_url, url_secrets
 
 CANARY = "canary-0b5e7c1d-token"
 

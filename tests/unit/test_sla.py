@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbit.errors import ConfigError
+from drillbit.core.errors import ConfigError
 from drillbit.sla import load_sla_file, slas_for
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbit.errors import ConfigError
+from drillbit.core.errors import ConfigError
 from drillbit.targets.sandbox.topology import load_topology, parse_topology
 
 

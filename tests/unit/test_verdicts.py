@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drillbit.results import Fault, Measurements, Outcome
+from drillbit.core.results import Fault, Measurements, Outcome
 from drillbit.sla import Sla
 from drillbit.verdicts import evaluate
 

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
-from drillbit.errors import ConfigError
+from drillbit.core.errors import ConfigError
 from drillbit.targets.base import Endpoints
-from drillbit.targets.sandbox import loopback, procs
-from drillbit.targets.sandbox.sandbox import Sandbox
+from drillbit.targets.sandbox import loopback, procs, sandbox
+from drillbit.targets.sandbox.layout import Layout
+from drillbit.targets.sandbox.sandbox import Report, Sandbox, SandboxState
 
-__all__ = ["SandboxTarget"]
+__all__ = ["SandboxKind", "SandboxSpec", "SandboxTarget"]
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +130,42 @@ class SandboxTarget:
         while not (whole := self.whole()) and time.monotonic() < deadline:
             time.sleep(0.5)
         return {"restored": restored, "whole": whole, "landed": whole}
+
+
+class SandboxSpec(BaseModel):
+    """A sandbox target's fields in drill.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    state_dir: str | None = Field(default=None, min_length=1)  # default: .drill (or $DRILL_STATE_DIR)
+    topology: str | None = Field(default=None, min_length=1)  # default: the project's infra/sandbox/topology.yaml
+
+
+class SandboxKind:
+    """The sandbox kind (registered in the ``drillbit.targets`` entry-point group): drillbit
+    creates it on loopback, so it has a whole lifecycle, and nothing to check its identity against."""
+
+    name = "sandbox"
+    spec_model = SandboxSpec
+
+    def check_identity(self, name: str, spec: SandboxSpec, source: str) -> None:
+        return None  # on this machine's loopback only, created by drillbit: nothing else it could be
+
+    @staticmethod
+    def _state(spec: SandboxSpec, state_dir: Path | str | None) -> Path | str | None:
+        return state_dir or spec.state_dir
+
+    def attach(self, name: str, spec: SandboxSpec, state_dir: Path | str | None) -> SandboxTarget:
+        return SandboxTarget.attach(self._state(spec, state_dir), name)
+
+    def is_up(self, name: str, spec: SandboxSpec, state_dir: Path | str | None) -> bool:
+        state = SandboxState.load(Layout.at(self._state(spec, state_dir)))
+        return state is not None and state.status == "up"
+
+    def up(self, name: str, spec: SandboxSpec, state_dir: Path | str | None, report: Report) -> SandboxTarget:
+        return SandboxTarget(sandbox.up(spec.topology, self._state(spec, state_dir), report=report), name)
+
+    def down(self, name: str, spec: SandboxSpec, state_dir: Path | str | None, report: Report) -> None:
+        sandbox.down(self._state(spec, state_dir), report=report)
+
+    def status(self, name: str, spec: SandboxSpec, state_dir: Path | str | None) -> dict[str, Any]:
+        return {"up": True, **Sandbox.attach(self._state(spec, state_dir)).status()}  # not up: exit 4 and how to

@@ -35,7 +35,7 @@ __all__ = [
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 RESTAPI_USER = "patroni"
-#: an API replica told to stop (SIGTERM) drains for at most this long (see sut.serve); the
+#: an API replica told to stop (SIGTERM) drains for at most this long (see drillbit.sut.serve); the
 #: supervisor waits a little longer before it sends SIGKILL
 API_DRAIN_TIMEOUT_S = 10.0
 API_DRAIN_IDLE_GRACE_S = 1.0
@@ -221,7 +221,7 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
             [
                 py,
                 "-m",
-                "sut.serve",
+                "drillbit.sut.serve",
                 "--fd",
                 "$(circus.sockets.front)",
                 "--replica",
@@ -246,7 +246,7 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
                 "use_sockets": "True",
                 "numprocesses": str(r.api_replicas),
                 "warmup_delay": "0",
-                # SIGTERM drains the replica without failing a request (sut.serve); SIGKILL only after
+                # SIGTERM drains the replica without failing a request (drillbit.sut.serve); SIGKILL only after
                 "stop_signal": "TERM",
                 "graceful_timeout": str(API_DRAIN_TIMEOUT_S + 5),
             },

@@ -6,7 +6,7 @@ supervisor starts from then on (a respawn after a kill, an autoscaler scale-out,
 region) runs the new version. The roll then replaces the running replicas, region by region, at
 most ``max_unavailable`` at a time: it waits until every replica of the region answers /readyz on
 its own socket, asks the supervisor to SIGTERM an old one, waits for it to exit (it drains: see
-``sut.serve``) and for the supervisor's replacement to be ready, and moves on. The number of
+``drillbit.sut.serve``) and for the supervisor's replacement to be ready, and moves on. The number of
 replicas never changes (the autoscaler may change it meanwhile without confusing the roll).
 
 Every fact is read back from the replicas themselves over their own unix sockets (``/healthz``
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psutil
 
-from drillbit.errors import ConfigError, EnvironmentFailure
+from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.targets.sandbox import loopback
 from drillbit.targets.sandbox.render import API_DRAIN_TIMEOUT_S, api_version_file
 

@@ -32,7 +32,8 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from drillbit.errors import ConfigError, EnvironmentFailure
+from drillbit.core.errors import ConfigError, EnvironmentFailure
+from drillbit.sut.db import migrate
 from drillbit.targets.sandbox import loopback, procs, rollout
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.render import (
@@ -45,7 +46,7 @@ from drillbit.targets.sandbox.render import (
     pgpass,
 )
 from drillbit.targets.sandbox.supervisor import Supervisor
-from drillbit.targets.sandbox.topology import Topology, load_topology
+from drillbit.targets.sandbox.topology import Topology, default_topology, load_topology
 
 __all__ = ["FailoverMode", "Sandbox", "SandboxState", "down", "up"]
 
@@ -484,7 +485,6 @@ def _start_supervisor(layout: Layout, sandbox_id: str) -> int:
 
 def _create_app_database(topo: Topology, ports: Ports, region: str, secrets: Secrets) -> None:
     """Create the application's role and database on the primary, then its schema."""
-    from sut.db import migrate
 
     admin = psycopg.conninfo.make_conninfo(
         host=procs.LOOPBACK,
@@ -520,9 +520,8 @@ def up(
 ) -> Sandbox:
     """Start the sandbox (or return the one already up); clean a stale one first."""
     layout = Layout.at(state_dir)
-    from drillbit.targets.sandbox.topology import DEFAULT_TOPOLOGY
 
-    topo_path = Path(topology_file).resolve() if topology_file else DEFAULT_TOPOLOGY
+    topo_path = Path(topology_file).resolve() if topology_file else default_topology()
     topo = load_topology(topo_path)
     with _locked(layout):
         old = SandboxState.load(layout)

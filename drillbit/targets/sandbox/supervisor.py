@@ -9,7 +9,7 @@ from typing import Any
 from circus.client import CircusClient
 from circus.exc import CallError
 
-from drillbit.errors import EnvironmentFailure
+from drillbit.core.errors import EnvironmentFailure
 
 __all__ = ["Supervisor"]
 

@@ -12,11 +12,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drillbit.errors import ConfigError, validation_problems
+from drillbit.core.errors import ConfigError, validation_problems
+from drillbit.core.project import current as current_project
+from drillbit.core.yamlio import load_document
 
-__all__ = ["DEFAULT_TOPOLOGY", "Topology", "load_topology"]
+__all__ = ["Topology", "default_topology", "load_topology"]
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[3] / "infra" / "sandbox" / "topology.yaml"
+def default_topology() -> Path:
+    """The project's sandbox topology (infra/sandbox/topology.yaml)."""
+    return current_project().find("infra", "sandbox", "topology.yaml")
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -145,8 +149,7 @@ def parse_topology(data: Any, source: str) -> Topology:
 
 def load_topology(path: Path | str | None = None) -> Topology:
     """Read and validate a topology file (the packaged default when ``path`` is None)."""
-    from drillbit.yamlio import load_document
 
-    p = Path(path) if path is not None else DEFAULT_TOPOLOGY
+    p = Path(path) if path is not None else default_topology()
     data = load_document(p, missing="file not found: pass an existing topology file")
     return parse_topology(data, str(p))

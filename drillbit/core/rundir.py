@@ -1,0 +1,92 @@
+"""The run directory contract: file names and columnar schemas every stage agrees on.
+
+A run directory (``runs/<UTC timestamp>-<experiment>/``) is the only contract between stages:
+samplers and the load recorder write it, analyzers read it. All times are epoch seconds (UTC)
+from ``drillbit.core.clock.Clock`` (float64); durations are seconds (float64).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = [
+    "ANALYSIS_DIR",
+    "AVAILABILITY",
+    "AVAILABILITY_SCHEMA",
+    "EVENTS",
+    "HEARTBEAT",
+    "HEARTBEAT_READBACK",
+    "HEARTBEAT_READBACK_SCHEMA",
+    "HEARTBEAT_SCHEMA",
+    "LOAD_META",
+    "REPLICAS",
+    "REPLICAS_SCHEMA",
+    "REQUESTS_DIR",
+    "REQUEST_SCHEMA",
+]
+
+_label = pa.dictionary(pa.int32(), pa.string())
+
+#: requests/<worker>.parquet: one row per request the load generator sent (every one of them)
+REQUESTS_DIR = "requests"
+REQUEST_SCHEMA = pa.schema(
+    [
+        ("name", _label),  # request name (route template, e.g. "POST /orders")
+        ("intended", pa.float64()),  # when it was scheduled to be sent (open model); NaN under the closed model
+        ("start", pa.float64()),  # when it was actually sent
+        ("latency", pa.float64()),  # response received - start (uncorrected)
+        ("status", pa.int16()),  # HTTP status; 0 when no response arrived
+        ("error", _label),  # null when ok; else an error kind: "http", "timeout", "connection", ...
+        ("worker", pa.int16()),  # generator process index
+    ]
+)
+
+#: load.json: intended vs achieved rate, generator CPU and the saturation verdict
+LOAD_META = "load.json"
+
+#: samples/availability.parquet: the synthetic transaction every interval
+AVAILABILITY = "samples/availability.parquet"
+AVAILABILITY_SCHEMA = pa.schema(
+    [
+        ("t", pa.float64()),  # when the probe was sent
+        ("ok", pa.bool_()),
+        ("latency", pa.float64()),  # NaN when no response
+        ("status", pa.int16()),  # 0 when no response
+        ("error", _label),
+    ]
+)
+
+#: samples/heartbeat.parquet: the RPO writer's sequence and what the client learned of each write
+HEARTBEAT = "samples/heartbeat.parquet"
+HEARTBEAT_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("sent", pa.float64()),
+        ("acked", pa.float64()),  # when the commit was acknowledged; NaN if not acknowledged
+        ("outcome", _label),  # "acked" | "failed" (error answered) | "indeterminate" (timeout, no answer)
+        ("error", _label),
+    ]
+)
+
+#: samples/heartbeat_readback.parquet: which sequence numbers survived, read after recovery
+HEARTBEAT_READBACK = "samples/heartbeat_readback.parquet"
+HEARTBEAT_READBACK_SCHEMA = pa.schema([("seq", pa.int64()), ("count", pa.int32())])
+
+#: samples/replicas.parquet: desired/ready replicas per region over time, and which replicas were
+#: ready (their identities, e.g. pids; null when the target cannot tell)
+REPLICAS = "samples/replicas.parquet"
+REPLICAS_SCHEMA = pa.schema(
+    [
+        ("t", pa.float64()),
+        ("region", _label),
+        ("desired", pa.int32()),
+        ("ready", pa.int32()),
+        ("ready_ids", pa.list_(pa.string())),
+    ]
+)
+
+#: analysis/<UTC time>/: re-analyses by `drill analyze` (not part of the run's sealed evidence)
+ANALYSIS_DIR = "analysis"
+
+#: events.jsonl: one JSON object per line: {"t": epoch, "kind": "phase"|"fault.inject"|"fault.revert"|..., ...}
+EVENTS = "events.jsonl"

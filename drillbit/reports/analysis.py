@@ -1,0 +1,104 @@
+"""What the report computes itself from the samples: timeline series, and per-phase latency when
+measurements.json has none (an interrupted drill). Each step that cannot run says why instead of raising."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from drillbit.core.rundir import AVAILABILITY, REPLICAS, REQUESTS_DIR
+from drillbit.probes.availability import load_availability
+from drillbit.probes.latency import analyze_latency, load_requests
+from drillbit.probes.replicas import load_replicas
+from drillbit.reports.rundata import RunData
+from drillbit.reports.timeline import RequestSeries, ratio_series, request_series
+
+__all__ = ["Analysis", "analyze", "fault_spans", "marks", "phases"]
+
+log = logging.getLogger(__name__)
+
+_READ_ERRORS = (FileNotFoundError, ValueError, OSError, pa.ArrowInvalid, KeyError)
+MARK_KINDS = ("mark", "load.step", "load.drop")
+
+
+@dataclass
+class Analysis:
+    requests: RequestSeries | None = None
+    latency: dict[str, Any] | None = None  # phase -> LatencyStats.to_dict(), only when measurements.json has none
+    availability: pd.DataFrame | None = None  # t, ratio, n per bucket
+    replicas: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)  # what could not be drawn, and why
+
+
+def phases(data: RunData) -> dict[str, tuple[float, float]]:
+    """Phase windows: measurements.json's, else from the ``phase`` events (each runs until the next)."""
+    if data.measurements is not None and data.measurements.phases:
+        return dict(data.measurements.phases)
+    marks_ = sorted((float(e["t"]), str(e.get("name", "?"))) for e in data.events if e.get("kind") == "phase")
+    out: dict[str, tuple[float, float]] = {}
+    for i, (t, name) in enumerate(marks_):
+        if name not in out:
+            out[name] = (t, marks_[i + 1][0] if i + 1 < len(marks_) else math.inf)
+    return out
+
+
+def fault_spans(data: RunData) -> list[tuple[float, float | None, str]]:
+    """(injected, reverted, label) per fault: measurements.json's, else paired from the events."""
+    if data.measurements is not None and data.measurements.faults:
+        return [(f.injected_at, f.reverted_at, f.activity) for f in data.measurements.faults]
+    out: list[tuple[float, float | None, str]] = []
+    for e in sorted(data.events, key=lambda e: float(e["t"])):
+        label = str(e.get("activity") or e.get("action") or "fault")
+        if e.get("kind") == "fault.inject":
+            out.append((float(e["t"]), None, label))
+        elif e.get("kind") == "fault.revert":
+            open_ = [i for i, f in enumerate(out) if f[1] is None and f[2] == label] or [
+                i for i, f in enumerate(out) if f[1] is None]  # fmt: skip
+            if open_:
+                a, _, lab = out[open_[0]]
+                out[open_[0]] = (a, float(e["t"]), lab)
+    return out
+
+
+def marks(data: RunData) -> list[tuple[float, str]]:
+    out = []
+    for e in data.events:
+        if e.get("kind") in MARK_KINDS:
+            text = e.get("name") or e.get("label") or e.get("message") or e["kind"]
+            out.append((float(e["t"]), str(text) if e["kind"] == "mark" else f"{e['kind']}"))
+    return sorted(out)
+
+
+def analyze(data: RunData, *, max_buckets: int = 3600) -> Analysis:
+    out = Analysis()
+    d = data.run_dir
+    if data.has_requests:
+        try:
+            requests = load_requests(d)
+            out.requests = request_series(requests, max_buckets=max_buckets)
+            has_latency = data.measurements is not None and bool(data.measurements.latency)
+            if not has_latency and len(requests):
+                out.latency = {k: v.to_dict() for k, v in analyze_latency(requests, phases(data)).items()}
+            del requests
+        except _READ_ERRORS as err:
+            out.notes.append(f"{REQUESTS_DIR}/: {data.text(err)}")
+    width = out.requests.width if out.requests is not None else 1.0
+    if data.has_samples(AVAILABILITY):
+        try:
+            av = load_availability(d)
+            out.availability = ratio_series(av["t"].to_numpy(dtype=float), av["ok"].to_numpy(dtype=bool), width)
+        except _READ_ERRORS as err:
+            out.notes.append(f"{AVAILABILITY}: {data.text(err)}")
+    if data.has_samples(REPLICAS):
+        try:
+            reps = load_replicas(d)
+            reps["region"] = reps["region"].map(data.text)
+            out.replicas = reps
+        except _READ_ERRORS as err:
+            out.notes.append(f"{REPLICAS}: {data.text(err)}")
+    return out
