@@ -4,6 +4,9 @@ Reads only the run directory (events.jsonl, samples/, requests/, load.json, jour
 report can be rebuilt, and an interrupted or crashed run analyzed, from the directory alone.
 Leftover sample journals (a run that never closed its files) are converted first. A section an
 analyzer cannot measure is ``None`` with the reason in ``unmeasured``: never a made-up number.
+Each section is validated into its model (``drillbit.core.measurements``) here, in one place. The
+drill's phases and faults (with their spans) are worked out here, once, and stored with them: a
+report reads them from measurements.json.
 """
 
 from __future__ import annotations
