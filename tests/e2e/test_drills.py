@@ -90,7 +90,13 @@ def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(sandbox_
     # the RTO holds its SLA (the verdict), lies within its bounds and carries its error bound (a
     # probe interval); it runs from the first kill to the last recovery, and each kill has its own
     assert m.rto is not None and m.rto.recovered and m.rto.rto_s is not None, m.rto
-    assert m.rto.error_bound_s == pytest.approx(m.rto.interval_s) and m.rto.interval_s <= 0.2, m.rto
+    assert m.rto.interval_s <= 0.2, m.rto
+    if m.rto.failed_probes == 0:  # nothing failed: an outage shorter than one interval could hide between probes
+        assert m.rto.error_bound_s == pytest.approx(m.rto.interval_s), m.rto
+    else:  # a probe in flight on a killed replica failed: half the gap around recovery plus one round trip
+        assert m.rto.rto_upper_s is not None
+        half_gap = (m.rto.rto_upper_s - m.rto.rto_lower_s) / 2
+        assert half_gap <= m.rto.error_bound_s <= half_gap + m.rto.timeout_s, m.rto
     assert m.rto.rto_lower_s <= m.rto.rto_s <= m.rto.rto_upper_s, m.rto
     assert _verdict(result, "rto").measured == pytest.approx(m.rto.rto_s)
     per_fault = m.rto.per_fault

@@ -418,7 +418,7 @@ CASES = [
     Case("pauses-after-negative", lambda c: _dry(c, method=[{**_method(count=1)[0], "pauses": {"after": -5}}]), 2,
          r"method\[0\]\.pauses\.after: Input should be greater than or equal to 0"),
     Case("kubernetes-without-context", _kube_without_context, 2,
-         r"drill\.yaml: targets\.prod: context: required for a kubernetes target"),
+         r"drill\.yaml: targets\.prod\.context: required field is missing: add it"),
     Case("sla-target-negative", lambda c: ["run", str(POD_KILL), "--sla", str(_sla_file(c, "-900")), "--dry-run"], 2,
          r"slas\.rto\.target: Input should be greater than or equal to 0"),
     Case("sla-target-nan", lambda c: ["run", str(POD_KILL), "--sla", str(_sla_file(c, ".nan")), "--dry-run"], 2,
