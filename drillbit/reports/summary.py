@@ -34,7 +34,9 @@ __all__ = [
     "summarize",
 ]
 
-SCHEMA_ID = "drillbit.summary/1"
+SCHEMA_ID = "drillbit.summary/2"  # /2: latency entries carry the analyzer's full LatencyStats
+#: summaries an older drillbit wrote: rebuilt from their run directory, never read as they are
+OLDER_SCHEMAS = ("drillbit.summary/1",)
 SCHEMA_FILE = "schemas/summary.schema.json"
 
 
@@ -98,7 +100,7 @@ class MeasurementSummary(_Model):
 
 
 class Summary(_Model):
-    schema_: Literal["drillbit.summary/1"] = Field("drillbit.summary/1", alias="schema")
+    schema_: Literal["drillbit.summary/2"] = Field("drillbit.summary/2", alias="schema")
     run: RunSummary
     outcome: Outcome | None  # None: no verdicts (the drill did not get that far)
     exit_code: int | None
@@ -229,6 +231,9 @@ def summarize(data: RunData, latency: dict[str, LatencyStats] | None = None,
 def read_summary(path: Path) -> Summary:
     """Read a summary.json, validated against the published schema; ConfigError names the file and field."""
     raw = parse_json(read_text(path, root=path.parent), str(path))
+    if isinstance(raw, dict) and raw.get("schema") in OLDER_SCHEMAS:
+        raise ConfigError(str(path), f"written by an older drillbit ({raw['schema']}, this one reads {SCHEMA_ID}): "
+                                     f"rebuild it with `drill report {path.parent}`")  # fmt: skip
     errors = sorted(jsonschema.Draft202012Validator(load_schema()).iter_errors(raw), key=lambda e: list(e.path))
     if errors:
         where = [".".join(map(str, e.path)) or "(top level)" for e in errors[:5]]

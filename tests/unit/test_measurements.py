@@ -21,7 +21,7 @@ from drillbit.core.results import (
 )
 from drillbit.reports.analysis import fault_spans, phases
 from drillbit.reports.rundata import load_run
-from drillbit.reports.summary import summarize
+from drillbit.reports.summary import read_summary, summarize
 from drillbit.sla import Sla
 from drillbit.verdicts import evaluate
 from tests.unit.rundirs import T0, RunSpec, write_run_dir
@@ -146,3 +146,11 @@ def test_summary_json_carries_the_analyzers_own_latency_stats(tmp_path: Path) ->
     data = load_run(write_run_dir(tmp_path, RunSpec(kind="pass")), hash_files=False)
     assert data.measurements is not None and data.measurements.latency is not None
     assert summarize(data).measurements.latency == data.measurements.latency.phases
+
+
+def test_a_summary_an_older_drillbit_wrote_is_refused_with_how_to_rebuild_it(tmp_path: Path) -> None:
+    """trend and compare read summary.json by its schema: a /1 file is named with the command that rebuilds it."""
+    old = tmp_path / "summary.json"
+    old.write_text(json.dumps({"schema": "drillbit.summary/1", "run": {}}))
+    with pytest.raises(ConfigError, match=r"older drillbit \(drillbit.summary/1.*drill report"):
+        read_summary(old)
