@@ -4,6 +4,9 @@ Reads only the run directory (events.jsonl, samples/, requests/, load.json, jour
 report can be rebuilt, and an interrupted or crashed run analyzed, from the directory alone.
 Leftover sample journals (a run that never closed its files) are converted first. A section an
 analyzer cannot measure is ``None`` with the reason in ``unmeasured``: never a made-up number.
+Each section is validated into its model (``drillbit.core.measurements``) here, in one place. The
+drill's phases and faults (with their spans) are worked out here, once, and stored with them: a
+report reads them from measurements.json.
 """
 
 from __future__ import annotations
@@ -16,10 +19,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from drillbit.core.clock import to_iso
-from drillbit.core.events import first_event, read_events
-from drillbit.core.results import JOURNAL, Fault, Measurements
+from drillbit.core.errors import validation_problems
+from drillbit.core.events import faults_from_events, first_event, first_fault, read_events
+from drillbit.core.results import (
+    JOURNAL,
+    AutoscalingMeasurement,
+    AvailabilityMeasurement,
+    ExperimentMeasurement,
+    Fault,
+    FaultRto,
+    LatencyMeasurement,
+    LoadMeasurement,
+    Measurements,
+    ReplicasMeasurement,
+    RpoMeasurement,
+    RtoMeasurement,
+    SamplerCoverage,
+    SpikeMeasurement,
+)
 from drillbit.core.rundir import (
     AVAILABILITY,
     AVAILABILITY_SCHEMA,
@@ -41,69 +61,20 @@ from drillbit.probes.availability import (
     rto_per_fault,
 )
 from drillbit.probes.coverage import coverage
-from drillbit.probes.latency import analyze_latency, analyze_run, load_requests, phases_from_events
+from drillbit.probes.latency import analyze_latency, analyze_run, load_requests, phases_of
 from drillbit.probes.replicas import load_replicas
 from drillbit.probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
 from drillbit.probes.samplers import read_meta, recover_journals
 from drillbit.probes.spike import SPIKE_DIR, analyze_spike
 from drillbit.sla import Sla
 
-__all__ = ["analyze", "faults_from_events", "first_fault"]
+__all__ = ["analyze"]
 
 log = logging.getLogger(__name__)
 
 JOURNAL_SCHEMAS = {AVAILABILITY: AVAILABILITY_SCHEMA, HEARTBEAT: HEARTBEAT_SCHEMA, REPLICAS: REPLICAS_SCHEMA}
 #: RTO: the service must succeed continuously this long to count as recovered
 STABILITY_WINDOW_S = 5.0
-
-
-def faults_from_events(events: list[dict[str, Any]]) -> list[Fault]:
-    """Each injected fault, with its result and (for reversible faults) when it was reverted.
-
-    A result pairs with its injection by ``fault_id`` (unique per injection); runs recorded before
-    ids fall back to the activity's name.
-    """
-    faults: list[Fault] = []
-    by_id: dict[str, int] = {}
-    by_name: dict[str, int] = {}
-    revert_at: float | None = None
-    for e in events:
-        kind = e.get("kind")
-        if kind == "fault.inject":
-            i = len(faults)
-            if e.get("fault_id"):
-                by_id[str(e["fault_id"])] = i
-            else:
-                by_name[e["activity"]] = i
-            faults.append(Fault(activity=e["activity"], id=e.get("fault_id"), action=e.get("action", "?"),
-                                injected_at=float(e["t"]), landed=False,
-                                error="no result recorded: the drill ended during the fault"))  # fmt: skip
-        elif kind == "fault.revert":
-            revert_at = float(e["t"])
-        elif kind == "fault.result" and e.get("role") == "fault":
-            i = by_id.pop(str(e["fault_id"]), -1) if e.get("fault_id") else by_name.pop(e["activity"], -1)
-            if i >= 0:
-                result = {"landed": bool(e.get("landed")), "error": e.get("error"), "detail": e.get("output") or {}}
-                faults[i] = faults[i].model_copy(update=result)
-        elif kind == "fault.result" and e.get("role") == "revert" and revert_at is not None:
-            for i, f in enumerate(faults):
-                if f.reverted_at is None and f.injected_at <= revert_at:
-                    faults[i] = f.model_copy(update={"reverted_at": revert_at})
-    return faults
-
-
-def first_fault(events: list[dict[str, Any]]) -> tuple[float | None, str | None]:
-    """The fault time and where it came from: an injected fault, else an operator's ``mark`` of
-    kind fault, else the fault ``drill observe`` detected from the first failed probe."""
-    for source, match in (
-        ("injected", lambda e: e.get("kind") == "fault.inject"),
-        ("marked", lambda e: e.get("kind") == "mark" and e.get("mark") == "fault"),
-        ("detected", lambda e: e.get("kind") == "fault.detected"),
-    ):
-        times = [float(e["t"]) for e in events if match(e)]
-        if times:
-            return min(times), source
-    return None, None
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -113,8 +84,16 @@ def _json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+#: each section's model (drillbit.core.measurements): every analyzer's result is validated into it here
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "rto": RtoMeasurement, "rpo": RpoMeasurement, "latency": LatencyMeasurement,
+    "availability": AvailabilityMeasurement, "replicas": ReplicasMeasurement, "autoscaling": AutoscalingMeasurement,
+    "spike": SpikeMeasurement, "experiment": ExperimentMeasurement,
+}  # fmt: skip
+
+
 class _Sections:
-    """Collects each analyzer's result, or why it has none."""
+    """Collects each analyzer's result, as its section's model, or why it has none."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
@@ -122,11 +101,14 @@ class _Sections:
 
     def run(self, section: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            value = fn(*args, **kwargs)
+            raw = fn(*args, **kwargs)
+        except ValidationError:
+            raise  # an analyzer's result that does not fit its model is a bug, never "not measured"
         except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
             self.unmeasured[section] = f"{type(err).__name__}: {err}"
             log.info("%s not measured: %s", section, err)
             return None
+        value = SECTION_MODELS[section].model_validate(raw)
         self.values[section] = value
         return value
 
@@ -160,10 +142,10 @@ class _Span:
     end: float
 
 
-def _required_span(fault_at: float, rto: dict[str, Any] | None, drill_end: float | None, window: float) -> _Span:
+def _required_span(fault_at: float, recovered_at: float | None, drill_end: float | None, window: float) -> _Span:
     ends = [drill_end] if drill_end is not None else []
-    if rto is not None and rto.get("recovered_at") is not None:
-        ends.append(float(rto["recovered_at"]) + window)
+    if recovered_at is not None:
+        ends.append(recovered_at + window)
     return _Span(fault_at, max(ends) if ends else fault_at + window)
 
 
@@ -193,11 +175,11 @@ def _rto(run_dir: Path, events: list[dict[str, Any]], fault_at: float, source: s
                                            "time to detect is undefined")  # fmt: skip
     if source == "injected" and faults:
         per = rto_per_fault(df, [f.injected_at for f in faults], **settings)
-        r["per_fault"] = [{"fault_id": f.id, "activity": f.activity, "injected_at": f.injected_at,
-                           **{k: x.to_dict()[k] for k in ("recovered", "rto_s", "rto_upper_s", "error_bound_s",
-                                                          "downtime_s", "until")}}
+        r["per_fault"] = [FaultRto(fault_id=f.id, activity=f.activity, injected_at=f.injected_at, recovered=x.recovered,
+                                   rto_s=x.rto_s, rto_upper_s=x.rto_upper_s, error_bound_s=x.error_bound_s,
+                                   downtime_s=x.downtime_s, until=x.until)
                           for f, x in zip(sorted(faults, key=lambda f: f.injected_at), per, strict=True)]  # fmt: skip
-    span = _required_span(used, r, _drill_end(events), window)
+    span = _required_span(used, r["recovered_at"], _drill_end(events), window)
     cov = coverage("availability", df["t"].to_numpy(dtype=float), meta)
     r["coverage"] = cov.to_dict()
     r["coverage_problem"] = cov.problem(span.start, span.end)
@@ -216,7 +198,7 @@ def _rpo(run_dir: Path, fault_at: float, span: _Span) -> dict[str, Any]:
     return r
 
 
-def _spike(run_dir: Path, events: list[dict[str, Any]], phases: dict[str, tuple[float, float]]) -> dict[str, Any]:
+def _spike(run_dir: Path, events: list[dict[str, Any]], phases: dict[str, tuple[float, float]]) -> SpikeMeasurement:
 
     step, drop = first_event(events, "load.step"), first_event(events, "load.drop")
     rate = float(step["rate"]) if step is not None and step.get("rate") is not None else None
@@ -259,22 +241,24 @@ def _journal_summary(run_dir: Path) -> dict[str, Any]:
         part = ss.get(which)
         return None if not part else bool(part.get("steady_state_met"))
 
-    return {"status": journal.get("status"), "deviated": bool(journal.get("deviated")),
+    status = journal.get("status")
+    return {"status": None if status is None else str(status), "deviated": bool(journal.get("deviated")),
             "steady_state_before": met("before"), "steady_state_after": met("after"),
             "activities": len(journal.get("run") or []), "rollbacks": len(journal.get("rollbacks") or [])}  # fmt: skip
 
 
-def _latency(run_dir: Path, phases: dict[str, tuple[float, float]], names: set[str]) -> dict[str, Any]:
+def _latency(run_dir: Path, phases: dict[str, tuple[float, float]], names: set[str]) -> LatencyMeasurement:
 
-    report = analyze_run(run_dir, phases).to_dict()
-    report["by_request"] = {}
+    report = analyze_run(run_dir, phases)
+    by_request = {}
     for name in sorted(names):  # a request the load never made leaves its own SLA unmeasured, not the others
         try:
-            report["by_request"][name] = {k: v.to_dict() for k, v in
-                                          analyze_latency(load_requests(run_dir, name), phases).items()}  # fmt: skip
+            by_request[name] = analyze_latency(load_requests(run_dir, name), phases)
         except ValueError as err:
             log.info("no latency for %s: %s", name, err)
-    return report
+    return LatencyMeasurement(phases=report.phases, generator_saturated=report.generator_saturated,
+                              saturation_reasons=report.saturation_reasons,
+                              generator_complete=report.generator_complete, by_request=by_request)  # fmt: skip
 
 
 def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sla]) -> dict[str, Any]:
@@ -306,15 +290,16 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     fault_at, source = first_fault(events)
     # the last phase is open-ended: it ends with the drill's last event
     end = max((float(e["t"]) for e in events), default=math.inf)
-    phases = {k: (lo, min(hi, end)) for k, (lo, hi) in phases_from_events(run_dir).items()}
+    phases = {k: (lo, min(hi, end)) for k, (lo, hi) in phases_of(events).items()}
     s = _Sections()
     faults = faults_from_events(events)
     if fault_at is None:
         s.unmeasured.update({k: "no fault was injected or marked" for k in ("rto", "rpo", "replicas")})
         span = None
     else:
-        rto = s.run("rto", _rto, run_dir, events, fault_at, source, stability_s, faults)
-        span = _required_span(float(rto["fault_at"]) if rto else fault_at, rto, _drill_end(events), stability_s)
+        rto: RtoMeasurement | None = s.run("rto", _rto, run_dir, events, fault_at, source, stability_s, faults)
+        span = _required_span(rto.fault_at if rto else fault_at, rto.recovered_at if rto else None, _drill_end(events),
+                              stability_s)  # fmt: skip
         if (run_dir / HEARTBEAT).exists() or (run_dir / (HEARTBEAT + ".journal")).exists():
             s.run("rpo", _rpo, run_dir, fault_at, span)
         else:
@@ -340,15 +325,25 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         replicas=s.values.get("replicas"),
         autoscaling=s.values.get("autoscaling"),
         spike=s.values.get("spike"),
-        load=_json(run_dir / LOAD_META),
+        load=_load(run_dir, s),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,
         coverage=_coverages(s.values),
     )
 
 
-def _coverages(sections: dict[str, Any]) -> dict[str, Any]:
+def _load(run_dir: Path, s: _Sections) -> LoadMeasurement | None:
+    """load.json, the generator's own account (another process wrote it): one that does not fit is unmeasured."""
+    raw = _json(run_dir / LOAD_META)
+    try:
+        return LoadMeasurement.model_validate(raw) if raw is not None else None
+    except ValidationError as err:
+        s.unmeasured["load"] = f"{LOAD_META}: " + "; ".join(validation_problems(err))
+        return None
+
+
+def _coverages(sections: dict[str, Any]) -> dict[str, SamplerCoverage]:
     """What each sampler covered (drillbit.probes.coverage), from the sections measured from its samples."""
     pairs = (("availability", "rto"), ("heartbeat", "rpo"), ("replicas", "replicas"))
-    return {sampler: sections[name]["coverage"] for sampler, name in pairs
-            if isinstance(sections.get(name), dict) and sections[name].get("coverage")}  # fmt: skip
+    return {sampler: cov for sampler, name in pairs
+            if (cov := getattr(sections.get(name), "coverage", None)) is not None}  # fmt: skip

@@ -12,9 +12,9 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-from drillbit.core.results import Measurements, Outcome, Verdict, VerdictSet, exit_code_for
+from drillbit.core.results import LatencyStats, Measurements, Outcome, Verdict, VerdictSet, exit_code_for
 from drillbit.sla import Sla
 
 __all__ = ["AVAILABILITY_PHASES", "Reading", "drill_problems", "evaluate"]
@@ -22,6 +22,8 @@ __all__ = ["AVAILABILITY_PHASES", "Reading", "drill_problems", "evaluate"]
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
 }  # fmt: skip
+#: the latency metrics, in the order of _percentile's tuples
+_PERCENTILES = ("p50_ms", "p95_ms", "p99_ms")
 #: metrics the load generator measures (need a trustworthy generator)
 LOAD_METRICS = {"p50_ms", "p95_ms", "p99_ms", "errors", "error_rate_percent", "scale_out_p95_ms"}
 
@@ -41,10 +43,18 @@ def _where(sla: Sla, default: str = "all") -> str:
     return f"{source}, phases {', '.join(sla.phases or [default])}"
 
 
-def _phase_stats(m: Measurements, sla: Sla) -> tuple[list[dict[str, Any]], list[str], str | None]:
+def _table(m: Measurements, sla: Sla) -> dict[str, LatencyStats] | None:
+    """Phase -> stats of the requests the SLA judges: the spike's or the load's, all or one request name."""
+    if sla.source == "spike":
+        return None if m.spike is None or sla.request else m.spike.phases
+    if m.latency is None:
+        return None
+    return m.latency.by_request.get(sla.request) if sla.request else m.latency.phases
+
+
+def _phase_stats(m: Measurements, sla: Sla) -> tuple[list[LatencyStats], list[str], str | None]:
     """The SLA's phases' stats, the names of the phases, or why there are none."""
-    lat = (m.spike if sla.source == "spike" else m.latency) or {}
-    table = (lat.get("by_request") or {}).get(sla.request) if sla.request else lat.get("phases")
+    table = _table(m, sla)
     if table is None:
         section = "spike" if sla.source == "spike" else "latency"
         return [], [], m.unmeasured.get(section, f"no {section} measurements")
@@ -52,14 +62,14 @@ def _phase_stats(m: Measurements, sla: Sla) -> tuple[list[dict[str, Any]], list[
     missing = [p for p in wanted if p not in table]
     if missing:
         return [], wanted, f"phase(s) {', '.join(missing)} not in the run (phases: {', '.join(table)})"
-    empty = [p for p in wanted if not table[p].get("ok") and not table[p].get("errors")]
+    empty = [p for p in wanted if not table[p].ok and not table[p].errors]
     if empty:  # a phase without a request that had an outcome cannot vouch for anything
         return [], wanted, f"no answered request in phase(s) {', '.join(empty)}"
     return [table[p] for p in wanted], wanted, None
 
 
-def _all_failed(stats: list[dict[str, Any]], phases: list[str]) -> str | None:
-    dead = [p for p, s in zip(phases, stats, strict=True) if s.get("errors") and not s.get("ok")]
+def _all_failed(stats: list[LatencyStats], phases: list[str]) -> str | None:
+    dead = [p for p, s in zip(phases, stats, strict=True) if s.errors and not s.ok]
     return f"every request in phase(s) {', '.join(dead)} failed" if dead else None
 
 
@@ -68,16 +78,16 @@ def _latency(m: Measurements, sla: Sla) -> Reading:
     where = _where(sla)
     if why:
         return Reading(None, where, why)
-    key = sla.metric if sla.failed == "include" else f"successful_{sla.metric}"  # p50_ms / p95_ms / p99_ms
-    values = [s[key] for s in stats if s.get(key) is not None]
+    kind: Literal["all", "successful"] = "all" if sla.failed == "include" else "successful"
+    values = [v for s in stats if (v := _percentile(s, sla.metric, kind)) is not None]
     if not values:
         return Reading(None, where, "no request answered without error in those phases", _all_failed(stats, phases))
-    failed = sum(s.get("errors", 0) for s in stats)
-    if any(s.get("closed_model") for s in stats):
+    failed = sum(s.errors for s in stats)
+    if any(s.closed_model for s in stats):
         model = ("uncorrected: closed model (no intended send times), so a stall is not corrected for coordinated "
                  "omission")  # fmt: skip
     else:
-        unc = [s[f"uncorrected_{sla.metric}"] for s in stats if s.get(f"uncorrected_{sla.metric}") is not None]
+        unc = [v for s in stats if (v := _percentile(s, sla.metric, "uncorrected")) is not None]
         model = f"corrected for coordinated omission (from the intended send time; uncorrected {max(unc):.1f} ms)"
     failures = (f"{failed} failed or timed-out requests are in the percentile at their time to failure"
                 if sla.failed == "include" else f"this SLA excludes failures: {failed} failed requests are not in "
@@ -86,12 +96,21 @@ def _latency(m: Measurements, sla: Sla) -> Reading:
     return Reading(max(values), how, breach=_all_failed(stats, phases))
 
 
+def _percentile(s: LatencyStats, metric: str, kind: Literal["all", "successful", "uncorrected"]) -> float | None:
+    """The stats' ``metric`` (p50_ms, p95_ms or p99_ms): over every request with an outcome, corrected
+    (``all``), over the successful ones only, or uncorrected."""
+    values = {"all": (s.p50_ms, s.p95_ms, s.p99_ms),
+              "successful": (s.successful_p50_ms, s.successful_p95_ms, s.successful_p99_ms),
+              "uncorrected": (s.uncorrected_p50_ms, s.uncorrected_p95_ms, s.uncorrected_p99_ms)}[kind]  # fmt: skip
+    return values[_PERCENTILES.index(metric)]
+
+
 def _errors(m: Measurements, sla: Sla) -> Reading:
     stats, _phases, why = _phase_stats(m, sla)
     where = _where(sla)
     if why:
         return Reading(None, where, why)
-    errors, answered = sum(s["errors"] for s in stats), sum(s["errors"] + s["ok"] for s in stats)
+    errors, answered = sum(s.errors for s in stats), sum(s.errors + s.ok for s in stats)
     how = f"failed requests ({where}; {answered} with an outcome)"
     if sla.metric == "errors":
         return Reading(float(errors), how)
@@ -102,35 +121,34 @@ def _rto(m: Measurements, sla: Sla) -> Reading:
     r = m.rto
     if r is None:
         return Reading(None, "availability probe", m.unmeasured.get("rto", "not measured"))
-    outages = r.get("outages") or []
-    how = (f"synthetic write probe every {r['interval_s']:.2f} s, recovered = the last run of success lasting to the "
-           f"end (at least {r['stability_window_s']:.0f} s); {len(outages)} outage(s) after the fault; error bound "
-           f"±{r['error_bound_s']:.3f} s; fault time: {r.get('fault_time') or 'injected'}")  # fmt: skip
-    if sla.metric == "rto_s" and not r["recovered"]:
+    how = (f"synthetic write probe every {r.interval_s:.2f} s, recovered = the last run of success lasting to the "
+           f"end (at least {r.stability_window_s:.0f} s); {len(r.outages)} outage(s) after the fault; error bound "
+           f"±{r.error_bound_s:.3f} s; fault time: {r.fault_time or 'injected'}")  # fmt: skip
+    if sla.metric == "rto_s" and not r.recovered:
         # not recovered within the observation: the RTO is at least that long; if that already
         # breaches the target, it is a FAIL (a region that never fails over must not exit 3)
-        floor = float(r["observed_until_s"])
+        floor = r.observed_until_s
         if not _OPS[sla.op](floor, sla.target):
             return Reading(floor, how + f"; not recovered: RTO > {floor:.1f} s")
         return Reading(None, how, f"no sustained recovery within {floor:.1f} s of the fault")
-    if sla.metric == "detect_s" and r["detect_s"] is None:
+    if sla.metric == "detect_s" and r.detect_s is None:
         return Reading(None, how, "no probe failed after the fault: nothing to detect")
-    # rto_s, detect_s and downtime_s are the analyzer's own keys
-    return Reading(r[sla.metric], how, doubt=r.get("coverage_problem"))
+    value = {"rto_s": r.rto_s, "detect_s": r.detect_s, "downtime_s": r.downtime_s}[sla.metric]
+    return Reading(value, how, doubt=r.coverage_problem)
 
 
 def _rpo(m: Measurements, sla: Sla) -> Reading:
     r = m.rpo
     if r is None:
         return Reading(None, "heartbeat writes", m.unmeasured.get("rpo", "not measured"))
-    split = r.get("lost_after_fault") or 0
-    how = (f"{r['writes']} sequenced heartbeat writes, read back after recovery: {r['lost']} acknowledged and "
-           f"lost, {r['indeterminate']} indeterminate (never counted as lost)")  # fmt: skip
+    split = r.lost_after_fault
+    how = (f"{r.writes} sequenced heartbeat writes, read back after recovery: {r.lost} acknowledged and "
+           f"lost, {r.indeterminate} indeterminate (never counted as lost)")  # fmt: skip
     if split:
         how += (f"; split-brain symptom: {split} write(s) acknowledged after the fault and then lost (an old primary "
                 f"still acknowledging?)")  # fmt: skip
-    value = max(0.0, float(r["window_s"])) if sla.metric == "rpo_s" else float(r["lost"])
-    return Reading(value, how, doubt=r.get("coverage_problem"))
+    value = max(0.0, r.window_s) if sla.metric == "rpo_s" else float(r.lost)
+    return Reading(value, how, doubt=r.coverage_problem)
 
 
 #: "while the fault runs": the phases an availability SLA covers unless it names others
@@ -142,12 +160,12 @@ def _availability(m: Measurements, sla: Sla) -> Reading:
     if a is None:
         return Reading(None, "availability probe", m.unmeasured.get("availability", "not measured"))
     phases = sla.phases or AVAILABILITY_PHASES
-    how = f"share of good synthetic write probes ({a['probes']} probes every {a.get('interval_s')} s)"
-    doubt = a.get("coverage_problem")
+    how = f"share of good synthetic write probes ({a.probes} probes every {a.interval_s} s)"
+    doubt = a.coverage_problem
     if phases == ["all"]:
-        return Reading(a["percent"], how + ", whole drill", doubt=doubt)
-    probes = sum(a["phases"].get(p, {}).get("probes", 0) for p in phases)
-    failed = sum(a["phases"].get(p, {}).get("failed", 0) for p in phases)
+        return Reading(a.percent, how + ", whole drill", doubt=doubt)
+    present = [a.phases[p] for p in phases if p in a.phases]
+    probes, failed = sum(p.probes for p in present), sum(p.failed for p in present)
     if not probes:
         return Reading(None, how, f"no probe in phases {', '.join(phases)}")
     return Reading(100.0 * (probes - failed) / probes, how + f", phases {', '.join(phases)}", doubt=doubt)
@@ -157,28 +175,29 @@ def _replicas(m: Measurements, sla: Sla) -> Reading:
     r = m.replicas
     if r is None:
         return Reading(None, "replica samples", m.unmeasured.get("replicas", "not measured"))
-    how = f"replica samples every {r['interval_s']:.1f} s (late by at most one interval)"
-    if r["restored_s"] is None:
-        floor = r.get("observed_until_s")
-        if floor is not None and not _OPS[sla.op](float(floor), sla.target):
+    how = f"replica samples every {r.interval_s:.1f} s (late by at most one interval)"
+    if r.restored_s is None:
+        floor = r.observed_until_s
+        if floor is not None and not _OPS[sla.op](floor, sla.target):
             # the drill ran past the target and the replicas were still not back: that is a failure
-            return Reading(float(floor), how + f"; never restored: > {float(floor):.1f} s")
+            return Reading(floor, how + f"; never restored: > {floor:.1f} s")
         return Reading(None, how, "the replicas were not all ready again within the drill")
-    return Reading(r["restored_s"], how)
+    return Reading(r.restored_s, how)
 
 
 def _autoscaling(m: Measurements, sla: Sla) -> Reading:
     a = m.autoscaling
     if a is None:
         return Reading(None, "replica samples and load step", m.unmeasured.get("autoscaling", "not measured"))
-    how = (f"from the load step, replica samples every {a['interval_s']:.1f} s; scale-out = desired replicas above "
-           f"the {a.get('desired_before')} before the step; new replica = an identity not seen before scale-out, "
-           f"ready; target {a['target']} replicas")  # fmt: skip
-    key = {"first_new_replica_s": "first_new_ready_s", "capacity_s": "capacity_s",
-           "scale_out_p95_ms": "worst_p95_ms"}[sla.metric]  # fmt: skip
-    if a.get(key) is None:
+    how = (f"from the load step, replica samples every {a.interval_s:.1f} s; scale-out = desired replicas above "
+           f"the {a.desired_before} before the step; new replica = an identity not seen before scale-out, "
+           f"ready; target {a.target} replicas")  # fmt: skip
+    key, value = {"first_new_replica_s": ("first_new_ready_s", a.first_new_ready_s),
+                  "capacity_s": ("capacity_s", a.capacity_s),
+                  "scale_out_p95_ms": ("worst_p95_ms", a.worst_p95_ms)}[sla.metric]  # fmt: skip
+    if value is None:
         return Reading(None, how, f"{key} not observed within the drill")
-    return Reading(float(a[key]), how)
+    return Reading(value, how)
 
 
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
@@ -196,15 +215,14 @@ def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
         fault.append("no fault was injected, marked or detected")
     fault += [f"fault {f.activity!r} did not land: {f.error}" for f in m.faults if not f.landed]
     load: list[str] = []
-    lat = m.latency or {}
-    if lat.get("generator_saturated"):
-        load.append("the load generator was saturated: " + "; ".join(lat.get("saturation_reasons") or []))
-    if lat.get("generator_complete") is False:
+    lat = m.latency
+    if lat is not None and lat.generator_saturated:
+        load.append("the load generator was saturated: " + "; ".join(lat.saturation_reasons))
+    if lat is not None and lat.generator_complete is False:
         load.append("the load generator did not stop cleanly: its records are incomplete")
-    if lat and lat.get("generator_saturated") is None:
+    if lat is not None and lat.generator_saturated is None:
         load.append("the load generator left no verdict on itself (no load.json): saturation unknown")
-    exp = m.experiment or {}
-    if exp.get("deviated"):
+    if m.experiment is not None and m.experiment.deviated:
         fault.append("the steady-state hypothesis did not hold after the method (chaostoolkit: deviated)")
     return fault, load
 

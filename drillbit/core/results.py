@@ -5,10 +5,11 @@ report can be rebuilt from the run directory alone. The models are pydantic so e
 validated where it is read and its JSON schema can be published (``drill schema``).
 
 - ``run.json`` (:class:`RunInfo`): who ran what against which target, when, and how it ended.
-- ``measurements.json`` (:class:`Measurements`): the analyzers' results. Each section is the
-  analyzer's ``to_dict()`` (``drillbit.probes.availability.RtoResult``, ``drillbit.probes.rpo.RpoResult``,
-  ``drillbit.probes.latency.LatencyReport``, ``drillbit.probes.autoscaling.AutoscalingResult``) or ``None`` with
-  the reason in ``unmeasured[section]``: a probe that could not measure never yields a number.
+- ``measurements.json`` (:class:`Measurements`): the analyzers' results. Each section is a typed
+  model (``drillbit.core.measurements``: the analyzer's own keys) or ``None`` with the reason in
+  ``unmeasured[section]``: a probe that could not measure never yields a number. It also holds the
+  drill's phases and its faults (each fault's span: injected -> reverted), worked out once by
+  ``drillbit.analysis``, so a report reads them instead of working them out again.
 - ``verdicts.json`` (:class:`VerdictSet`): one :class:`Verdict` per SLA and the drill's outcome.
 """
 
@@ -19,8 +20,26 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drillbit.core.errors import ConfigError, validation_problems
+from drillbit.core.measurements import (
+    AutoscalingMeasurement,
+    AvailabilityMeasurement,
+    AvailabilityPhase,
+    ExperimentMeasurement,
+    FaultRto,
+    LatencyMeasurement,
+    LatencyStats,
+    LoadMeasurement,
+    ReplicasMeasurement,
+    RpoMeasurement,
+    RtoMeasurement,
+    RtoOutage,
+    SamplerCoverage,
+    SpikeDelivery,
+    SpikeMeasurement,
+)
 from drillbit.core.safeio import write_text
 
 __all__ = [
@@ -29,15 +48,31 @@ __all__ = [
     "RUN",
     "VERDICTS",
     "AuditFields",
+    "AutoscalingMeasurement",
+    "AvailabilityMeasurement",
+    "AvailabilityPhase",
+    "ExperimentMeasurement",
     "Fault",
+    "FaultRto",
     "FileRef",
+    "LatencyMeasurement",
+    "LatencyStats",
+    "LoadMeasurement",
     "Measurements",
     "Outcome",
+    "ReplicasMeasurement",
+    "RpoMeasurement",
+    "RtoMeasurement",
+    "RtoOutage",
     "RunInfo",
     "RunStatus",
+    "SamplerCoverage",
+    "SpikeDelivery",
+    "SpikeMeasurement",
     "Verdict",
     "VerdictSet",
     "exit_code_for",
+    "read_measurements",
     "read_model",
     "write_model",
 ]
@@ -136,18 +171,18 @@ class Measurements(_Model):
     schema_: Literal["drillbit.measurements/1"] = Field("drillbit.measurements/1", alias="schema")
     fault_at: float | None  # the first fault's injection time (None: no fault was injected)
     fault_source: Literal["injected", "marked", "detected"] | None = None
-    faults: list[Fault] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list)  # each one's span: injected_at -> reverted_at
     phases: dict[str, tuple[float, float]] = Field(default_factory=dict)  # name -> [start, end) epoch s
-    rto: dict[str, Any] | None = None
-    rpo: dict[str, Any] | None = None
-    latency: dict[str, Any] | None = None
-    availability: dict[str, Any] | None = None  # {"percent", "probes", "failed", "interval_s", "phases"}
-    replicas: dict[str, Any] | None = None  # {"restored_s", "dipped", "restored_at", "interval_s"} after the fault
-    autoscaling: dict[str, Any] | None = None
-    spike: dict[str, Any] | None = None  # spike_load's own requests: per-phase latency and errors, whether it landed
-    coverage: dict[str, Any] = Field(default_factory=dict)  # sampler -> drillbit.probes.coverage.Coverage.to_dict()
-    load: dict[str, Any] | None = None  # load.json
-    experiment: dict[str, Any] | None = None  # journal status, deviated, steady state before/after
+    rto: RtoMeasurement | None = None
+    rpo: RpoMeasurement | None = None
+    latency: LatencyMeasurement | None = None
+    availability: AvailabilityMeasurement | None = None
+    replicas: ReplicasMeasurement | None = None  # after the fault
+    autoscaling: AutoscalingMeasurement | None = None
+    spike: SpikeMeasurement | None = None  # spike_load's own requests: per-phase latency and errors, whether it landed
+    coverage: dict[str, SamplerCoverage] = Field(default_factory=dict)  # sampler -> what it covered
+    load: LoadMeasurement | None = None  # load.json
+    experiment: ExperimentMeasurement | None = None  # journal status, deviated, steady state before/after
     unmeasured: dict[str, str] = Field(default_factory=dict)  # section -> why there is no number
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -185,3 +220,15 @@ def write_model(path: Path, model: BaseModel) -> Path:
 
 def read_model(path: Path, model: type[M]) -> M:
     return model.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def read_measurements(path: Path) -> Measurements:
+    """measurements.json, validated; ConfigError (one line) names the file and each field that does not fit."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(str(path), f"not JSON ({err})") from None
+    try:
+        return Measurements.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(str(path), validation_problems(err)) from None

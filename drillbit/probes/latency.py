@@ -29,7 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,12 @@ import pyarrow.parquet as pq
 from hdrh.histogram import HdrHistogram
 
 from drillbit.core.events import read_events
+from drillbit.core.measurements import LatencyStats
 from drillbit.core.rundir import EVENTS, LOAD_META, REQUESTS_DIR
 
 __all__ = [
     "GeneratorSaturated",
     "LatencyReport",
-    "LatencyStats",
     "Requests",
     "analyze_latency",
     "analyze_run",
@@ -53,6 +54,7 @@ __all__ = [
     "latency_percentile",
     "load_requests",
     "phases_from_events",
+    "phases_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,36 +191,6 @@ def histogram(seconds: np.ndarray) -> HdrHistogram:
     return _from_index(_bucket_index(values))
 
 
-@dataclass(frozen=True)
-class LatencyStats:
-    phase: str
-    window: tuple[float, float]  # the phase's window, clipped to the records (epoch s)
-    count: int  # requests whose intended (closed: start) time falls in the phase
-    ok: int  # answered without error
-    errors: int  # failed: an error status, a timeout, a refused connection...
-    not_sent: int  # due but never sent, or abandoned in flight at the stop: no outcome
-    error_rate: float  # errors / (ok + errors)
-    error_rate_percent: float | None  # the same in percent; None when no request had an outcome
-    throughput_rps: float  # answered without error, per second of the phase
-    achieved_rps: float  # sent per second
-    intended_rps: float | None  # scheduled per second (open model); None under the closed model
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    uncorrected_p50_ms: float | None
-    uncorrected_p95_ms: float | None
-    uncorrected_p99_ms: float | None
-    uncorrected_max_ms: float | None
-    successful_p50_ms: float | None  # corrected, over requests answered without error only
-    successful_p95_ms: float | None
-    successful_p99_ms: float | None
-    closed_model: bool  # no intended send times: the percentiles are uncorrected
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _ok(r: Requests) -> np.ndarray:
     """Answered without error: no error kind recorded and a status below 500 (the locustfile may accept a 409)."""
     return ~r.error & (r.status > 0) & (r.status < 500)
@@ -281,15 +253,13 @@ def analyze_latency(
     return out
 
 
-def phases_from_events(run_dir: Path | str) -> dict[str, tuple[float, float]]:
-    """Phase windows from ``events.jsonl``: each ``phase`` event (``name``) runs until the next one.
+def phases_of(events: Iterable[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Phase windows from ``phase`` events (``name``): each runs until the next one.
 
-    The last phase is open-ended (+inf); a name that recurs keeps its first window.
+    The last phase is open-ended (+inf); a name that recurs keeps its first window. The one place
+    phases are worked out (``drillbit.analysis`` stores them in measurements.json).
     """
-    path = Path(run_dir) / EVENTS
-    if not path.exists():
-        return {}
-    marks = sorted((float(e["t"]), str(e["name"])) for e in read_events(path) if e.get("kind") == "phase")
+    marks = sorted((float(e["t"]), str(e.get("name", "?"))) for e in events if e.get("kind") == "phase")
     phases: dict[str, tuple[float, float]] = {}
     for i, (t, name) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else math.inf
@@ -298,6 +268,12 @@ def phases_from_events(run_dir: Path | str) -> dict[str, tuple[float, float]]:
             continue
         phases[name] = (t, end)
     return phases
+
+
+def phases_from_events(run_dir: Path | str) -> dict[str, tuple[float, float]]:
+    """Phase windows from the run's ``events.jsonl`` (:func:`phases_of`); ``{}`` without one."""
+    path = Path(run_dir) / EVENTS
+    return phases_of(read_events(path)) if path.exists() else {}
 
 
 @dataclass(frozen=True)
@@ -315,7 +291,7 @@ class LatencyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "phases": {k: v.to_dict() for k, v in self.phases.items()},
+            "phases": {k: v.model_dump() for k, v in self.phases.items()},
             "generator_saturated": self.generator_saturated,
             "saturation_reasons": self.saturation_reasons,
             "generator_complete": self.generator_complete,

@@ -11,33 +11,18 @@ percentiles, error rate).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from drillbit.core.measurements import SpikeDelivery, SpikeMeasurement
 from drillbit.probes.latency import analyze_latency, load_requests
 
-__all__ = ["LANDED_SHARE", "SPIKE_DIR", "SpikeDelivery", "analyze_spike", "spike_delivery"]
+__all__ = ["LANDED_SHARE", "SPIKE_DIR", "analyze_spike", "spike_delivery"]
 
 SPIKE_DIR = "spike"
 #: the spike lands when at least this share of its intended extra rate was answered
 LANDED_SHARE = 0.95
-
-
-@dataclass(frozen=True)
-class SpikeDelivery:
-    intended_rps: float
-    duration_s: float
-    sent: int
-    answered: int  # got an HTTP answer, whatever its status
-    failed_answers: int  # answered, but failed (an error status the locustfile does not accept, e.g. a 503)
-    answered_rps: float
-    landed: bool  # answered_rps >= LANDED_SHARE x intended_rps
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def spike_delivery(records: Path, rate: float, duration: float) -> SpikeDelivery:
@@ -53,11 +38,8 @@ def spike_delivery(records: Path, rate: float, duration: float) -> SpikeDelivery
 
 
 def analyze_spike(run_dir: Path, phases: dict[str, tuple[float, float]], rate: float | None,
-                  duration: float | None) -> dict[str, Any]:  # fmt: skip
+                  duration: float | None) -> SpikeMeasurement:  # fmt: skip
     """Per-phase latency and errors of the spike's requests, and its delivery when its rate is known."""
     records = run_dir / SPIKE_DIR
-    out: dict[str, Any] = {"phases": {k: v.to_dict() for k, v in analyze_latency(load_requests(records),
-                                                                                 phases).items()}}  # fmt: skip
-    if rate is not None and duration is not None:
-        out["delivery"] = spike_delivery(records, rate, duration).to_dict()
-    return out
+    delivery = spike_delivery(records, rate, duration) if rate is not None and duration is not None else None
+    return SpikeMeasurement(phases=analyze_latency(load_requests(records), phases), delivery=delivery)

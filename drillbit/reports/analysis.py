@@ -1,19 +1,24 @@
 """What the report computes itself from the samples: timeline series, and per-phase latency when
-measurements.json has none (an interrupted drill). Each step that cannot run says why instead of raising."""
+measurements.json has none (an interrupted drill). Each step that cannot run says why instead of raising.
+
+Phases and fault spans are never worked out here: they are measurements.json's (``drillbit.analysis``
+worked them out). Only a run directory without a readable measurements.json (a drill cut short
+before its analysis) has them derived from its events, by the same functions the analysis uses.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
+from drillbit.core.events import faults_from_events
+from drillbit.core.results import LatencyStats
 from drillbit.core.rundir import AVAILABILITY, REPLICAS, REQUESTS_DIR
 from drillbit.probes.availability import load_availability
-from drillbit.probes.latency import analyze_latency, load_requests
+from drillbit.probes.latency import analyze_latency, load_requests, phases_of
 from drillbit.probes.replicas import load_replicas
 from drillbit.reports.rundata import RunData
 from drillbit.reports.timeline import RequestSeries, ratio_series, request_series
@@ -29,40 +34,30 @@ MARK_KINDS = ("mark", "load.step", "load.drop")
 @dataclass
 class Analysis:
     requests: RequestSeries | None = None
-    latency: dict[str, Any] | None = None  # phase -> LatencyStats.to_dict(), only when measurements.json has none
+    latency: dict[str, LatencyStats] | None = None  # phase -> stats, only when measurements.json has none
     availability: pd.DataFrame | None = None  # t, ratio, n per bucket
     replicas: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)  # what could not be drawn, and why
 
 
 def phases(data: RunData) -> dict[str, tuple[float, float]]:
-    """Phase windows: measurements.json's, else from the ``phase`` events (each runs until the next)."""
-    if data.measurements is not None and data.measurements.phases:
+    """Phase windows: measurements.json's (without one: from the ``phase`` events, each until the next)."""
+    if data.measurements is not None:
         return dict(data.measurements.phases)
-    marks_ = sorted((float(e["t"]), str(e.get("name", "?"))) for e in data.events if e.get("kind") == "phase")
-    out: dict[str, tuple[float, float]] = {}
-    for i, (t, name) in enumerate(marks_):
-        if name not in out:
-            out[name] = (t, marks_[i + 1][0] if i + 1 < len(marks_) else math.inf)
-    return out
+    return phases_of(data.events)
 
 
 def fault_spans(data: RunData) -> list[tuple[float, float | None, str]]:
-    """(injected, reverted, label) per fault: measurements.json's, else paired from the events."""
-    if data.measurements is not None and data.measurements.faults:
-        return [(f.injected_at, f.reverted_at, f.activity) for f in data.measurements.faults]
-    out: list[tuple[float, float | None, str]] = []
-    for e in sorted(data.events, key=lambda e: float(e["t"])):
-        label = str(e.get("activity") or e.get("action") or "fault")
-        if e.get("kind") == "fault.inject":
-            out.append((float(e["t"]), None, label))
-        elif e.get("kind") == "fault.revert":
-            open_ = [i for i, f in enumerate(out) if f[1] is None and f[2] == label] or [
-                i for i, f in enumerate(out) if f[1] is None]  # fmt: skip
-            if open_:
-                a, _, lab = out[open_[0]]
-                out[open_[0]] = (a, float(e["t"]), lab)
-    return out
+    """(injected, reverted, label) per fault: measurements.json's faults (without one: from the events)."""
+    if data.measurements is not None:
+        faults = data.measurements.faults
+    else:
+        try:
+            faults = faults_from_events(data.events)
+        except (KeyError, TypeError, ValueError) as err:  # events of the wrong shape: no spans, said
+            log.warning("fault spans not derived from the events: %s", err)
+            return []
+    return [(f.injected_at, f.reverted_at, f.activity) for f in faults]
 
 
 def marks(data: RunData) -> list[tuple[float, str]]:
@@ -83,7 +78,7 @@ def analyze(data: RunData, *, max_buckets: int = 3600) -> Analysis:
             out.requests = request_series(requests, max_buckets=max_buckets)
             has_latency = data.measurements is not None and bool(data.measurements.latency)
             if not has_latency and len(requests):
-                out.latency = {k: v.to_dict() for k, v in analyze_latency(requests, phases(data)).items()}
+                out.latency = analyze_latency(requests, phases(data))
             del requests
         except _READ_ERRORS as err:
             out.notes.append(f"{REQUESTS_DIR}/: {data.text(err)}")

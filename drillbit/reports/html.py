@@ -178,18 +178,18 @@ def _timeline(data: RunData, analysis: Analysis) -> str | None:
         return None
     rto = data.measurements.rto if data.measurements is not None else None
     rto_span = None
-    if rto and _is_number(rto.get("fault_at")):
-        rto_s, bound, recovered_at = rto.get("rto_s"), rto.get("error_bound_s"), rto.get("recovered_at")
-        if _is_number(rto_s):
-            label = f"RTO {rto_s:.2f} s" + (f" ± {bound:.2f} s" if _is_number(bound) else "")
+    if rto is not None and _is_number(rto.fault_at):
+        if _is_number(rto.rto_s):
+            bound = rto.error_bound_s
+            label = f"RTO {rto.rto_s:.2f} s" + (f" ± {bound:.2f} s" if _is_number(bound) else "")
         else:
             label = "not recovered within the samples"
-        rto_span = (float(rto["fault_at"]), float(rto["recovered_at"]) if _is_number(recovered_at) else None, label)
+        rto_span = (rto.fault_at, rto.recovered_at if _is_number(rto.recovered_at) else None, label)
     inp = charts.TimelineInput(
         origin=min(origin_candidates), phases=phases(data), faults=fault_spans(data), marks=marks(data),
         rto=rto_span, requests=analysis.requests, availability=analysis.availability, replicas=analysis.replicas,
-        outages=[(float(o["start"]), float(o["end"])) for o in (rto or {}).get("outages") or []
-                 if _is_number(o.get("start")) and _is_number(o.get("end"))],
+        outages=[(o.start, o.end) for o in (rto.outages if rto is not None else [])
+                 if _is_number(o.start) and _is_number(o.end)],
     )  # fmt: skip
     try:
         return charts.timeline_svg(inp, prefix="timeline")
@@ -201,16 +201,18 @@ def _timeline(data: RunData, analysis: Analysis) -> str | None:
 
 def render_report(data: RunData, summary: Summary, analysis: Analysis) -> str:
     """The whole page; every value in it comes from redacted run data."""
-    m = data.measurements
-    latency = (m.latency or {}).get("phases") if m is not None and m.latency else analysis.latency
+    # templates (a project may override them) see plain mappings, as read from measurements.json
+    m = data.measurements.model_dump() if data.measurements is not None else None
+    records = {k: v.model_dump() for k, v in analysis.latency.items()} if analysis.latency else None
+    latency = m["latency"]["phases"] if m is not None and m["latency"] else records
     svg = _timeline(data, analysis)
     origin = data.run.started_at if data.run is not None else (data.events[0]["t"] if data.events else None)
     ctx = {
         "csp": Markup(CSP), "data": data, "run": data.run, "summary": summary, "m": m, "verdicts": data.verdicts,
         "outcome": summary.outcome.value if summary.outcome is not None else None,
-        "latency": latency or {}, "latency_from_records": not (m is not None and m.latency) and bool(latency),
-        "latency_meta": m.latency if m is not None and m.latency else None,
-        "load": (m.load if m is not None and m.load else None) or data.load,
+        "latency": latency or {}, "latency_from_records": not (m is not None and m["latency"]) and bool(latency),
+        "latency_meta": m["latency"] if m is not None and m["latency"] else None,
+        "load": (m["load"] if m is not None and m["load"] else None) or data.load,
         "timeline_svg": Markup(svg) if svg is not None else None, "analysis": analysis,
         "journal": journal_view(data.journal), "events": _events_view(data, origin),
         "events_total": len(data.events), "events_max": _EVENTS_MAX,

@@ -14,19 +14,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drillbit.core.clock import to_iso
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.core.project import defaults_root
-from drillbit.core.results import Outcome, Verdict
+from drillbit.core.results import LatencyStats, LoadMeasurement, Measurements, Outcome, Verdict
 from drillbit.core.safeio import read_text
 from drillbit.core.yamlio import parse_json
 from drillbit.reports.rundata import RunData
 
 __all__ = [
     "SCHEMA_FILE",
-    "LatencySummary",
+    "MeasurementSummary",
     "Summary",
     "load_schema",
     "read_summary",
@@ -34,7 +34,9 @@ __all__ = [
     "summarize",
 ]
 
-SCHEMA_ID = "drillbit.summary/1"
+SCHEMA_ID = "drillbit.summary/2"  # /2: latency entries carry the analyzer's full LatencyStats
+#: summaries an older drillbit wrote: rebuilt from their run directory, never read as they are
+OLDER_SCHEMAS = ("drillbit.summary/1",)
 SCHEMA_FILE = "schemas/summary.schema.json"
 
 
@@ -65,19 +67,6 @@ class RunSummary(_Model):
     versions: dict[str, str] = Field(default_factory=dict)
 
 
-class LatencySummary(_Model):
-    count: int
-    error_rate: float
-    throughput_rps: float
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    uncorrected_p50_ms: float | None
-    uncorrected_p95_ms: float | None
-    uncorrected_p99_ms: float | None
-
-
 class FaultSummary(_Model):
     activity: str
     action: str
@@ -105,13 +94,13 @@ class MeasurementSummary(_Model):
     load_intended_rps: float | None = None
     load_achieved_rps: float | None = None
     load_saturated: bool | None = None
-    latency: dict[str, LatencySummary] = Field(default_factory=dict)  # phase -> figures ("all": whole run)
+    latency: dict[str, LatencyStats] = Field(default_factory=dict)  # phase -> figures ("all": whole run)
     latency_source: Literal["measurements.json", "request records"] | None = None
     unmeasured: dict[str, str] = Field(default_factory=dict)
 
 
 class Summary(_Model):
-    schema_: Literal["drillbit.summary/1"] = Field("drillbit.summary/1", alias="schema")
+    schema_: Literal["drillbit.summary/2"] = Field("drillbit.summary/2", alias="schema")
     run: RunSummary
     outcome: Outcome | None  # None: no verdicts (the drill did not get that far)
     exit_code: int | None
@@ -144,79 +133,73 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
-def _availability_ratio(avail: dict[str, Any]) -> float | None:
-    """measurements.availability says ``percent`` (older run directories: ``ratio``)."""
-    percent = _finite(avail.get("percent"))
-    return percent / 100.0 if percent is not None else _finite(avail.get("ratio"))
-
-
-def _bool(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _not_numbers(phases: dict[str, Any]) -> list[str]:
+def _not_numbers(phases: dict[str, LatencyStats]) -> list[str]:
     """Each latency figure that is NaN or infinite (summary.json shows it as null): said, not hidden."""
     return [f"measurements.json: latency.phases.{name}.{k} is {v} (not a finite number): shown as null"
-            for name, s in phases.items() if isinstance(s, dict)
-            for k, v in s.items() if isinstance(v, float) and not math.isfinite(v)]  # fmt: skip
+            for name, s in phases.items() for k, v in s.model_dump().items()
+            if isinstance(v, float) and not math.isfinite(v)]  # fmt: skip
 
 
-def _latency(phases: dict[str, Any]) -> dict[str, LatencySummary]:
-    out = {}
-    for name, s in phases.items():
-        if isinstance(s, dict):
-            out[str(name)] = LatencySummary(
-                count=_int(s.get("count")) or 0, error_rate=_finite(s.get("error_rate")) or 0.0,
-                throughput_rps=_finite(s.get("throughput_rps")) or 0.0,
-                **{k: _finite(s.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "uncorrected_p50_ms",
-                                                  "uncorrected_p95_ms", "uncorrected_p99_ms")},
-            )  # fmt: skip
-    return out
+#: figures summary.json cannot show as null: a non-finite one is shown as 0 (and said, by _not_numbers)
+_NOT_NULL = ("error_rate", "throughput_rps", "achieved_rps")
 
 
-def summarize(data: RunData, latency: dict[str, Any] | None = None, latency_source: str | None = None) -> Summary:
+def _finite_stats(s: LatencyStats) -> LatencyStats:
+    """The stats with every NaN or infinite figure null (JSON has neither)."""
+    bad: dict[str, Any] = {k: 0.0 if k in _NOT_NULL else None for k, v in s.model_dump().items()
+           if isinstance(v, float) and not math.isfinite(v)}  # fmt: skip
+    if not all(math.isfinite(t) for t in s.window):
+        bad["window"] = tuple(t if math.isfinite(t) else 0.0 for t in s.window)
+    return s.model_copy(update=bad) if bad else s
+
+
+def _load(m: Measurements | None, raw: dict[str, Any] | None) -> LoadMeasurement | None:
+    """The load generator's account: measurements.json's copy, else load.json itself when it fits."""
+    if m is not None and m.load is not None:
+        return m.load
+    try:
+        return LoadMeasurement.model_validate(raw) if raw is not None else None
+    except ValidationError:
+        return None
+
+
+def _measurements(m: Measurements) -> MeasurementSummary:
+    rto, rpo, auto, avail, replicas = m.rto, m.rpo, m.autoscaling, m.availability, m.replicas
+    return MeasurementSummary(
+        fault_at=m.fault_at, rto_s=_finite(rto.rto_s) if rto else None,
+        rto_error_bound_s=_finite(rto.error_bound_s) if rto else None, rto_recovered=rto.recovered if rto else None,
+        detect_s=_finite(rto.detect_s) if rto else None, downtime_s=_finite(rto.downtime_s) if rto else None,
+        rpo_lost=rpo.lost if rpo else None, rpo_window_s=_finite(rpo.window_s) if rpo else None,
+        rpo_indeterminate=rpo.indeterminate if rpo else None, rpo_duplicates=len(rpo.duplicates) if rpo else None,
+        availability_ratio=p / 100.0 if avail and (p := _finite(avail.percent)) is not None else None,
+        autoscaling_first_new_ready_s=_finite(auto.first_new_ready_s) if auto else None,
+        autoscaling_capacity_s=_finite(auto.capacity_s) if auto else None,
+        autoscaling_sla_held=auto.sla_held if auto else None,
+        replicas_restored_s=_finite(replicas.restored_s) if replicas else None, unmeasured=dict(m.unmeasured),
+    )  # fmt: skip
+
+
+def summarize(data: RunData, latency: dict[str, LatencyStats] | None = None,
+              latency_source: str | None = None) -> Summary:  # fmt: skip
     """The summary of a loaded run; ``latency``: per-phase figures when measurements.json has none."""
     run = data.run
     m = data.measurements
-    ms = MeasurementSummary()
-    if m is not None:
-        rto, rpo, auto, avail = m.rto or {}, m.rpo or {}, m.autoscaling or {}, m.availability or {}
-        load = m.load or data.load or {}
-        replicas = m.replicas or {}
-        ms = MeasurementSummary(
-            fault_at=m.fault_at, rto_s=_finite(rto.get("rto_s")), rto_error_bound_s=_finite(rto.get("error_bound_s")),
-            rto_recovered=_bool(rto.get("recovered")), detect_s=_finite(rto.get("detect_s")),
-            downtime_s=_finite(rto.get("downtime_s")),
-            rpo_lost=_int(rpo.get("lost")), rpo_window_s=_finite(rpo.get("window_s")),
-            rpo_indeterminate=_int(rpo.get("indeterminate")),
-            rpo_duplicates=len(rpo["duplicates"]) if isinstance(rpo.get("duplicates"), list) else None,
-            availability_ratio=_availability_ratio(avail),
-            autoscaling_first_new_ready_s=_finite(auto.get("first_new_ready_s")),
-            autoscaling_capacity_s=_finite(auto.get("capacity_s")), autoscaling_sla_held=_bool(auto.get("sla_held")),
-            replicas_restored_s=_finite(replicas.get("restored_s")),
-            load_intended_rps=_finite(load.get("intended_rps")), load_achieved_rps=_finite(load.get("achieved_rps")),
-            load_saturated=_bool(load.get("saturated")), unmeasured=dict(m.unmeasured),
-        )  # fmt: skip
-    elif data.load:
-        ms.load_intended_rps = _finite(data.load.get("intended_rps"))
-        ms.load_achieved_rps = _finite(data.load.get("achieved_rps"))
-        ms.load_saturated = _bool(data.load.get("saturated"))
+    ms = _measurements(m) if m is not None else MeasurementSummary()
+    load = _load(m, data.load)
+    if load is not None:
+        ms.load_intended_rps, ms.load_achieved_rps = _finite(load.intended_rps), _finite(load.achieved_rps)
+        ms.load_saturated = load.saturated
     problems = list(data.problems)
-    if m is not None and m.latency and isinstance(m.latency.get("phases"), dict):
-        ms.latency, ms.latency_source = _latency(m.latency["phases"]), "measurements.json"
-        problems += _not_numbers(m.latency["phases"])
+    if m is not None and m.latency is not None:
+        ms.latency = {k: _finite_stats(v) for k, v in m.latency.phases.items()}
+        ms.latency_source = "measurements.json"
+        problems += _not_numbers(m.latency.phases)
     elif latency:
-        ms.latency = _latency(latency)
+        ms.latency = {k: _finite_stats(v) for k, v in latency.items()}
         ms.latency_source = "request records" if latency_source is None else latency_source  # type: ignore[assignment]
     experiment = ExperimentRef()
     if run is not None:
@@ -248,6 +231,9 @@ def summarize(data: RunData, latency: dict[str, Any] | None = None, latency_sour
 def read_summary(path: Path) -> Summary:
     """Read a summary.json, validated against the published schema; ConfigError names the file and field."""
     raw = parse_json(read_text(path, root=path.parent), str(path))
+    if isinstance(raw, dict) and raw.get("schema") in OLDER_SCHEMAS:
+        raise ConfigError(str(path), f"written by an older drillbit ({raw['schema']}, this one reads {SCHEMA_ID}): "
+                                     f"rebuild it with `drill report {path.parent}`")  # fmt: skip
     errors = sorted(jsonschema.Draft202012Validator(load_schema()).iter_errors(raw), key=lambda e: list(e.path))
     if errors:
         where = [".".join(map(str, e.path)) or "(top level)" for e in errors[:5]]

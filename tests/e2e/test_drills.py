@@ -89,19 +89,20 @@ def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(sandbox_
     assert len(m.faults[1].detail["killed"]) == 2  # 50 % of 4 replicas
     # the RTO holds its SLA (the verdict), lies within its bounds and carries its error bound (a
     # probe interval); it runs from the first kill to the last recovery, and each kill has its own
-    assert m.rto is not None and m.rto["recovered"] and m.rto["rto_s"] is not None, m.rto
-    assert m.rto["interval_s"] <= 0.2, m.rto
-    if m.rto["failed_probes"] == 0:  # nothing failed: an outage shorter than one interval could hide between probes
-        assert m.rto["error_bound_s"] == pytest.approx(m.rto["interval_s"]), m.rto
+    assert m.rto is not None and m.rto.recovered and m.rto.rto_s is not None, m.rto
+    assert m.rto.interval_s <= 0.2, m.rto
+    if m.rto.failed_probes == 0:  # nothing failed: an outage shorter than one interval could hide between probes
+        assert m.rto.error_bound_s == pytest.approx(m.rto.interval_s), m.rto
     else:  # a probe in flight on a killed replica failed: half the gap around recovery plus one round trip
-        half_gap = (m.rto["rto_upper_s"] - m.rto["rto_lower_s"]) / 2
-        assert half_gap <= m.rto["error_bound_s"] <= half_gap + m.rto["timeout_s"], m.rto
-    assert m.rto["rto_lower_s"] <= m.rto["rto_s"] <= m.rto["rto_upper_s"], m.rto
-    assert _verdict(result, "rto").measured == pytest.approx(m.rto["rto_s"])
-    per_fault = m.rto["per_fault"]
-    assert [f["fault_id"] for f in per_fault] == [f.id for f in m.faults], per_fault
-    assert all(f["rto_s"] is not None and f["rto_s"] <= m.rto["rto_s"] + 1e-9 for f in per_fault), per_fault
-    assert m.replicas is not None and m.replicas["restored_s"] < 30
+        assert m.rto.rto_upper_s is not None
+        half_gap = (m.rto.rto_upper_s - m.rto.rto_lower_s) / 2
+        assert half_gap <= m.rto.error_bound_s <= half_gap + m.rto.timeout_s, m.rto
+    assert m.rto.rto_lower_s <= m.rto.rto_s <= m.rto.rto_upper_s, m.rto
+    assert _verdict(result, "rto").measured == pytest.approx(m.rto.rto_s)
+    per_fault = m.rto.per_fault
+    assert [f.fault_id for f in per_fault] == [f.id for f in m.faults], per_fault
+    assert all(f.rto_s is not None and f.rto_s <= m.rto.rto_s + 1e-9 for f in per_fault), per_fault
+    assert m.replicas is not None and m.replicas.restored_s < 30
     info = read_model(result.run_dir / RUN, RunInfo)
     assert info.status is RunStatus.COMPLETED and info.exit_code == 0
     assert info.experiment is not None and info.experiment.path.endswith("pod-kill.yaml")
@@ -117,15 +118,15 @@ def test_region_loss_drill_measures_failover_rto_and_rpo_that_hold_against_the_d
     result = _drill(sandbox_env, _plan("region-loss"), tmp_path)
     m = _measurements(result)
     assert m.faults[0].landed, m.faults
-    assert m.rto is not None and m.rto["recovered"]
+    assert m.rto is not None and m.rto.recovered
     # losing the primary's region costs about one Patroni leader lease (ttl 20 s); losing the
     # standby's region costs the writes nothing but the killed replicas' in-flight requests
     if primary_before == "region-a":
-        assert 10 < m.rto["rto_s"] < 60, m.rto
+        assert 10 < m.rto.rto_s < 60, m.rto
     assert m.rpo is not None
-    assert m.rpo["lost_seqs"] == _lost_by_the_database(result, sandbox_env)
+    assert m.rpo.lost_seqs == _lost_by_the_database(result, sandbox_env)
     assert _verdict(result, "region_failover").verdict in (Outcome.PASS, Outcome.FAIL)
-    assert _verdict(result, "region_failover").measured == pytest.approx(m.rto["rto_s"])
+    assert _verdict(result, "region_failover").measured == pytest.approx(m.rto.rto_s)
     assert result.exit_code in (0, 1), result
     _assert_whole(sandbox_env)
 
@@ -136,9 +137,9 @@ def test_db_failover_drill_measures_rto_and_rpo(sandbox_env: Sandbox, tmp_path: 
     m = _measurements(result)
     assert m.faults[0].landed and m.faults[0].detail["old_primary"] == old
     assert m.faults[0].detail["new_primary"] not in (None, old)
-    assert m.rto is not None and 10 < m.rto["rto_s"] < 60, m.rto  # the leader lease
-    assert m.rpo is not None and m.rpo["lost_seqs"] == _lost_by_the_database(result, sandbox_env)
-    assert _verdict(result, "rpo").measured == m.rpo["window_s"]
+    assert m.rto is not None and 10 < m.rto.rto_s < 60, m.rto  # the leader lease
+    assert m.rpo is not None and m.rpo.lost_seqs == _lost_by_the_database(result, sandbox_env)
+    assert _verdict(result, "rpo").measured == m.rpo.window_s
     _assert_whole(sandbox_env)
 
 
@@ -165,7 +166,7 @@ def test_rolling_update_drill_fails_no_request_and_every_replica_runs_the_new_ve
     assert len(replaced) >= 4  # every replica of both regions
     verdict = _verdict(result, "zero_failed_requests")
     assert verdict.verdict is Outcome.PASS and verdict.measured == 0
-    assert m.latency is not None and m.latency["phases"]["all"]["ok"] > 1000  # it was under load
+    assert m.latency is not None and m.latency.phases["all"].ok > 1000  # it was under load
     version = m.faults[0].detail["version"]
     assert version.startswith("drill-")  # "auto": a version no replica ran before
     assert {v for vs in sandbox_env.versions().values() for v in vs} == {version}  # asked of each replica
@@ -186,8 +187,8 @@ def test_load_spike_drill_scales_out_and_reports_the_reaction_time(sandbox_env: 
         m = _measurements(result)
         assert m.faults[0].landed, m.faults
         assert m.autoscaling is not None, m.unmeasured
-        step = m.autoscaling["load_step_at"]
-        first_new = m.autoscaling["first_new_ready_s"]
+        step = m.autoscaling.load_step_at
+        first_new = m.autoscaling.first_new_ready_s
         assert first_new is not None and first_new < 30, m.autoscaling
         # ground truth: the autoscaler's own decision log; a new replica is ready after it decided
         ups = [json.loads(line) for line in decisions.read_text().splitlines()[seen:]]

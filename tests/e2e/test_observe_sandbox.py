@@ -31,10 +31,10 @@ def test_observing_a_manual_primary_kill_measures_rto_and_reads_the_heartbeat_ba
     m = read_model(result.run_dir / MEASUREMENTS, Measurements)
     assert killed.get("old_primary") == old and killed.get("new_primary") not in (None, old)
     assert m.fault_source == "detected" and m.faults == []  # drillbit injected nothing
-    assert m.rto is not None and m.rto["recovered"] and 0.5 < m.rto["rto_s"] < 60, m.rto
+    assert m.rto is not None and m.rto.recovered and 0.5 < m.rto.rto_s < 60, m.rto
     assert m.rpo is not None, m.unmeasured
-    assert m.rpo["writes"] > 20
-    assert m.rpo["lost_seqs"] == _lost_by_the_database(result, sandbox_env)
+    assert m.rpo.writes > 20
+    assert m.rpo.lost_seqs == _lost_by_the_database(result, sandbox_env)
     assert m.replicas is not None
     SandboxTarget(sandbox_env).heal()
     assert SandboxTarget(sandbox_env).whole()

@@ -43,8 +43,8 @@ def test_a_detected_outage_gives_the_true_rto(groundtruth: GroundTruth, tmp_path
     run_dir, m = _observe(groundtruth, tmp_path)
     assert m.fault_source == "detected"
     assert m.fault_at == pytest.approx(start, abs=TOLERANCE)
-    assert m.rto is not None and m.rto["rto_s"] == pytest.approx(end - start, abs=TOLERANCE), m.rto
-    assert m.rto["detect_s"] is None and "undefined" in m.rto["fault_time"]
+    assert m.rto is not None and m.rto.rto_s == pytest.approx(end - start, abs=TOLERANCE), m.rto
+    assert m.rto.detect_s is None and "undefined" in m.rto.fault_time
     info = read_model(run_dir / RUN, RunInfo)
     assert info.mode == "observe" and info.outcome is Outcome.PASS
 
@@ -55,8 +55,8 @@ def test_a_flapping_outage_is_measured_to_its_end_not_the_first_success(
     """Down 1 s, up 1 s, down 1.5 s, up 0.5 s, down 1 s: recovery is the end of the last window."""
     start, end = _schedule(groundtruth, [(2.0, 1.0), (4.0, 1.5), (6.0, 1.0)])
     _, m = _observe(groundtruth, tmp_path)
-    assert m.rto is not None and m.rto["rto_s"] == pytest.approx(end - start, abs=TOLERANCE), m.rto
-    assert m.rto["recovered_at"] == pytest.approx(end, abs=TOLERANCE)
+    assert m.rto is not None and m.rto.rto_s == pytest.approx(end - start, abs=TOLERANCE), m.rto
+    assert m.rto.recovered_at == pytest.approx(end, abs=TOLERANCE)
 
 
 def test_a_mark_from_another_process_is_the_fault_time(groundtruth: GroundTruth, tmp_path: Path) -> None:
@@ -87,8 +87,8 @@ def test_a_mark_from_another_process_is_the_fault_time(groundtruth: GroundTruth,
     (mark,) = [e for e in read_events(run_dir / "events.jsonl") if e["kind"] == "mark"]
     assert m.fault_source == "marked" and m.fault_at == mark["t"]
     assert before <= m.fault_at <= after
-    assert m.rto is not None and m.rto["rto_s"] == pytest.approx(end - m.fault_at, abs=TOLERANCE)
-    assert m.rto["detect_s"] == pytest.approx(start - m.fault_at, abs=TOLERANCE)  # mark -> first failed probe
+    assert m.rto is not None and m.rto.rto_s == pytest.approx(end - m.fault_at, abs=TOLERANCE)
+    assert m.rto.detect_s == pytest.approx(start - m.fault_at, abs=TOLERANCE)  # mark -> first failed probe
 
 
 def _no_observer_left(tmp_path: Path) -> None:
@@ -141,5 +141,5 @@ def test_sigint_ends_an_observation_cleanly_and_it_is_still_reported(
         run_dir, m = _observe(groundtruth, tmp_path, until_recovered=False, duration_s=120)
     finally:
         timer.cancel()
-    assert m.rto is not None and m.rto["rto_s"] == pytest.approx(end - start, abs=TOLERANCE)
+    assert m.rto is not None and m.rto.rto_s == pytest.approx(end - start, abs=TOLERANCE)
     assert (run_dir / "verdicts.json").exists() and (run_dir / "report.html").exists()

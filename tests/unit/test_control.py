@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from drillbit import control
-from drillbit.analysis import faults_from_events
-from drillbit.core.events import read_events
+from drillbit.core.events import faults_from_events, first_fault, read_events
 
 
 def _activity(name: str, func: str, **arguments: object) -> dict[str, Any]:
@@ -97,8 +96,6 @@ def test_secrets_in_a_fault_result_never_reach_the_events(tmp_path: Path, monkey
 
 
 def test_the_fault_time_prefers_injected_then_marked_then_detected() -> None:
-    from drillbit.analysis import first_fault
-
     detected = {"kind": "fault.detected", "t": 5.0}
     marked = {"kind": "mark", "mark": "fault", "t": 7.0}
     injected = {"kind": "fault.inject", "t": 9.0, "activity": "x"}

@@ -37,8 +37,8 @@ def test_a_second_outage_until_the_end_fails_the_failover_and_is_listed(tmp_path
     end = T0 + 400
     _drill(tmp_path, end, up=lambda t: not (FAULT <= t < FAULT + 2 or t >= FAULT + 7))
     m, result = judge(tmp_path, "region-loss")
-    assert m.rto is not None and m.rto["recovered"] is False and len(m.rto["outages"]) == 2
-    assert m.rto["outages"][1]["start_s"] == pytest.approx(7.0, abs=0.1)
+    assert m.rto is not None and m.rto.recovered is False and len(m.rto.outages) == 2
+    assert m.rto.outages[1].start_s == pytest.approx(7.0, abs=0.1)
     assert verdict_of(result, "region_failover").verdict is Outcome.FAIL  # > 300 s without recovery
     assert verdict_of(result, "rto").verdict is Outcome.INCONCLUSIVE  # > 390 s so far; the target is 900 s
     assert result.outcome is Outcome.FAIL
@@ -48,8 +48,8 @@ def test_a_later_outage_extends_the_rto(tmp_path: Path) -> None:
     end = T0 + 60
     _drill(tmp_path, end, up=lambda t: not (FAULT <= t < FAULT + 2 or FAULT + 7 <= t < FAULT + 19))
     m, result = judge(tmp_path, {"rto": Sla(metric="rto_s", op="<", target=15, requirement="R9.4", text="RTO")})
-    assert m.rto is not None and m.rto["rto_s"] == pytest.approx(19.0, abs=0.1)
-    assert [round(o["length_s"]) for o in m.rto["outages"]] == [2, 12]
+    assert m.rto is not None and m.rto.rto_s == pytest.approx(19.0, abs=0.1)
+    assert [round(o.length_s) for o in m.rto.outages] == [2, 12]
     assert result.verdicts[0].verdict is Outcome.FAIL
 
 
@@ -60,10 +60,10 @@ def test_each_fault_gets_its_own_rto(tmp_path: Path) -> None:
                  start=T0, end=end + 1)  # fmt: skip
     m, _ = judge(tmp_path, {"rto": Sla(metric="rto_s", op="<", target=900, requirement="R9.4", text="RTO")})
     assert m.rto is not None
-    first, second = m.rto["per_fault"]
-    assert (first["fault_id"], second["fault_id"]) == ("f0", "f1")
-    assert first["rto_s"] == pytest.approx(1.0, abs=0.1) and second["rto_s"] == pytest.approx(3.0, abs=0.1)
-    assert m.rto["rto_s"] == pytest.approx(23.0, abs=0.1)  # the drill's: from the first fault to the last recovery
+    first, second = m.rto.per_fault
+    assert (first.fault_id, second.fault_id) == ("f0", "f1")
+    assert first.rto_s == pytest.approx(1.0, abs=0.1) and second.rto_s == pytest.approx(3.0, abs=0.1)
+    assert m.rto.rto_s == pytest.approx(23.0, abs=0.1)  # the drill's: from the first fault to the last recovery
 
 
 # -- cases 2 and 3: failed requests are latency too -------------------------------------------------
@@ -91,9 +91,11 @@ def test_timeouts_are_in_the_percentiles_and_the_error_rate(tmp_path: Path) -> N
     requests(tmp_path, start=T0, end=end, rate=20, latency=lambda t: 5.0 if slow(t) else 0.010,
              fails=lambda t: "timeout" if slow(t) else None)  # fmt: skip
     m, result = judge(tmp_path, "db-failover")
-    after = m.latency["phases"]["after"] if m.latency else {}
-    assert after["error_rate_percent"] == pytest.approx(12.0, abs=0.5)
-    assert after["p95_ms"] == pytest.approx(5000, rel=0.01) and after["successful_p95_ms"] < 11
+    assert m.latency is not None
+    after = m.latency.phases["after"]
+    assert after.error_rate_percent == pytest.approx(12.0, abs=0.5)
+    assert after.p95_ms == pytest.approx(5000, rel=0.01) and after.successful_p95_ms is not None
+    assert after.successful_p95_ms < 11
     p95 = verdict_of(result, "p95")
     assert p95.verdict is Outcome.FAIL and "at their time to failure" in p95.how
     assert verdict_of(result, "error_rate").verdict is Outcome.FAIL
@@ -127,7 +129,7 @@ def test_writes_acknowledged_after_the_fault_and_lost_fail_lost_writes_and_repor
     _drill(tmp_path, end)
     heartbeats(tmp_path, start=T0, end=end, lost=lambda ack: FAULT < ack < FAULT + 119.9)
     m, result = judge(tmp_path, "db-failover")
-    assert m.rpo is not None and m.rpo["lost"] == 1199 and m.rpo["split_brain"] is True
+    assert m.rpo is not None and m.rpo.lost == 1199 and m.rpo.split_brain is True
     rpo = verdict_of(result, "rpo")
     assert rpo.measured == 0.0 and rpo.verdict is Outcome.PASS and "split-brain" in rpo.how  # never negative
     lost = verdict_of(result, "lost_writes")
@@ -143,7 +145,7 @@ def test_an_availability_probe_that_stopped_after_the_fault_proves_no_recovery(t
     _drill(tmp_path, end, up=lambda t: not t >= FAULT + 2)  # down from +2 s for good: the probe never saw it
     availability(tmp_path, lambda t: True, start=T0, end=FAULT + 1)  # ...because it ended at +1 s
     m, result = judge(tmp_path, "db-failover")
-    assert m.rto is not None and m.rto["rto_s"] == 0.0
+    assert m.rto is not None and m.rto.rto_s == 0.0
     rto = verdict_of(result, "rto")
     assert rto.verdict is Outcome.INCONCLUSIVE and "availability sampler stopped at +0.9 s" in (rto.reason or "")
 
@@ -174,7 +176,7 @@ def test_gaps_and_probe_errors_in_the_window_make_the_rto_inconclusive(tmp_path:
     pq.write_table(pa.Table.from_pandas(pd.DataFrame(df), schema=AVAILABILITY_SCHEMA, preserve_index=False),
                    tmp_path / AVAILABILITY)  # fmt: skip
     m, result = judge(tmp_path, "db-failover")
-    assert m.rto is not None and m.rto["rto_s"] == 0.0
+    assert m.rto is not None and m.rto.rto_s == 0.0
     rto = verdict_of(result, "rto")
     assert rto.verdict is Outcome.INCONCLUSIVE and "1 gap(s) longer than 0.30 s" in (rto.reason or "")
 
@@ -196,9 +198,9 @@ def test_samplers_that_cover_the_drill_pass(tmp_path: Path) -> None:
     heartbeats(tmp_path, start=T0, end=end + 1, lost=lambda ack: False)
     m, result = judge(tmp_path, "db-failover")
     assert result.outcome is Outcome.PASS, result.verdicts
-    assert m.rto is not None and m.rto["coverage_problem"] is None and m.rpo and m.rpo["coverage_problem"] is None
+    assert m.rto is not None and m.rto.coverage_problem is None and m.rpo and m.rpo.coverage_problem is None
     assert set(m.coverage) == {"availability", "heartbeat", "replicas"}
-    assert m.coverage["availability"]["gaps"] == [] and m.coverage["availability"]["first_t"] == T0
+    assert m.coverage["availability"].gaps == [] and m.coverage["availability"].first_t == T0
 
 
 # -- case 8: availability while the fault runs ------------------------------------------------------
@@ -209,7 +211,7 @@ def test_availability_is_judged_while_the_fault_runs_not_diluted_by_the_whole_dr
     end = T0 + 1000
     _drill(tmp_path, end, up=lambda t: not (FAULT <= t < FAULT + 1))
     m, result = judge(tmp_path, "rolling-update")
-    assert m.availability is not None and m.availability["percent"] >= 99.9
+    assert m.availability is not None and m.availability.percent >= 99.9
     v = verdict_of(result, "availability")
     assert v.verdict is Outcome.FAIL and v.measured == pytest.approx(95.0, abs=0.1)
     assert "phases fault, recovery" in v.how
@@ -224,9 +226,9 @@ def test_a_mark_placed_after_the_probes_failed_does_not_understate_the_rto(tmp_p
     availability(tmp_path, lambda t: not (FAULT <= t < FAULT + 12), start=T0, end=end + 1)
     m, _ = judge(tmp_path, {"rto": Sla(metric="rto_s", op="<", target=900, requirement="R9.4", text="RTO")})
     assert m.fault_source == "marked" and m.rto is not None
-    assert m.rto["marked_at"] == FAULT + 8 and m.rto["failed_before_mark_at"] == pytest.approx(FAULT, abs=0.15)
-    assert m.rto["rto_s"] == pytest.approx(12.0, abs=0.1)  # from the first failed probe, not 4 s from the mark
-    assert "before the mark" in m.rto["fault_time"]
+    assert m.rto.marked_at == FAULT + 8 and m.rto.failed_before_mark_at == pytest.approx(FAULT, abs=0.15)
+    assert m.rto.rto_s == pytest.approx(12.0, abs=0.1)  # from the first failed probe, not 4 s from the mark
+    assert "before the mark" in m.rto.fault_time
 
 
 def test_replicas_never_restored_fail_once_the_drill_ran_past_the_target(tmp_path: Path) -> None:
@@ -261,8 +263,8 @@ def test_a_spike_answered_with_503s_fails_its_error_rate(tmp_path: Path) -> None
     """Every spike request answered 503: the spike reached the target (it lands), and its error rate FAILs."""
     _spike_drill(tmp_path, fails=lambda t: "http")
     m, result = judge(tmp_path, "load-spike")
-    assert m.spike is not None and m.spike["delivery"]["landed"] is True
-    assert m.spike["delivery"]["failed_answers"] == 2000
+    assert m.spike is not None and m.spike.delivery is not None and m.spike.delivery.landed is True
+    assert m.spike.delivery.failed_answers == 2000
     v = verdict_of(result, "spike_error_rate")
     assert v.verdict is Outcome.FAIL and v.measured == 100.0
     assert verdict_of(result, "scale_out").verdict is Outcome.PASS  # desired rose; pid 3 is new

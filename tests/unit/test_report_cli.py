@@ -137,4 +137,4 @@ def test_report_schema_prints_the_summary_schema(capsys: pytest.CaptureFixture[s
     import json
 
     assert main(["report", "schema"]) == 0
-    assert json.loads(capsys.readouterr().out)["$id"] == "drillbit.summary/1"
+    assert json.loads(capsys.readouterr().out)["$id"] == "drillbit.summary/2"

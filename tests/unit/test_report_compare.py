@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from drillbit.core.results import Outcome
+from drillbit.core.results import LatencyStats, Outcome
 from drillbit.reports.compare import compare_summaries
-from drillbit.reports.summary import ExperimentRef, LatencySummary, MeasurementSummary, RunSummary, Summary
+from drillbit.reports.summary import ExperimentRef, MeasurementSummary, RunSummary, Summary
 from drillbit.reports.trend import trend_rows
 
 
-def _lat(p95: float | None) -> LatencySummary:
-    return LatencySummary(count=100, error_rate=0.0, throughput_rps=10.0, p50_ms=1.0, p95_ms=p95, p99_ms=None,
-                          max_ms=None, uncorrected_p50_ms=None, uncorrected_p95_ms=None,
-                          uncorrected_p99_ms=None)  # fmt: skip
+def _lat(p95: float | None) -> LatencyStats:
+    return LatencyStats(phase="x", window=(0.0, 10.0), count=100, ok=100, errors=0, not_sent=0, error_rate=0.0,
+                        error_rate_percent=0.0, throughput_rps=10.0, achieved_rps=10.0, intended_rps=10.0, p50_ms=1.0,
+                        p95_ms=p95, p99_ms=None, max_ms=None, uncorrected_p50_ms=None, uncorrected_p95_ms=None,
+                        uncorrected_p99_ms=None, uncorrected_max_ms=None, successful_p50_ms=None,
+                        successful_p95_ms=None, successful_p99_ms=None, closed_model=False)  # fmt: skip
 
 
 def _summary(run_id: str, p95: dict[str, float | None], *, saturated: bool = False, started: float = 0.0,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from drillbit.core.results import Fault, Measurements, Outcome
+from drillbit.core.results import (
+    ExperimentMeasurement,
+    Fault,
+    LatencyMeasurement,
+    LatencyStats,
+    Measurements,
+    Outcome,
+    RtoMeasurement,
+)
 from drillbit.sla import Sla
 from drillbit.verdicts import evaluate
 
@@ -13,23 +19,35 @@ P95 = Sla(metric="p95_ms", op="<", target=100, requirement="E12000", text="p95",
 ERRORS = Sla(metric="errors", op="==", target=0, requirement="R1.4", text="no failed request")
 
 
-def _rto(rto_s: float | None, recovered: bool = True) -> dict[str, Any]:
-    return {"rto_s": rto_s, "recovered": recovered, "interval_s": 0.1, "stability_window_s": 5.0,
-            "error_bound_s": 0.1, "observed_until_s": 30.0, "detect_s": 0.2, "downtime_s": rto_s or 0}  # fmt: skip
+def _rto(rto_s: float | None, recovered: bool = True, observed_until_s: float = 30.0) -> RtoMeasurement:
+    return RtoMeasurement(
+        fault_at=1.0, recovered=recovered, rto_s=rto_s, rto_lower_s=rto_s, rto_upper_s=rto_s,
+        recovered_at=None if rto_s is None else 1.0 + rto_s, detect_s=0.2, downtime_s=rto_s or 0, outages=[],
+        failed_probes=10, probes=300, interval_s=0.1, error_bound_s=0.1, stability_window_s=5.0, max_error_rate=0.0,
+        slow_after_s=1.0, timeout_s=1.0, observed_until_s=observed_until_s, until=None, first_failed_at=1.0,
+        method="synthetic transaction",
+    )  # fmt: skip
 
 
-def _phase(p95: float | None, errors: int = 0) -> dict[str, Any]:
-    return {"p95_ms": p95, "uncorrected_p95_ms": p95, "errors": errors, "ok": 100}
+def _phase(p95: float | None, errors: int = 0, ok: int = 100) -> LatencyStats:
+    return LatencyStats(
+        phase="x", window=(0.0, 10.0), count=ok + errors, ok=ok, errors=errors, not_sent=0,
+        error_rate=errors / (ok + errors) if ok + errors else 0.0, error_rate_percent=None, throughput_rps=10.0,
+        achieved_rps=10.0, intended_rps=10.0, p50_ms=p95, p95_ms=p95, p99_ms=p95, max_ms=p95,
+        uncorrected_p50_ms=p95, uncorrected_p95_ms=p95, uncorrected_p99_ms=p95, uncorrected_max_ms=p95,
+        successful_p50_ms=p95, successful_p95_ms=p95, successful_p99_ms=p95, closed_model=False,
+    )  # fmt: skip
 
 
 def _measurements(*, rto_s: float | None = 3.0, landed: bool = True, saturated: bool | None = False,
                   p95: tuple[float, float] = (10.0, 12.0), errors: int = 0) -> Measurements:  # fmt: skip
     fault = Fault(activity="kill", action="drillbit.faults.kill_replicas", injected_at=1.0, landed=landed,
                   error=None if landed else "selector matched nothing")  # fmt: skip
-    latency = {"phases": {"baseline": _phase(p95[0]), "fault": _phase(900.0, errors), "after": _phase(p95[1]),
-                          "all": _phase(900.0, errors)},
-               "generator_saturated": saturated, "saturation_reasons": ["busy 99 %"] if saturated else [],
-               "generator_complete": True}  # fmt: skip
+    latency = LatencyMeasurement(
+        phases={"baseline": _phase(p95[0]), "fault": _phase(900.0, errors), "after": _phase(p95[1]),
+                "all": _phase(900.0, errors)},
+        generator_saturated=saturated, saturation_reasons=["busy 99 %"] if saturated else [], generator_complete=True,
+    )  # fmt: skip
     return Measurements(fault_at=1.0, faults=[fault], rto=_rto(rto_s), latency=latency)
 
 
@@ -103,19 +121,19 @@ def test_an_interrupted_drill_is_never_pass() -> None:
 def test_a_phase_with_no_answered_request_makes_its_verdict_inconclusive() -> None:
     m = _measurements()
     assert m.latency is not None
-    m.latency["phases"]["after"] = {"p95_ms": None, "uncorrected_p95_ms": None, "errors": 0, "ok": 0}
+    m.latency.phases["after"] = _phase(None, ok=0)
     verdict = evaluate(m, {"p95": P95}).verdicts[0]
     assert verdict.verdict is Outcome.INCONCLUSIVE and "no answered request in phase(s) after" in (verdict.reason or "")
 
 
 def test_no_recovery_for_longer_than_the_target_fails() -> None:
-    m = _measurements().model_copy(update={"rto": {**_rto(None, recovered=False), "observed_until_s": 1000.0}})
+    m = _measurements().model_copy(update={"rto": _rto(None, recovered=False, observed_until_s=1000.0)})
     verdict = evaluate(m, {"rto": RTO}).verdicts[0]
     assert verdict.verdict is Outcome.FAIL and verdict.measured == 1000.0
 
 
 def test_a_deviated_steady_state_puts_the_drill_in_doubt() -> None:
-    m = _measurements().model_copy(update={"experiment": {"deviated": True}})
+    m = _measurements().model_copy(update={"experiment": ExperimentMeasurement(deviated=True)})
     result = evaluate(m, {"rto": RTO})
     assert result.outcome is Outcome.INCONCLUSIVE and any("deviated" in r for r in result.inconclusive_reasons)
 

@@ -1,0 +1,304 @@
+"""The sections of ``measurements.json``, typed: what each analyzer found, field for field.
+
+Each model's fields are the JSON keys the analyzers write (``drillbit.probes`` and
+``drillbit.analysis``), so a measurements.json already on disk loads unchanged. Every section
+forbids unknown keys (its full key set is the analyzer's) except ``load``, which is the load
+generator's own file (see :class:`LoadMeasurement`). Fields ``drillbit.analysis`` adds to an
+analyzer's result, and fields older run directories lack, default to ``None`` (or empty).
+
+JSON has no NaN: a NaN (e.g. a sampling interval from a single sample) is written as ``null``;
+a field typed :data:`NanFloat` reads that ``null`` back as NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+__all__ = [
+    "AutoscalingMeasurement",
+    "AvailabilityMeasurement",
+    "AvailabilityPhase",
+    "ExperimentMeasurement",
+    "FaultRto",
+    "LatencyMeasurement",
+    "LatencyStats",
+    "LoadMeasurement",
+    "NanFloat",
+    "ReplicasMeasurement",
+    "RpoMeasurement",
+    "RtoMeasurement",
+    "RtoOutage",
+    "SamplerCoverage",
+    "SpikeDelivery",
+    "SpikeMeasurement",
+]
+
+
+def _null_is_nan(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+#: a float that may be NaN (written as ``null``, read back as NaN)
+NanFloat = Annotated[float, BeforeValidator(_null_is_nan)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplerCoverage(_Section):
+    """What one sampler covered (``drillbit.probes.coverage.Coverage``)."""
+
+    sampler: str
+    interval_s: NanFloat
+    max_gap_s: NanFloat
+    samples: int
+    first_t: float | None
+    last_t: float | None
+    gaps: list[tuple[float, float]]  # (last sample before, first sample after) for every gap > max_gap_s
+    skipped_ticks: int | None  # None: not recorded (samples from another tool)
+    probe_errors: int | None
+    probe_error_times: list[float]
+    died: str | None
+    died_at: float | None
+
+
+class RtoOutage(_Section):
+    """One failing run after the fault (``drillbit.probes.availability.Outage.to_dict``)."""
+
+    start: float
+    end: float
+    start_s: float
+    end_s: float
+    length_s: float
+    failed_probes: int
+
+
+class FaultRto(_Section):
+    """One injected fault's own RTO (``rto.per_fault``)."""
+
+    fault_id: str | None
+    activity: str
+    injected_at: float
+    recovered: bool
+    rto_s: float | None
+    rto_upper_s: float | None
+    error_bound_s: NanFloat
+    downtime_s: float
+    until: float | None
+
+
+class RtoMeasurement(_Section):
+    """``drillbit.probes.availability.RtoResult``, plus what ``drillbit.analysis`` adds (the last six fields)."""
+
+    fault_at: float
+    recovered: bool
+    rto_s: float | None
+    rto_lower_s: float | None
+    rto_upper_s: float | None
+    recovered_at: float | None
+    detect_s: float | None
+    downtime_s: float
+    outages: list[RtoOutage]
+    failed_probes: int
+    probes: int
+    interval_s: NanFloat
+    error_bound_s: NanFloat
+    stability_window_s: float
+    max_error_rate: float
+    slow_after_s: float
+    timeout_s: float
+    observed_until_s: float
+    until: float | None
+    first_failed_at: float | None
+    method: str
+    fault_time: str | None = None  # where the fault time came from, in words
+    marked_at: float | None = None  # a marked fault: the mark, and the first failed probe before it
+    failed_before_mark_at: float | None = None
+    per_fault: list[FaultRto] = Field(default_factory=list)  # injected faults only
+    coverage: SamplerCoverage | None = None
+    coverage_problem: str | None = None  # why the samples do not span fault -> recovery + window
+
+
+class RpoMeasurement(_Section):
+    """``drillbit.probes.rpo.RpoResult``, plus the heartbeat's coverage."""
+
+    fault_at: float
+    writes: int
+    acked: int
+    acked_before_fault: int
+    lost: int
+    lost_seqs: list[int]
+    lost_after_fault: int
+    split_brain: bool
+    window_s: float
+    lost_span_s: float
+    indeterminate: int
+    indeterminate_present: int
+    indeterminate_absent: int
+    indeterminate_present_seqs: list[int]
+    indeterminate_absent_seqs: list[int]
+    failed: int
+    unexpectedly_present: list[int]
+    duplicates: list[int]
+    unknown_present: list[int]
+    method: str
+    coverage: SamplerCoverage | None = None
+    coverage_problem: str | None = None
+
+
+class LatencyStats(_Section):
+    """One phase's requests, errors, rates and latency percentiles (corrected and uncorrected, in ms)."""
+
+    phase: str
+    window: tuple[float, float]  # the phase's window, clipped to the records (epoch s)
+    count: int  # requests whose intended (closed: start) time falls in the phase
+    ok: int  # answered without error
+    errors: int  # failed: an error status, a timeout, a refused connection...
+    not_sent: int  # due but never sent, or abandoned in flight at the stop: no outcome
+    error_rate: float  # errors / (ok + errors)
+    error_rate_percent: float | None  # the same in percent; None when no request had an outcome
+    throughput_rps: float  # answered without error, per second of the phase
+    achieved_rps: float  # sent per second
+    intended_rps: float | None  # scheduled per second (open model); None under the closed model
+    p50_ms: float | None  # corrected (from the intended send time), failures at their time to failure
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    uncorrected_p50_ms: float | None
+    uncorrected_p95_ms: float | None
+    uncorrected_p99_ms: float | None
+    uncorrected_max_ms: float | None
+    successful_p50_ms: float | None  # corrected, over requests answered without error only
+    successful_p95_ms: float | None
+    successful_p99_ms: float | None
+    closed_model: bool  # no intended send times: the percentiles are uncorrected
+
+
+class LatencyMeasurement(_Section):
+    """``drillbit.probes.latency.LatencyReport``, plus per-request-name stats for the SLAs that name one."""
+
+    phases: dict[str, LatencyStats]  # phase -> stats; "all": the whole run
+    generator_saturated: bool | None  # None: no load.json (the generator's verdict is unknown)
+    saturation_reasons: list[str] = Field(default_factory=list)
+    generator_complete: bool | None = None
+    by_request: dict[str, dict[str, LatencyStats]] = Field(default_factory=dict)  # request name -> phase -> stats
+
+
+class AvailabilityPhase(_Section):
+    probes: int
+    failed: int
+    percent: float | None  # None: no probe in the phase
+
+
+class AvailabilityMeasurement(_Section):
+    """The share of good availability probes, over the drill and per phase."""
+
+    percent: float
+    probes: int
+    failed: int
+    interval_s: float | None  # None: the sampler recorded no interval
+    phases: dict[str, AvailabilityPhase] = Field(default_factory=dict)
+    coverage_problem: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_is_percent(cls, data: Any) -> Any:
+        """Older run directories say ``ratio`` (0..1) where this says ``percent``."""
+        if isinstance(data, dict) and "ratio" in data and "percent" not in data:
+            ratio = data["ratio"]
+            data = {k: v for k, v in data.items() if k != "ratio"}
+            is_number = isinstance(ratio, int | float) and not isinstance(ratio, bool)
+            data["percent"] = 100.0 * ratio if is_number else ratio
+        return data
+
+
+class ReplicasMeasurement(_Section):
+    """Fault -> every region back at its desired ready replicas (``drillbit.analysis``)."""
+
+    restored_s: float | None  # None: not restored within the samples
+    dipped: bool  # ready fell below desired after the fault
+    restored_at: float | None
+    interval_s: NanFloat
+    observed_until_s: float | None = None  # the last sample, from the fault
+    coverage: SamplerCoverage | None = None
+
+
+class AutoscalingMeasurement(_Section):
+    """``drillbit.probes.autoscaling.AutoscalingResult``."""
+
+    load_step_at: float
+    replicas_before: int
+    desired_before: int
+    target: int
+    scale_out_s: float | None
+    first_new_ready_s: float | None
+    identified: bool
+    capacity_s: float | None
+    peak_ready: int
+    sla_p95_ms: float | None
+    worst_p95_ms: float | None
+    sla_held: bool | None
+    windows_judged: int
+    error_rate_scale_out: float | None
+    load_drop_at: float | None
+    min_replicas: int
+    scale_in_s: float | None
+    scale_in_ready_s: float | None
+    flaps: int
+    direction_changes: int
+    interval_s: NanFloat
+
+
+class SpikeDelivery(_Section):
+    """How much of the spike's intended extra rate the target answered (``drillbit.probes.spike``)."""
+
+    intended_rps: float
+    duration_s: float
+    sent: int
+    answered: int  # got an HTTP answer, whatever its status
+    failed_answers: int  # answered, but failed
+    answered_rps: float
+    landed: bool  # answered_rps >= LANDED_SHARE x intended_rps
+
+
+class SpikeMeasurement(_Section):
+    """The spike's own requests: per-phase latency and errors, and its delivery when its rate is known."""
+
+    phases: dict[str, LatencyStats]
+    delivery: SpikeDelivery | None = None
+
+
+class ExperimentMeasurement(_Section):
+    """The Chaos Toolkit journal, in brief (``drillbit.analysis``); older run directories may hold only ``status``."""
+
+    status: str | None = None
+    deviated: bool = False
+    steady_state_before: bool | None = None  # None: the hypothesis was not checked
+    steady_state_after: bool | None = None
+    activities: int | None = None
+    rollbacks: int | None = None
+
+
+class LoadMeasurement(BaseModel):
+    """load.json as the generator wrote it (``drillbit.load.runner.LoadResult``).
+
+    ``extra="allow"`` and every field optional: load.json is the load generator's own account,
+    written by another process (and another drillbit version, or another tool), copied here as
+    it is; drillbit reads only the fields below, and a generator that leaves one out is not a
+    broken run directory.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    profile: str | None = None
+    model: str | None = None
+    intended_rps: float | None = None
+    achieved_rps: float | None = None
+    saturated: bool | None = None
+    reason: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    complete: bool | None = None
