@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from drillbit.core.errors import EnvironmentFailure
-from drillbit.load.runner import LoadRun, run_load, start_load
+from drillbit.load.runner import RATE_MIN, LoadRun, run_load, start_load
 from drillbit.probes.latency import analyze_run, load_requests
 
 pytestmark = pytest.mark.slow
@@ -146,7 +146,9 @@ def test_a_stop_mid_run_accounts_for_every_request_and_leaves_no_process(groundt
         assert result.reasons and result.reason, result
         print(f"generator saturated on this machine, and reported: {result.reason}")
     else:
-        assert result.achieved_rps == pytest.approx(300, rel=0.05), result
+        # not flagged: the generators sent at least RATE_MIN of what their schedules held until the stop (the
+        # product's own rule; achieved_rps divides by the longest process's span, a few % low on a mid-run stop)
+        assert result.expected is not None and result.sent >= RATE_MIN * result.expected, result
     assert (run_dir / "load.json").exists()
     assert load.stop() is result  # idempotent
 
