@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -181,10 +182,15 @@ def await_service(timeout_s: float = 300.0, stable_s: float = 5.0, configuration
 
 def wait_until_ready(target: Target, timeout_s: float, stable_s: float, poll_s: float = 0.25) -> float | None:
     """Seconds until ``target`` had been continuously ready for ``stable_s``; None if not within ``timeout_s``."""
+    return wait_steadily(target.ready, timeout_s, stable_s, poll_s)
+
+
+def wait_steadily(check: Callable[[], bool], timeout_s: float, stable_s: float, poll_s: float = 0.25) -> float | None:
+    """Seconds until ``check()`` had held at every poll for ``stable_s``; None if not within ``timeout_s``."""
     started = time.monotonic()
     good_since: float | None = None
     while (now := time.monotonic()) - started < timeout_s:
-        if target.ready():
+        if check():
             good_since = good_since or now
             if now - good_since >= stable_s:
                 return round(now - started, 3)

@@ -46,7 +46,7 @@ from drillbit.core.results import (
 )
 from drillbit.core.rundir import AVAILABILITY, AVAILABILITY_SCHEMA, EVENTS, REPLICAS, REPLICAS_SCHEMA
 from drillbit.core.safeio import write_text
-from drillbit.faults import wait_until_ready
+from drillbit.faults import wait_steadily, wait_until_ready
 from drillbit.ledger import ActiveDrill, Ledger, find_orphan, forget, state_root, stop_orphaned_load
 from drillbit.live import LiveView, Snapshot, locust_now
 from drillbit.plan import DrillPlan
@@ -303,11 +303,25 @@ def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
                 env_down(options.env, state_dir=options.state_dir, report=options.say)
 
 
+SETTLE_S = 2.0  # whole at every poll for this long before the baseline starts
+SETTLE_TIMEOUT_S = 30.0
+
+
+def _steady_before_baseline(target: Target) -> None:
+    """A baseline measures the target at rest: whole (every replica ready, a primary leading) at every
+    poll for SETTLE_S, not a target still recovering from what ran before (a failover's replicas
+    reconnecting); healed once if it does not settle, an environment error if it still does not."""
+    if wait_steadily(target.whole, SETTLE_TIMEOUT_S, SETTLE_S) is not None:
+        return
+    if target.heal().get("whole") is not True or wait_steadily(target.whole, SETTLE_TIMEOUT_S, SETTLE_S) is None:
+        raise EnvironmentFailure("the target is not whole and steady (every replica ready, a primary leading) "
+                                 "and healing it did not help: check it (drill env status)")  # fmt: skip
+
+
 def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger) -> DrillResult:
     target = resolve_target(options.env, state_dir=options.state_dir)
     ledger.update(state_dir=str(target.state_dir()))
-    if not target.whole() and target.heal().get("whole") is not True:
-        raise EnvironmentFailure("the target is not whole and healing it failed: check it (drill env status)")
+    _steady_before_baseline(target)
     clock = Clock.from_env()
     run_dir = open_run_dir(options.out, plan.name, clock)
     ledger.update(run_dir=str(run_dir.resolve()))

@@ -384,7 +384,8 @@ async def readyz(request: Request) -> Response:
             await conn.close()  # a server demoted under it: make the pool reconnect to the primary
     if not writable:
         return _error(503, "database is read-only")
-    return JSONResponse({"status": "ready"})
+    settings: Settings = request.app.state.settings
+    return JSONResponse({"status": "ready", "replica": settings.replica, "pid": os.getpid()})
 
 
 async def wait_ready(app: Starlette, timeout: float, interval: float = 0.1) -> bool:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,7 @@ Report = Callable[[str], None]
 
 STARTUP_TIMEOUT = 60.0
 HTTP_TIMEOUT = 1.0
+READY_TIMEOUT_S = 1.0  # a replica's readiness answer (Kubernetes' default timeoutSeconds)
 
 
 def _now() -> str:
@@ -128,11 +130,14 @@ def _http_ok(url: str, *, uds: Path | None = None, timeout: float = HTTP_TIMEOUT
         return False
 
 
-def _ready_pid(sock: Path, timeout: float = 0.5) -> str | None:
-    """The pid of the replica answering /healthz on ``sock`` (its identity), or None when it does not."""
+def _ready_pid(sock: Path, timeout: float = READY_TIMEOUT_S) -> str | None:
+    """The pid of the replica on ``sock`` (its identity) when it is ready, or None. Ready is what a
+    Kubernetes readiness probe means: ``/readyz`` answers 200 (not draining, a pooled connection to
+    a writable primary). Alive is not ready: a replica answers /healthz from the moment it starts,
+    before its pools are open, and through a database outage in which it can serve nothing."""
     try:
         with loopback.client(uds=sock, timeout=timeout) as client:
-            answer = client.get("http://replica/healthz")
+            answer = client.get("http://replica/readyz")
             return str(answer.json()["pid"]) if answer.status_code == 200 else None
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
@@ -233,19 +238,20 @@ class Sandbox:
         return None
 
     def replicas(self) -> dict[str, dict[str, int]]:
-        """Desired and ready API replicas per region (ready: answers on its own socket)."""
+        """Desired and ready API replicas per region (ready: /readyz answers 200 on its own socket)."""
         return {region: {"desired": c["desired"], "ready": c["ready"]} for region, c in self.ready_replicas().items()}
 
     def ready_replicas(self) -> dict[str, dict[str, Any]]:
-        """``replicas()`` and which replicas were ready (``ready_ids``: their pids, from /healthz)."""
+        """``replicas()`` and which replicas were ready (``ready_ids``: their pids, from /readyz)."""
         out: dict[str, dict[str, Any]] = {}
         for region in self.regions:
             name = f"api-{region}"
             desired = 0 if self.supervisor.status(name) != "active" else self.supervisor.numprocesses(name)
             # circus reuses the lowest free worker id, so after kills and scale-ins the live ids are not
             # 1..desired: probe every socket of the region; a dead replica's socket refuses connections
-            sockets = self.layout.run.glob(f"api-{region}-*.sock")
-            ids = [pid for pid in (_ready_pid(sock) for sock in sockets) if pid is not None]
+            sockets = sorted(self.layout.run.glob(f"api-{region}-*.sock"))
+            with ThreadPoolExecutor(max_workers=max(1, len(sockets))) as pool:  # one slow replica delays no other
+                ids = [pid for pid in pool.map(_ready_pid, sockets) if pid is not None]
             out[region] = {"desired": desired, "ready": len(ids), "ready_ids": sorted(ids)}
         return out
 
