@@ -12,12 +12,12 @@ raised, and whether its thread died (``drillbit.probes.samplers``: recorded in t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from drillbit.core.clock import to_iso
+from drillbit.core.measurements import SamplerCoverage
 
 __all__ = ["GAP_INTERVALS", "Coverage", "coverage"]
 
@@ -25,23 +25,12 @@ __all__ = ["GAP_INTERVALS", "Coverage", "coverage"]
 GAP_INTERVALS = 3.0
 
 
-@dataclass(frozen=True)
-class Coverage:
-    sampler: str
-    interval_s: float
-    max_gap_s: float
-    samples: int
-    first_t: float | None
-    last_t: float | None
-    gaps: list[tuple[float, float]]  # (last sample before, first sample after) for every gap > max_gap_s
-    skipped_ticks: int | None  # None: not recorded (samples from another tool)
-    probe_errors: int | None
-    probe_error_times: list[float]
-    died: str | None  # the sampler's thread died: why
-    died_at: float | None
+class Coverage(SamplerCoverage):
+    """A sampler's coverage: the fields of measurements.json's ``coverage`` entries (the model is
+    defined once, in ``drillbit.core.measurements``), and whether they span a verdict's window."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     def problem(self, start: float, end: float) -> str | None:
         """Why these samples do not cover ``[start, end]`` (epoch s), or None when they do."""

@@ -47,7 +47,6 @@ import os
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +61,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from drillbit.core.clock import Clock
 from drillbit.core.events import fault_time
+from drillbit.core.measurements import RpoMeasurement
 from drillbit.core.rundir import HEARTBEAT, HEARTBEAT_READBACK, HEARTBEAT_READBACK_SCHEMA, HEARTBEAT_SCHEMA
 from drillbit.probes.samplers import ParquetSink, Sampler, TickSampler, read_meta, read_samples
 
@@ -289,31 +289,17 @@ def _sever(conn: psycopg.Connection[Any], severed: threading.Event) -> None:
             sock.close()
 
 
-@dataclass(frozen=True)
-class RpoResult:
-    fault_at: float
-    writes: int
-    acked: int
-    acked_before_fault: int
-    lost: int  # acknowledged, absent after recovery: the RPO count
-    lost_seqs: list[int]
-    lost_after_fault: int  # of the lost, those acknowledged after the fault time (a split-brain symptom)
-    split_brain: bool  # some write was acknowledged after the fault and then lost
-    window_s: float  # fault time - ack time of the oldest lost write acknowledged before it (>= 0)
-    lost_span_s: float  # ack time of the newest lost write - of the oldest
-    indeterminate: int
-    indeterminate_present: int
-    indeterminate_absent: int
-    indeterminate_present_seqs: list[int]
-    indeterminate_absent_seqs: list[int]
-    failed: int
-    unexpectedly_present: list[int]  # refused or answered an error, yet the write survived
-    duplicates: list[int]  # present more than once
-    unknown_present: list[int]  # present but never sent by this writer
-    method: str
+class RpoResult(RpoMeasurement):
+    """What :func:`analyze_rpo` finds: the fields of measurements.json's ``rpo`` section (the model
+    is defined once, in ``drillbit.core.measurements``), its ``coverage`` left to the analysis.
+
+    ``lost``: acknowledged, absent after recovery (the RPO count); ``lost_after_fault``: of those,
+    the ones acknowledged after the fault time, a split-brain symptom (``split_brain``);
+    ``window_s``: fault time - ack time of the oldest lost write acknowledged before it (>= 0);
+    ``unexpectedly_present``: refused or answered an error, yet the write survived."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 def load_heartbeats(run_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:

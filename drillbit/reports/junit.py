@@ -31,6 +31,16 @@ def verdict_message(v: Verdict) -> str:
     return f"{msg}: {v.reason}" if v.reason else msg
 
 
+def _outage_properties(summary: Summary) -> list[tuple[str, str]]:
+    """Downtime and every outage after the fault (start and end from the fault, length), when measured."""
+    m = summary.measurements
+    if m.downtime_s is None:
+        return []
+    return [("downtime_s", f"{m.downtime_s:.3f}"), ("outages", str(len(m.outages))),
+            *((f"outage_{i}", f"{o.start_s:.3f}..{o.end_s:.3f} s ({o.length_s:.3f} s, {o.failed_probes} failed probes)")
+              for i, o in enumerate(m.outages, 1))]  # fmt: skip
+
+
 def render_junit(summary: Summary) -> str:
     run = summary.run
     suite_name = f"drillbit.{run.experiment.title or run.experiment.path or run.id}"
@@ -40,7 +50,7 @@ def render_junit(summary: Summary) -> str:
     props = ET.SubElement(suite, "properties")
     for name, value in (("run_id", run.id), ("outcome", summary.outcome.value if summary.outcome else "none"),
                         ("status", run.status or "unknown"), ("target", run.target.get("name", "")),
-                        ("git_commit", run.git_commit or "")):  # fmt: skip
+                        ("git_commit", run.git_commit or ""), *_outage_properties(summary)):  # fmt: skip
         ET.SubElement(props, "property", name=name, value=_clean(value))
     failures = errors = 0
     cases = summary.verdicts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+from drillbit.core.measurements import RtoOutage
 from drillbit.reports.junit import verdict_message
 from drillbit.reports.summary import Summary
 
@@ -29,6 +30,14 @@ def _n(x: float | int | None, unit: str = "", digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"
     return f"{x:.{digits}f} {unit}".strip() if isinstance(x, float) else f"{x} {unit}".strip()
+
+
+def _outages(outages: list[RtoOutage]) -> str:
+    """``2: 0.4 to 2.9 s (2.5 s); 8.1 to 9.0 s (0.9 s)`` (from the fault), or ``none``."""
+    if not outages:
+        return "none"
+    spans = "; ".join(f"{o.start_s:.1f} to {o.end_s:.1f} s ({o.length_s:.1f} s)" for o in outages)
+    return f"{len(outages)}: {spans}"
 
 
 def render_markdown(summary: Summary) -> str:
@@ -70,6 +79,7 @@ def render_markdown(summary: Summary) -> str:
     if m.rto_recovered is False:
         rto = "not recovered within the samples"
     rows = [("RTO", rto), ("Time to detect", _n(m.detect_s, "s")), ("Downtime", _n(m.downtime_s, "s")),
+            ("Outages after the fault", _outages(m.outages)),
             ("RPO: lost writes", _n(m.rpo_lost)), ("RPO window", _n(m.rpo_window_s, "s")),
             ("RPO: indeterminate", _n(m.rpo_indeterminate)), ("Availability", _n(
                 m.availability_ratio * 100 if m.availability_ratio is not None else None, "%")),

@@ -55,6 +55,23 @@ def test_summary_carries_outcome_verdicts_and_headline_measurements(built: Built
     assert s["measurements"]["latency_source"] == "measurements.json"
 
 
+@pytest.mark.parametrize(("kind", "length"), [("fail", 18.0), ("pass", 2.0)])
+def test_every_outage_after_the_fault_reaches_summary_json_md_and_junit(built: Built, kind: str, length: float) -> None:
+    """The run's scripted outage (from the fault, ``length`` s long): listed in summary.json with its
+    span, in summary.md and as JUnit properties, and the outages sum to the downtime."""
+    d = built(kind)
+    m = json.loads((d / "summary.json").read_text())["measurements"]
+    (outage,) = m["outages"]
+    assert outage["start_s"] == pytest.approx(0, abs=0.15) and outage["end_s"] == pytest.approx(length, abs=0.15)
+    assert outage["failed_probes"] >= 10 * length - 2  # a probe every 100 ms
+    assert sum(o["length_s"] for o in m["outages"]) == pytest.approx(m["downtime_s"])
+    md = (d / "summary.md").read_text()
+    assert f"| Outages after the fault | 1: {outage['start_s']:.1f} to {outage['end_s']:.1f} s" in md
+    props = {p.name: p.value for p in next(iter(JUnitXml.fromfile(str(d / "junit.xml")))).properties()}
+    assert props["outages"] == "1" and float(props["downtime_s"]) == pytest.approx(m["downtime_s"], abs=1e-3)
+    assert props["outage_1"].startswith(f"{outage['start_s']:.3f}..{outage['end_s']:.3f} s")
+
+
 def test_schema_rejects_a_summary_with_an_unknown_outcome(built: Built) -> None:
     s = json.loads((built("pass") / "summary.json").read_text())
     s["outcome"] = "MOSTLY"
