@@ -6,11 +6,19 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: drill test lint bench clean
 
+# checkov (the Kubernetes manifests' policy checks) pins its own dependencies: it gets a
+# virtualenv of its own, which `drill manifests check` finds (drillbit.manifests.check)
+CHECKOV := .tools/checkov/bin/checkov
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(CHECKOV):
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/python -m pip install --quiet 'checkov==3.3.30'
 
 ## make drill: the default drill: pod-kill on the sandbox under load (brings the sandbox up, kills
 ## replicas, measures, judges, writes runs/<id>/report.html, brings the sandbox down)
@@ -24,10 +32,12 @@ test: $(STAMP) lint
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/integration tests/e2e
 
-lint: $(STAMP)
+lint: $(STAMP) $(CHECKOV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/drill manifests check infra/k8s/overlays/staging --out runs/manifests-check/staging
+	$(BIN)/drill manifests check infra/k8s/overlays/prod --out runs/manifests-check/prod
 
 ## make bench: benchmarks, printing figures and ratios against the targets
 bench: $(STAMP)
@@ -35,4 +45,4 @@ bench: $(STAMP)
 
 clean:
 	-$(BIN)/drill env down 2>/dev/null
-	rm -rf .drill runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .drill runs .pytest_cache .mypy_cache .ruff_cache .tools

@@ -1,6 +1,6 @@
 """Build step: the wheel ships the repository's drill project as drillbit's defaults.
 
-The top-level folders (experiments/, loadtests/, probes/, reports/, infra/sandbox/ and drill.yaml)
+The top-level folders (experiments/, loadtests/, probes/, reports/, infra/sandbox/, infra/k8s/ and drill.yaml)
 are what users read and edit, and the one copy of them. A wheel build copies them into
 ``drillbit/_project`` so an installed drillbit has its experiments, profiles and sandbox topology
 wherever it runs (``drillbit.core.project``); an editable install reads them from the checkout.
@@ -16,7 +16,7 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 #: the project content shipped in the wheel, relative to the repository root
-SHIPPED = ["drill.yaml", "experiments", "loadtests", "probes", "reports", "infra/sandbox"]
+SHIPPED = ["drill.yaml", "experiments", "loadtests", "probes", "reports", "infra/sandbox", "infra/k8s"]
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 

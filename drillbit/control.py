@@ -123,6 +123,9 @@ def after_activity_control(
     elif not landed:
         error = ("the target did not confirm the fault took effect (landed is not true)" if kind == "fault"
                  else "the target did not confirm it was restored (landed is not true)")  # fmt: skip
+        why = output.get("reason") if isinstance(output, dict) else None
+        if isinstance(why, str) and why:
+            error = f"{error}: {why}"
     _emit(events_path, secrets, "fault.result", activity=context.get("name", "?"), role=kind, status=status,
           fault_id=_open_ids.pop(id(context), None),
           landed=landed, error=error, duration_s=run.get("duration"),

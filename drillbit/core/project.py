@@ -93,7 +93,7 @@ def current() -> Project:
 
 
 #: what ``drill init`` copies from the shipped project (reports/schemas is drillbit's, not the team's)
-INIT_CONTENT = ("drill.yaml", "experiments", "loadtests", "probes", "infra/sandbox")
+INIT_CONTENT = ("drill.yaml", "experiments", "loadtests", "probes", "infra/sandbox", "infra/k8s")
 
 
 def init_project(dest: Path, *, force: bool = False) -> list[Path]:
