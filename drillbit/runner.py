@@ -38,6 +38,7 @@ from drillbit.core.results import (
     JOURNAL,
     RUN,
     AuditFields,
+    FileRef,
     RunInfo,
     RunStatus,
     VerdictSet,
@@ -49,6 +50,7 @@ from drillbit.core.safeio import write_text
 from drillbit.faults import wait_steadily, wait_until_ready
 from drillbit.ledger import ActiveDrill, Ledger, find_orphan, forget, state_root, stop_orphaned_load
 from drillbit.live import LiveView, Snapshot, locust_now
+from drillbit.manifests import record_manifests
 from drillbit.plan import DrillPlan
 from drillbit.probes.samplers import read_samples
 from drillbit.runs import (
@@ -120,12 +122,20 @@ class Drill:
         target_facts = {"name": self.target.name, "kind": self.target.kind, "fingerprint": fingerprint}
         topology = fingerprint.get("topology")
         manifests = [r for r in (file_ref(Path(topology)) if topology else None,) if r is not None]
+        checked, notes = None, []
+        if fingerprint.get("manifests"):
+            try:
+                checked = record_manifests(fingerprint["manifests"])
+                manifests += [FileRef(path=s.path, sha256=s.sha256) for s in checked.sources]
+            except DrillError as err:  # the drill runs; the record says why the manifests are not in it
+                notes.append(f"the manifests under test ({fingerprint['manifests']}) could not be recorded: {err}")
         commit = git("rev-parse", "HEAD")
         return RunInfo(
             id=self.run_dir.name, experiment=file_ref(self.plan.experiment_path),
             experiment_title=self.plan.experiment.get("title"), target=target_facts, profile=self.plan.settings.profile,
             sla=file_ref(self.plan.sla_path or default_sla_file()),
             git_commit=commit, git_dirty=bool(git("status", "--porcelain")) if commit else None, manifests=manifests,
+            manifests_check=checked.record if checked else None, notes=notes,
             operator=operator, audit=self.options.audit, versions=tool_versions(), host=socket.gethostname(),
             pid=os.getpid(), started_at=self.clock.now(),
             clock_anchor=(self.clock.wall_anchor, self.clock.mono_anchor),

@@ -58,6 +58,8 @@ __all__ = [
     "LatencyMeasurement",
     "LatencyStats",
     "LoadMeasurement",
+    "ManifestFinding",
+    "ManifestsRecord",
     "Measurements",
     "Outcome",
     "ReplicasMeasurement",
@@ -125,6 +127,30 @@ class AuditFields(_Model):
     remediation: str | None = None
 
 
+class ManifestFinding(_Model):
+    rule: str
+    requirement: str
+    severity: Literal["info", "warning", "error"]
+    object: str
+    file: str
+    message: str
+    source: str
+
+
+class ManifestsRecord(_Model):
+    """The deployment manifests a drill exercised (``drillbit.manifests``): the overlay, the hash of
+    its rendering, and what the checks found (every source file is in ``RunInfo.manifests``)."""
+
+    path: str
+    kustomize: bool
+    rendered_sha256: str
+    objects: int
+    kube_version: str
+    checkov: str | None  # its version; None: not run during the drill (drill manifests check runs it)
+    counts: dict[str, int]
+    findings: list[ManifestFinding] = Field(default_factory=list)
+
+
 class RunInfo(_Model):
     schema_: Literal["drillbit.run/1"] = Field("drillbit.run/1", alias="schema")
     id: str  # <UTC timestamp>-<experiment>
@@ -137,6 +163,7 @@ class RunInfo(_Model):
     git_commit: str | None = None  # of the manifests under test (the working tree's HEAD)
     git_dirty: bool | None = None
     manifests: list[FileRef] = Field(default_factory=list)  # infra under test, with hashes
+    manifests_check: ManifestsRecord | None = None  # the rendered deployment manifests and their findings
     operator: str
     audit: AuditFields = Field(default_factory=AuditFields)
     versions: dict[str, str] = Field(default_factory=dict)  # drillbit, python, chaostoolkit-lib, locust, ...

@@ -25,11 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from drillbit.core.errors import ConfigError
+from drillbit.core.results import ManifestFinding, ManifestsRecord
 from drillbit.core.safeio import write_text
-from drillbit.manifests.render import Rendered, render
+from drillbit.manifests.render import Rendered, SourceFile, render
 from drillbit.manifests.rules import RULES, SEVERITIES, Finding, run_rules
 
-__all__ = ["DEFAULT_KUBE_VERSION", "FAIL_ON", "CheckResult", "check_manifests", "find_checkov", "write_outputs"]
+__all__ = [
+    "DEFAULT_KUBE_VERSION",
+    "FAIL_ON",
+    "CheckResult",
+    "RecordedManifests",
+    "check_manifests",
+    "find_checkov",
+    "record_manifests",
+    "write_outputs",
+]
 
 DEFAULT_KUBE_VERSION = "1.31"
 FAIL_ON = (*SEVERITIES, "never")
@@ -181,6 +191,26 @@ def check_manifests(path: Path | str, *, kube_version: str = DEFAULT_KUBE_VERSIO
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     findings.sort(key=lambda f: (order[f.severity], f.source, f.rule, f.object))
     return CheckResult(rendered, kube_version, findings, version, fail_on, passed)
+
+
+@dataclass(frozen=True)
+class RecordedManifests:
+    record: ManifestsRecord
+    sources: list[SourceFile]
+
+
+def record_manifests(path: Path | str) -> RecordedManifests:
+    """What a drill records of the manifests under test: the rendering's hash, every source file's,
+    and the schema and resilience findings (checkov is left to ``drill manifests check``: it takes
+    seconds and its own virtualenv)."""
+    result = check_manifests(path, checkov=False, fail_on="never")
+    r = result.rendered
+    record = ManifestsRecord(
+        path=r.path, kustomize=r.kustomize, rendered_sha256=r.rendered_sha256, objects=len(r.objects),
+        kube_version=result.kube_version, checkov=None, counts=result.counts(),
+        findings=[ManifestFinding.model_validate(f.to_dict()) for f in result.findings],
+    )  # fmt: skip
+    return RecordedManifests(record=record, sources=r.sources)
 
 
 def _junit(result: CheckResult) -> str:

@@ -19,6 +19,7 @@ import pytest
 
 from drillbit.core.results import MEASUREMENTS, RUN, VERDICTS, Measurements, Outcome, RunInfo, RunStatus, read_model
 from drillbit.core.rundir import HEARTBEAT
+from drillbit.manifests import render
 from drillbit.plan import DrillPlan, load_plan
 from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.sandbox.driver import SandboxTarget
@@ -106,6 +107,13 @@ def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(sandbox_
     info = read_model(result.run_dir / RUN, RunInfo)
     assert info.status is RunStatus.COMPLETED and info.exit_code == 0
     assert info.experiment is not None and info.experiment.path.endswith("pod-kill.yaml")
+    # the manifests the sandbox stands in for (topology.yaml: manifests) are recorded and reported
+    staged = render(EXPERIMENTS.parent / "infra" / "k8s" / "overlays" / "staging")
+    assert info.manifests_check is not None and info.manifests_check.rendered_sha256 == staged.rendered_sha256
+    assert info.manifests_check.counts["error"] == 0, info.manifests_check
+    recorded = {Path(f.path).resolve(): f.sha256 for f in info.manifests}
+    assert all(recorded.get(Path(s.path).resolve()) == s.sha256 for s in staged.sources), recorded
+    assert staged.rendered_sha256 in (result.run_dir / "report.html").read_text()
     for name in ("events.jsonl", "journal.json", VERDICTS, "load.json", "samples/availability.parquet"):
         assert (result.run_dir / name).exists(), name
     _assert_whole(sandbox_env)

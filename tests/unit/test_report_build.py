@@ -14,7 +14,8 @@ import pytest
 
 from drillbit import reports
 from drillbit.core.redact import Redactor
-from drillbit.core.results import AuditFields
+from drillbit.core.results import AuditFields, ManifestFinding, RunInfo, read_model, write_model
+from drillbit.manifests import record_manifests
 from drillbit.reports.html import json_for_html
 from tests.unit.rundirs import XSS, RunSpec, write_run_dir
 
@@ -260,3 +261,21 @@ def test_build_of_a_missing_directory_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="not a run directory"):
         reports.build(tmp_path / "nope")
+
+
+def test_report_shows_the_manifests_under_test_their_hash_and_findings(tmp_path: Path) -> None:
+    """run.json's manifests_check (as a drill records it from the staging overlay, plus a finding
+    whose message carries a script payload): the report names the overlay, the rendering's sha256
+    and every finding, escaped."""
+    d = write_run_dir(tmp_path, RunSpec(kind="pass", run_id="run-manifests"))
+    recorded = record_manifests(Path(__file__).resolve().parents[2] / "infra" / "k8s" / "overlays" / "staging")
+    bad = ManifestFinding(rule="DRILL-K8S-001", requirement="R1.5", severity="error", object="Deployment/api",
+                          file="base/api.yaml", message=f"replicas: 1 {XSS}", source="drillbit")  # fmt: skip
+    record = recorded.record.model_copy(update={"findings": [*recorded.record.findings, bad]})
+    info = read_model(d / "run.json", RunInfo).model_copy(update={"manifests_check": record})
+    write_model(d / "run.json", info)
+    reports.build(d)
+    html = (d / "report.html").read_text()
+    assert record.rendered_sha256 in html and record.path in html
+    assert XSS not in html and unescape(f"replicas: 1 {XSS}") in unescape(html)
+    assert html.count('class="sev-') == len(record.findings)

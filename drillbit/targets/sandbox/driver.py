@@ -46,7 +46,9 @@ class SandboxTarget:
 
     def fingerprint(self) -> dict[str, Any]:
         topo = Path(self.sb.state.topology_file)
+        manifests = self.sb.topology.manifests
         return {
+            "manifests": str((topo.parent / manifests).resolve()) if manifests else None,
             "sandbox_id": self.sb.state.id,
             "created_at": self.sb.state.created_at,
             "topology": str(topo),

@@ -107,6 +107,9 @@ class Patroni(_Model):
 
 class Topology(_Model):
     regions: list[Region] = Field(min_length=2, max_length=4)
+    # the deployment manifests this sandbox stands in for (a kustomize overlay, relative to the
+    # topology file): every drill on it records them, hashed and checked, in run.json and the report
+    manifests: str | None = Field(default=None, min_length=1)
     front_door: FrontDoor = FrontDoor()
     api: Api = Api()
     autoscaling: Autoscaling = Autoscaling()
