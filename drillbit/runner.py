@@ -313,31 +313,43 @@ def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
                 env_down(options.env, state_dir=options.state_dir, report=options.say)
 
 
-SETTLE_S = 2.0  # whole at every poll for this long before the baseline starts
+SETTLE_S = 2.0  # whole (and at rest) at every poll for this long before the baseline starts
 SETTLE_TIMEOUT_S = 30.0
+# an autoscaler scales in only after its stabilization window (the sandbox's: 30 s) once the load is gone
+AT_REST_TIMEOUT_S = 75.0
 
 
-def _steady_before_baseline(target: Target) -> None:
+def _steady_before_baseline(target: Target) -> str | None:
     """A baseline measures the target at rest: whole (every replica ready, a primary leading) at every
     poll for SETTLE_S, not a target still recovering from what ran before (a failover's replicas
-    reconnecting); healed once if it does not settle, an environment error if it still does not."""
+    reconnecting), and settled (scaled back in to its minimum after an earlier drill's load), so a
+    scale-out the drill measures starts from the minimum. Healed once if it is not whole; an
+    environment error if it still is not. Whole but still scaled out after AT_REST_TIMEOUT_S: the
+    drill runs, and the returned note says so (its autoscaling verdicts say why they cannot judge)."""
+    if wait_steadily(target.settled, AT_REST_TIMEOUT_S, SETTLE_S) is not None:
+        return None
     if wait_steadily(target.whole, SETTLE_TIMEOUT_S, SETTLE_S) is not None:
-        return
+        return (f"the target was still scaled out above its minimum replicas {AT_REST_TIMEOUT_S:g} s after the "
+                "previous load ended: the baseline began with extra replicas")  # fmt: skip
     if target.heal().get("whole") is not True or wait_steadily(target.whole, SETTLE_TIMEOUT_S, SETTLE_S) is None:
         raise EnvironmentFailure("the target is not whole and steady (every replica ready, a primary leading) "
                                  "and healing it did not help: check it (drill env status)")  # fmt: skip
+    return None
 
 
 def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger) -> DrillResult:
     target = resolve_target(options.env, state_dir=options.state_dir)
     ledger.update(state_dir=str(target.state_dir()))
-    _steady_before_baseline(target)
+    unsettled = _steady_before_baseline(target)
     clock = Clock.from_env()
     run_dir = open_run_dir(options.out, plan.name, clock)
     ledger.update(run_dir=str(run_dir.resolve()))
     drill = Drill(plan, options, target, run_dir, clock)
     operator = options.operator or os.environ.get("DRILL_OPERATOR") or getpass.getuser()
     info = drill.run_info(operator)
+    if unsettled:
+        log.warning("%s", unsettled)
+        info = info.model_copy(update={"notes": [*info.notes, unsettled]})
     write_model(run_dir / RUN, info)
     write_slas(run_dir, plan.slas)
     options.say(f"drill {run_dir.name}: {plan.experiment.get('title')}")

@@ -86,11 +86,13 @@ def _kustomize(kubectl: str, directory: Path, source: str) -> str:
     return done.stdout
 
 
-def _render_kustomize(directory: Path, source: str) -> tuple[str, dict[str, str]]:
+def _render_kustomize(directory: Path, source: str, origins_too: bool) -> tuple[str, dict[str, str]]:
     """The plain rendering, and each object's origin file (from a second rendering through a
-    wrapper kustomization that turns on kustomize's origin annotations)."""
+    wrapper kustomization that turns on kustomize's origin annotations) when ``origins_too``."""
     kubectl = _kubectl()
     text = _kustomize(kubectl, directory, source)
+    if not origins_too:
+        return text, {}
     with tempfile.TemporaryDirectory(prefix="drill-kustomize-") as tmp:
         rel = os.path.relpath(directory.resolve(), tmp)
         (Path(tmp) / "kustomization.yaml").write_text(
@@ -158,8 +160,9 @@ def _load_yaml_files(files: list[Path]) -> tuple[str, dict[str, str]]:
     return "---\n".join(parts), origins
 
 
-def render(path: Path | str) -> Rendered:
-    """Render ``path``: a kustomization directory, a directory of YAML files, or one YAML file."""
+def render(path: Path | str, *, origins: bool = True) -> Rendered:
+    """Render ``path``: a kustomization directory, a directory of YAML files, or one YAML file.
+    ``origins=False`` skips finding each object's source file (one kustomize run instead of two)."""
     p = Path(path)
     source = str(path)
     if not p.exists():
@@ -168,13 +171,13 @@ def render(path: Path | str) -> Rendered:
         raise ConfigError(source, "not a regular file or a directory (a FIFO or a device?): give a manifest file")
     kustomize = p.is_dir() and _kustomization(p) is not None
     if kustomize:
-        text, origins = _render_kustomize(p, source)
-        read = [*_kustomization_files(p, set()), *(Path(o) for o in sorted(set(origins.values())))]
+        text, where = _render_kustomize(p, source, origins)
+        read = [*_kustomization_files(p, set()), *(Path(o) for o in sorted(set(where.values())))]
     else:
         files = sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()) if p.is_dir() else [p]
         if not files:
             raise ConfigError(source, "no .yaml/.yml files in it and no kustomization.yaml: nothing to check")
-        text, origins = _load_yaml_files(files)
+        text, where = _load_yaml_files(files)
         read = files
     objects = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
     if not objects:
@@ -185,5 +188,5 @@ def render(path: Path | str) -> Rendered:
         if key not in seen and f.is_file():
             seen.add(key)
             sources.append(SourceFile(path=_display(f), sha256=_sha256(f.read_bytes())))
-    return Rendered(path=source, kustomize=kustomize, objects=objects, origins=origins, sources=sources,
+    return Rendered(path=source, kustomize=kustomize, objects=objects, origins=where, sources=sources,
                     rendered_sha256=_sha256(text.encode()), text=text)  # fmt: skip

@@ -73,6 +73,11 @@ class Target(Protocol):
         """Every region up, every replica ready, a primary database: nothing left to heal."""
         ...
 
+    def settled(self) -> bool:
+        """Whole and at rest: no autoscaler still holding replicas above the minimum for load that
+        has ended (a drill's baseline, and a scale-out it measures, start from the minimum)."""
+        ...
+
 
 class TargetKind(Protocol):
     """A kind of target (the sandbox, a Kubernetes cluster, an AWS account): a plugin registered in

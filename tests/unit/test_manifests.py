@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,12 @@ import pytest
 import yaml
 
 from drillbit.cli import main
+from drillbit.core.errors import ConfigError
 from drillbit.manifests import RULES, check_manifests, render
 from drillbit.manifests.check import find_checkov
 from drillbit.manifests.rules import run_rules
+from drillbit.manifests.sizes import spread
+from drillbit.targets.sandbox.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGING = ROOT / "infra" / "k8s" / "overlays" / "staging"
@@ -215,3 +219,75 @@ def test_a_privileged_container_is_a_checkov_error(checkov: str, tmp_path: Path)
     result = check_manifests(_write(objs, tmp_path / "privileged.yaml"))
     errors = {f.rule for f in result.findings if f.severity == "error" and f.source == "checkov"}
     assert "CKV_K8S_16" in errors and result.exit_code == 1
+
+
+# -- the sandbox takes the API's sizes from the manifests its topology names -------------------------
+
+
+def _project_copy(tmp_path: Path, topology_extra: str = "") -> tuple[Path, Path]:
+    """infra/k8s and the shipped topology copied under tmp_path: (topology file, staging overlay)."""
+    shutil.copytree(ROOT / "infra" / "k8s", tmp_path / "infra" / "k8s")
+    (tmp_path / "infra" / "sandbox").mkdir(parents=True)
+    topo = tmp_path / "infra" / "sandbox" / "topology.yaml"
+    topo.write_text((ROOT / "infra" / "sandbox" / "topology.yaml").read_text() + topology_extra)
+    return topo, tmp_path / "infra" / "k8s" / "overlays" / "staging"
+
+
+def _set_sizes(overlay: Path, replicas: int, hpa_min: int, hpa_max: int) -> None:
+    k = overlay / "kustomization.yaml"
+    text = k.read_text().replace("{name: trading-api, count: 4}", f"{{name: trading-api, count: {replicas}}}")
+    text = text.replace("path: /spec/minReplicas, value: 4}", f"path: /spec/minReplicas, value: {hpa_min}}}")
+    text = text.replace("path: /spec/maxReplicas, value: 8}", f"path: /spec/maxReplicas, value: {hpa_max}}}")
+    k.write_text(text)
+
+
+def test_spread_over_regions_is_a_zone_spread_with_max_skew_1() -> None:
+    assert spread(4, 2) == [2, 2] and spread(5, 2) == [3, 2] and spread(7, 3) == [3, 2, 2]
+
+
+def test_the_shipped_topology_takes_its_api_sizes_from_the_staging_overlay() -> None:
+    topo = load_topology(ROOT / "infra" / "sandbox" / "topology.yaml")
+    assert [r.api_replicas for r in topo.regions] == [2, 2]
+    auto = topo.autoscaling
+    assert (auto.enabled, auto.max_replicas, auto.metric, auto.target_rps) == (True, 4, "rps", 35.0)
+
+
+def test_a_change_to_the_manifests_changes_the_sandbox(tmp_path: Path) -> None:
+    topo, overlay = _project_copy(tmp_path)
+    _set_sizes(overlay, replicas=5, hpa_min=5, hpa_max=12)
+    t = load_topology(topo)
+    assert [r.api_replicas for r in t.regions] == [3, 2] and t.autoscaling.max_replicas == 6
+
+
+def test_without_an_hpa_the_sandbox_does_not_autoscale(tmp_path: Path) -> None:
+    topo, overlay = _project_copy(tmp_path)
+    base = overlay.parent.parent / "base" / "api.yaml"
+    docs = [d for d in yaml.safe_load_all(base.read_text()) if d["kind"] != "HorizontalPodAutoscaler"]
+    base.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    k = overlay / "kustomization.yaml"
+    k.write_text(k.read_text().split("patches:")[0])
+    t = load_topology(topo)
+    assert [r.api_replicas for r in t.regions] == [2, 2] and t.autoscaling.enabled is False
+
+
+def test_sizes_set_in_both_places_are_refused_naming_the_fields(tmp_path: Path) -> None:
+    topo, _ = _project_copy(tmp_path)
+    topo.write_text(topo.read_text().replace("  - name: region-a\n", "  - name: region-a\n    api_replicas: 3\n"))
+    with pytest.raises(ConfigError, match=r"regions\[0\]\.api_replicas: set by the manifests") as err:
+        load_topology(topo)
+    assert err.value.exit_code == 2 and str(topo) in str(err.value)
+
+
+def test_fewer_replicas_than_regions_is_refused(tmp_path: Path) -> None:
+    topo, overlay = _project_copy(tmp_path)
+    _set_sizes(overlay, replicas=1, hpa_min=1, hpa_max=2)
+    with pytest.raises(ConfigError, match="1 replica\\(s\\) for 2 regions: the sandbox runs at least one per region"):
+        load_topology(topo)
+
+
+def test_a_missing_overlay_is_a_config_error_naming_the_topology(tmp_path: Path) -> None:
+    topo, _ = _project_copy(tmp_path)
+    topo.write_text(topo.read_text().replace("manifests: ../k8s/overlays/staging", "manifests: ../k8s/nowhere"))
+    with pytest.raises(ConfigError, match=r"manifests: \.\./k8s/nowhere: no such file or directory") as err:
+        load_topology(topo)
+    assert err.value.source == str(topo)

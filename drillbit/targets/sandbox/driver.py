@@ -120,6 +120,11 @@ class SandboxTarget:
             and all(self.sb.node_healthy(r) for r in self.sb.regions)
         )
 
+    def settled(self) -> bool:
+        floor = {r.name: r.api_replicas for r in self.sb.topology.regions}
+        above = [r for r, c in self.sb.replicas().items() if c["desired"] > floor.get(r, c["desired"])]
+        return not above and self.whole()
+
     def heal(self, timeout: float = HEAL_TIMEOUT_S) -> dict[str, Any]:
         """Restore every region whose database node or replicas are down, then wait (bounded) until
         the whole sandbox is healthy again (a primary elected, every node streaming); idempotent."""

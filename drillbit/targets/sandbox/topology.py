@@ -6,6 +6,7 @@ fix; the result is immutable.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drillbit.core.errors import ConfigError, validation_problems
 from drillbit.core.project import current as current_project
 from drillbit.core.yamlio import load_document
+from drillbit.manifests.render import render
+from drillbit.manifests.sizes import DEFAULT_WORKLOAD, api_sizes, spread
 
 __all__ = ["Topology", "default_topology", "load_topology"]
 
@@ -108,8 +111,10 @@ class Patroni(_Model):
 class Topology(_Model):
     regions: list[Region] = Field(min_length=2, max_length=4)
     # the deployment manifests this sandbox stands in for (a kustomize overlay, relative to the
-    # topology file): every drill on it records them, hashed and checked, in run.json and the report
+    # topology file): the API's replicas and autoscaling come from them (load_topology), and every
+    # drill records them, hashed and checked, in run.json and the report
     manifests: str | None = Field(default=None, min_length=1)
+    api_workload: str = Field(default=DEFAULT_WORKLOAD, min_length=1)  # its Deployment in the manifests
     front_door: FrontDoor = FrontDoor()
     api: Api = Api()
     autoscaling: Autoscaling = Autoscaling()
@@ -150,9 +155,49 @@ def parse_topology(data: Any, source: str) -> Topology:
         raise ConfigError(source, validation_problems(err)) from None
 
 
+#: what the manifests decide when a topology names them (set here too, they would disagree one day)
+FROM_MANIFESTS = ("regions[].api_replicas", "autoscaling.enabled", "autoscaling.max_replicas", "autoscaling.metric",
+                  "autoscaling.target_rps", "autoscaling.target_cpu_percent")  # fmt: skip
+
+
+def _sized_from_manifests(data: dict[str, Any], base: Path, source: str) -> dict[str, Any]:
+    """``data`` with the API's replicas per region and its autoscaling taken from the manifests it
+    names: the Deployment's replicas (the HPA's minimum when an HPA scales it) and the HPA's
+    maximum spread over the regions with maxSkew 1, the HPA's target as the autoscaler's."""
+    regions = data.get("regions")
+    if not isinstance(regions, list) or not regions or not all(isinstance(r, dict) for r in regions):
+        return data  # the model reports what is wrong with regions
+    auto: dict[str, Any] = data["autoscaling"] if isinstance(data.get("autoscaling"), dict) else {}
+    given = [f"regions[{i}].api_replicas" for i, r in enumerate(regions) if "api_replicas" in r]
+    given += [f"autoscaling.{k}" for k in ("enabled", "max_replicas", "metric", "target_rps",
+                                           "target_cpu_percent") if k in auto]  # fmt: skip
+    if given:
+        raise ConfigError(source, f"{', '.join(given)}: set by the manifests this topology names (manifests: "
+                                  f"{data['manifests']}): change them there, or drop manifests:")  # fmt: skip
+    where = base / str(data["manifests"])
+    try:
+        objects = render(where, origins=False).objects
+    except ConfigError as err:
+        raise ConfigError(source, f"manifests: {data['manifests']}: {'; '.join(err.problems)}") from None
+    sizes = api_sizes(objects, str(data.get("api_workload") or DEFAULT_WORKLOAD), f"{source}: manifests ({where})")
+    low = spread(sizes.replicas, len(regions))
+    if min(low) < 1:
+        raise ConfigError(source, f"manifests: {sizes.source} gives {sizes.replicas} replica(s) for "
+                                  f"{len(regions)} regions: the sandbox runs at least one per region")  # fmt: skip
+    high = max(math.ceil(sizes.max_replicas / len(regions)), max(low))
+    autoscaling = {**auto, "enabled": sizes.autoscaling, "max_replicas": high, "metric": sizes.metric}
+    if sizes.autoscaling:
+        autoscaling["target_rps" if sizes.metric == "rps" else "target_cpu_percent"] = sizes.target
+    return {**data, "regions": [{**r, "api_replicas": n} for r, n in zip(regions, low, strict=True)],
+            "autoscaling": autoscaling}  # fmt: skip
+
+
 def load_topology(path: Path | str | None = None) -> Topology:
-    """Read and validate a topology file (the packaged default when ``path`` is None)."""
+    """Read and validate a topology file (the packaged default when ``path`` is None); a topology that
+    names its manifests takes the API's sizes from them (:data:`FROM_MANIFESTS`)."""
 
     p = Path(path) if path is not None else default_topology()
     data = load_document(p, missing="file not found: pass an existing topology file")
+    if isinstance(data, dict) and isinstance(data.get("manifests"), str) and data["manifests"]:
+        data = _sized_from_manifests(data, p.resolve().parent, str(p))
     return parse_topology(data, str(p))
