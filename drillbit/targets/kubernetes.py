@@ -1,34 +1,69 @@
-"""The kubernetes kind: its drill.yaml fields and its identity check (the context allowlist).
+"""The kubernetes kind: a team's cluster as a drill target, through the official ``kubernetes`` client.
 
-A kubernetes target names the one kubeconfig context it may use. drillbit uses exactly that
-context, whatever kubectl's current context is, and refuses one the kubeconfig does not have, so a
-drill never lands on whatever cluster kubectl points at. The driver that injects faults and
-samples a cluster comes with the Kubernetes target issue; until then attaching says so (exit 2).
+A kubernetes target names the one kubeconfig context it may use and the one namespace it may act
+in. drillbit uses exactly that context, whatever kubectl's current context is, refuses one the
+kubeconfig does not have, refuses a cluster whose server is not the one recorded in drill.yaml
+(``server``), and refuses the system namespaces, so a drill never lands on whatever cluster kubectl
+points at. Nothing is contacted until a drill asks.
+
+What the driver reads back from the cluster (never what it asked for):
+
+- replicas per zone: the API workload's pods (``api_selector``), each in the zone of its node
+  (``zone_label``); ready = its Ready condition, not terminating; a pod's name is its identity;
+- faults: pods deleted (landed when each is gone or terminating), a zone lost by cordoning its
+  nodes and evicting the API's pods through the Eviction API (which respects PodDisruptionBudgets;
+  landed when no API pod is ready there), the database primary's pod deleted (landed when another
+  pod leads), a rolling update by patching the image tag (landed when every pod runs it, ready);
+- heal: uncordons the nodes drillbit cordoned (marked with an annotation), then waits for whole.
+
+Every cluster call is counted (``api_calls``) for the record of a drill's overhead.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import random
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from drillbit.core.errors import ConfigError
-from drillbit.targets.base import Target
+from drillbit.core.errors import ConfigError, EnvironmentFailure
+from drillbit.targets.base import Endpoints, Target
 
-__all__ = ["KubernetesKind", "KubernetesSpec", "check_kube_context"]
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+__all__ = ["KubernetesKind", "KubernetesSpec", "KubernetesTarget", "check_kube_context"]
+
+log = logging.getLogger(__name__)
+
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+CORDONED_BY = "drillbit.dev/cordoned-by"
+WAIT_TIMEOUT_S = 300.0
+POLL_S = 0.25
 
 
 class KubernetesSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     context: str = Field(min_length=1)  # the only kubeconfig context this target may use
     kubeconfig: str | None = Field(default=None, min_length=1)
-    namespace: str | None = Field(default=None, min_length=1)
+    namespace: str | None = Field(default=None, min_length=1)  # the only namespace it acts in
+    server: str | None = Field(default=None, min_length=1)  # the cluster's API server as recorded: refused if not
+    api_url: str | None = Field(default=None, min_length=1)  # the service's public URL (probes, load)
+    api_deployment: str = Field(default="trading-api", min_length=1)
+    api_selector: str = Field(default="app.kubernetes.io/name=trading-api", min_length=1)
+    db_selector: str = Field(default="app.kubernetes.io/name=trading-db", min_length=1)
+    zone_label: str = Field(default="topology.kubernetes.io/zone", min_length=1)
 
 
 def check_kube_context(name: str, spec: KubernetesSpec, source: str) -> str:
-    """The kubeconfig's context to use; refuses one that is not the target's configured context."""
+    """The kubeconfig's context to use; refuses one that is not the target's configured context, a
+    server that is not the recorded one, and a system namespace."""
     from kubernetes import config as kube_config  # the kubernetes client is imported by this kind only
 
     try:
@@ -39,7 +74,271 @@ def check_kube_context(name: str, spec: KubernetesSpec, source: str) -> str:
     if spec.context not in names:
         raise ConfigError(source, f"targets.{name}.context: {spec.context!r} is not in the kubeconfig "
                                   f"(has: {', '.join(names)})")  # fmt: skip
+    if spec.namespace in SYSTEM_NAMESPACES:
+        raise ConfigError(source, f"targets.{name}.namespace: {spec.namespace!r} is a system namespace: "
+                                  "drill the platform's own")  # fmt: skip
+    if spec.server is not None:
+        server = _server_of(spec)
+        if server.rstrip("/") != spec.server.rstrip("/"):
+            raise ConfigError(source, f"targets.{name}.server: the context {spec.context!r} points at {server}, "
+                                      f"not {spec.server}: a different cluster; fix the kubeconfig or "
+                                      "drill.yaml")  # fmt: skip
     return spec.context  # used explicitly, whatever kubectl's current context is
+
+
+def _server_of(spec: KubernetesSpec) -> str:
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=spec.kubeconfig, context=spec.context, client_configuration=cfg)
+    return str(cfg.host)
+
+
+def _ready(pod: Any) -> bool:
+    if pod.metadata.deletion_timestamp is not None:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+class KubernetesTarget:
+    kind = "kubernetes"
+
+    def __init__(self, name: str, spec: KubernetesSpec, state_dir: Path | str | None = None) -> None:
+        if spec.namespace is None:
+            raise ConfigError("drill.yaml", f"targets.{name}.namespace: required to drill a cluster (the one "
+                                            "namespace drillbit may act in)")  # fmt: skip
+        self.name, self.spec, self.namespace = name, spec, spec.namespace
+        self._state_dir = Path(state_dir) if state_dir else Path(".drill") / "kubernetes" / name
+        self._client: ApiClient | None = None
+        self.api_calls = 0
+        self.cordon_mark = f"{name}/{self.namespace}"
+
+    # -- the client ----------------------------------------------------------------------------
+    def _api(self) -> ApiClient:
+        if self._client is None:
+            from kubernetes import config
+
+            self._client = config.new_client_from_config(config_file=self.spec.kubeconfig, context=self.spec.context)
+        return self._client
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        self.api_calls += 1
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as err:
+            raise EnvironmentFailure(f"kubernetes {self.spec.context}: {fn.__name__}: {err.status} {err.reason}") \
+                from None  # fmt: skip
+        except HTTPError as err:
+            raise EnvironmentFailure(f"kubernetes {self.spec.context}: cannot reach the API server: {err}") from None
+
+    def _core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self._api())
+
+    def _apps(self) -> Any:
+        from kubernetes import client
+
+        return client.AppsV1Api(self._api())
+
+    # -- reading -------------------------------------------------------------------------------
+    def _pods(self, selector: str) -> list[Any]:
+        return list(self._call(self._core().list_namespaced_pod, self.namespace, label_selector=selector).items)
+
+    def _zones(self) -> dict[str, str]:
+        nodes = self._call(self._core().list_node).items
+        return {n.metadata.name: (n.metadata.labels or {}).get(self.spec.zone_label, "unknown") for n in nodes}
+
+    def _zone_of(self, pod: Any, zones: dict[str, str]) -> str:
+        return zones.get(pod.spec.node_name, "unscheduled") if pod.spec.node_name else "unscheduled"
+
+    def _deployment(self) -> Any:
+        return self._call(self._apps().read_namespaced_deployment, self.spec.api_deployment, self.namespace)
+
+    def state_dir(self) -> str:
+        return str(self._state_dir)
+
+    def endpoints(self) -> Endpoints:
+        if self.spec.api_url is None:
+            raise ConfigError("drill.yaml", f"targets.{self.name}.api_url: required to probe the service (its "
+                                            "public URL: ingress or load balancer)")  # fmt: skip
+        return Endpoints(api_url=self.spec.api_url.rstrip("/"), heartbeat_via="api")
+
+    def fingerprint(self) -> dict[str, Any]:
+        d = self._deployment()
+        return {"context": self.spec.context, "server": self._api().configuration.host, "namespace": self.namespace,
+                "deployment": self.spec.api_deployment, "generation": d.metadata.generation,
+                "images": [c.image for c in d.spec.template.spec.containers]}  # fmt: skip
+
+    def ready(self) -> bool:
+        if self.spec.api_url is None:
+            return False
+        try:
+            with httpx.Client(timeout=2.0, trust_env=False) as client:
+                return client.get(f"{self.spec.api_url.rstrip('/')}/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def replicas(self) -> dict[str, dict[str, Any]]:
+        """Per zone: pods scheduled there (desired), ready ones and their names; pods the Deployment
+        wants and does not have yet count as desired under ``unscheduled``."""
+        zones = self._zones()
+        pods = [p for p in self._pods(self.spec.api_selector) if p.metadata.deletion_timestamp is None]
+        out: dict[str, dict[str, Any]] = {z: {"desired": 0, "ready": 0, "ready_ids": []} for z in set(zones.values())}
+        for p in pods:
+            row = out.setdefault(self._zone_of(p, zones), {"desired": 0, "ready": 0, "ready_ids": []})
+            row["desired"] += 1
+            if _ready(p):
+                row["ready"] += 1
+                row["ready_ids"].append(p.metadata.name)
+        missing = int(self._deployment().spec.replicas or 0) - len(pods)
+        if missing > 0:
+            out.setdefault("unscheduled", {"desired": 0, "ready": 0, "ready_ids": []})["desired"] += missing
+        return out
+
+    def primary_region(self) -> str | None:
+        zones = self._zones()
+        leaders = [p for p in self._pods(self.spec.db_selector)
+                   if (p.metadata.labels or {}).get("role") in ("master", "primary") and _ready(p)]  # fmt: skip
+        return self._zone_of(leaders[0], zones) if len(leaders) == 1 else None
+
+    def whole(self) -> bool:
+        counts = self.replicas()
+        cordoned = self._cordoned()
+        has_db = bool(self._pods(self.spec.db_selector))
+        return (not cordoned and all(c["ready"] >= c["desired"] for c in counts.values())
+                and sum(c["ready"] for c in counts.values()) > 0
+                and (not has_db or self.primary_region() is not None))  # fmt: skip
+
+    def settled(self) -> bool:
+        from kubernetes import client
+
+        hpas = self._call(client.AutoscalingV2Api(self._api()).list_namespaced_horizontal_pod_autoscaler,
+                          self.namespace).items  # fmt: skip
+        floor = next((h.spec.min_replicas for h in hpas if h.spec.scale_target_ref.name == self.spec.api_deployment),
+                     None)  # fmt: skip
+        return (floor is None or int(self._deployment().spec.replicas or 0) <= floor) and self.whole()
+
+    # -- faults --------------------------------------------------------------------------------
+    def _wait(self, what: str, check: Callable[[], bool], timeout: float = WAIT_TIMEOUT_S) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            time.sleep(POLL_S)
+        log.warning("kubernetes %s: %s not within %.0f s", self.spec.context, what, timeout)
+        return False
+
+    def _gone(self, uids: dict[str, str]) -> bool:
+        """Every pod (name -> uid) is gone or terminating (a pod of the same name, new uid, is another)."""
+        live = {p.metadata.name: p for p in self._pods(self.spec.api_selector) + self._pods(self.spec.db_selector)}
+        return all(n not in live or live[n].metadata.uid != uid or live[n].metadata.deletion_timestamp is not None
+                   for n, uid in uids.items())  # fmt: skip
+
+    def kill_replicas(self, count: int | None = None, percent: float | None = None,
+                      region: str | None = None) -> dict[str, Any]:  # fmt: skip
+        zones = self._zones()
+        pods = [p for p in self._pods(self.spec.api_selector)
+                if _ready(p) and (region is None or self._zone_of(p, zones) == region)]  # fmt: skip
+        n = count if count is not None else math.ceil(len(pods) * (percent or 0) / 100)
+        if n < 1 or n > len(pods):
+            raise ConfigError("arguments", f"cannot kill {n} of the {len(pods)} ready API pods"
+                                           f"{f' in {region}' if region else ''}")  # fmt: skip
+        victims = random.sample(pods, n)
+        for p in victims:
+            self._call(self._core().delete_namespaced_pod, p.metadata.name, self.namespace)
+        uids = {p.metadata.name: p.metadata.uid for p in victims}
+        landed = self._wait("the killed pods gone", lambda: self._gone(uids), timeout=30)
+        return {"killed": sorted(uids), "landed": landed}
+
+    def _nodes_in(self, zone: str) -> list[Any]:
+        return [n for n in self._call(self._core().list_node).items
+                if (n.metadata.labels or {}).get(self.spec.zone_label) == zone]  # fmt: skip
+
+    def _cordoned(self) -> list[str]:
+        return [n.metadata.name for n in self._call(self._core().list_node).items
+                if (n.metadata.annotations or {}).get(CORDONED_BY) == self.cordon_mark]  # fmt: skip
+
+    def _cordon(self, node: str, on: bool) -> None:
+        body = {"spec": {"unschedulable": on}, "metadata": {"annotations": {CORDONED_BY: self.cordon_mark if on
+                                                                             else None}}}  # fmt: skip
+        self._call(self._core().patch_node, node, body)
+
+    def lose_region(self, region: str) -> dict[str, Any]:
+        from kubernetes import client
+
+        nodes = self._nodes_in(region)
+        if not nodes:
+            raise ConfigError("arguments.region", f"no node carries {self.spec.zone_label}={region}")
+        for n in nodes:
+            self._cordon(n.metadata.name, True)
+        names = {n.metadata.name for n in nodes}
+
+        def drained() -> bool:
+            left = [p for p in self._pods(self.spec.api_selector)
+                    if p.spec.node_name in names and p.metadata.deletion_timestamp is None]  # fmt: skip
+            for p in left:  # the Eviction API: a PodDisruptionBudget may refuse (429) until replacements are ready
+                body = client.V1Eviction(metadata=client.V1ObjectMeta(name=p.metadata.name, namespace=self.namespace))
+                try:
+                    self._call(self._core().create_namespaced_pod_eviction, p.metadata.name, self.namespace, body)
+                except EnvironmentFailure as err:
+                    log.info("eviction of %s refused for now: %s", p.metadata.name, err)
+            return not left
+
+        landed = self._wait(f"zone {region} drained", drained)
+        return {"cordoned": sorted(names), "landed": landed}
+
+    def restore_region(self, region: str) -> dict[str, Any]:
+        nodes = [n.metadata.name for n in self._nodes_in(region)
+                 if (n.metadata.annotations or {}).get(CORDONED_BY) == self.cordon_mark]  # fmt: skip
+        for n in nodes:
+            self._cordon(n, False)
+        return {"uncordoned": nodes, "landed": not any(n in self._cordoned() for n in nodes)}
+
+    def fail_over_database(self, mode: str = "kill-node") -> dict[str, Any]:
+        if mode != "kill-node":
+            raise ConfigError("arguments.mode", f"unknown failover mode {mode!r} for kubernetes: use kill-node")
+        leaders = [p for p in self._pods(self.spec.db_selector) if (p.metadata.labels or {}).get("role") in
+                   ("master", "primary")]  # fmt: skip
+        if len(leaders) != 1:
+            raise EnvironmentFailure(f"kubernetes: {len(leaders)} database primaries found ({self.spec.db_selector})")
+        old = leaders[0]
+        self._call(self._core().delete_namespaced_pod, old.metadata.name, self.namespace)
+
+        def promoted() -> bool:
+            return any((p.metadata.labels or {}).get("role") in ("master", "primary")
+                       and p.metadata.uid != old.metadata.uid and _ready(p)
+                       for p in self._pods(self.spec.db_selector))  # fmt: skip
+
+        landed = self._wait("a new database primary", promoted, timeout=120)
+        return {"old_primary": old.metadata.name, "landed": landed}
+
+    def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]:
+        d = self._deployment()
+        containers = d.spec.template.spec.containers
+        images = {c.name: f"{c.image.rsplit(':', 1)[0] if ':' in c.image.rsplit('/', 1)[-1] else c.image}:{version}"
+                  for c in containers}  # fmt: skip
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": n, "image": i} for n, i in images.items()]}}}}
+        self._call(self._apps().patch_namespaced_deployment, self.spec.api_deployment, self.namespace, patch)
+        want = int(d.spec.replicas or 0)
+
+        def rolled() -> bool:
+            pods = [p for p in self._pods(self.spec.api_selector) if p.metadata.deletion_timestamp is None]
+            return len(pods) == want and all(_ready(p) and {c.name: c.image for c in p.spec.containers} == images
+                                             for p in pods)  # fmt: skip
+
+        landed = self._wait(f"every pod at {version}", rolled)
+        return {"version": version, "images": images, "landed": landed}
+
+    def heal(self) -> dict[str, Any]:
+        restored = self._cordoned()
+        for n in restored:
+            self._cordon(n, False)
+        whole = self._wait("the target whole", self.whole, timeout=WAIT_TIMEOUT_S)
+        return {"restored": restored, "whole": whole, "landed": whole}
 
 
 class KubernetesKind:
@@ -49,23 +348,27 @@ class KubernetesKind:
     def check_identity(self, name: str, spec: KubernetesSpec, source: str) -> None:
         check_kube_context(name, spec, source)
 
-    def _unavailable(self, name: str, source: str) -> NoReturn:
-        raise ConfigError(source, f"targets.{name}.kind: the kubernetes driver is not available in this version: "
-                                  "use the sandbox")  # fmt: skip
-
     def attach(self, name: str, spec: KubernetesSpec, state_dir: Path | str | None) -> Target:
-        self._unavailable(name, "drill.yaml")
+        return KubernetesTarget(name, spec, state_dir)
 
     def is_up(self, name: str, spec: KubernetesSpec, state_dir: Path | str | None) -> bool:
-        self._unavailable(name, "drill.yaml")
+        return KubernetesTarget(name, spec, state_dir).whole()
 
     def up(self, name: str, spec: KubernetesSpec, state_dir: Path | str | None,
            report: Callable[[str], None]) -> Target:  # fmt: skip
-        self._unavailable(name, "drill.yaml")
+        target = KubernetesTarget(name, spec, state_dir)
+        report(f"{name}: a cluster is not brought up by drillbit; checking it is whole (context {spec.context})")
+        if not target.whole():
+            raise EnvironmentFailure(f"{name}: the cluster's {spec.api_deployment} is not whole: check it")
+        return target
 
     def down(self, name: str, spec: KubernetesSpec, state_dir: Path | str | None,
              report: Callable[[str], None]) -> None:  # fmt: skip
-        self._unavailable(name, "drill.yaml")
+        report(f"{name}: a cluster is not taken down by drillbit; undoing any fault drillbit left")
+        KubernetesTarget(name, spec, state_dir).heal()
 
     def status(self, name: str, spec: KubernetesSpec, state_dir: Path | str | None) -> dict[str, Any]:
-        self._unavailable(name, "drill.yaml")
+        target = KubernetesTarget(name, spec, state_dir)
+        return {"up": target.whole(), "context": spec.context, "namespace": spec.namespace,
+                "replicas": target.replicas(), "primary": target.primary_region(),
+                "cordoned_by_drillbit": target._cordoned()}  # fmt: skip

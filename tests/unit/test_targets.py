@@ -9,10 +9,12 @@ import yaml
 
 from drillbit.core.errors import ConfigError
 from drillbit.targets import env_status, env_up, load_targets, registered_kinds, resolve_target
+from drillbit.targets.kubernetes import KubernetesTarget
 
+SERVERS = {"staging-eks": "https://127.0.0.2:6443", "prod-eks": "https://127.0.0.3:6443"}
 KUBECONFIG = {
     "apiVersion": "v1", "kind": "Config", "current-context": "prod-eks",
-    "clusters": [{"name": c, "cluster": {"server": "https://127.0.0.1:6443"}} for c in ("staging-eks", "prod-eks")],
+    "clusters": [{"name": c, "cluster": {"server": s}} for c, s in SERVERS.items()],
     "users": [{"name": "u", "user": {"token": "t"}}],
     "contexts": [{"name": c, "context": {"cluster": c, "user": "u"}} for c in ("staging-eks", "prod-eks")],
 }  # fmt: skip
@@ -22,8 +24,8 @@ def _files(tmp_path: Path, context: str) -> Path:
     kube = tmp_path / "kubeconfig"
     kube.write_text(yaml.safe_dump(KUBECONFIG))
     config = tmp_path / "drill.yaml"
-    config.write_text(yaml.safe_dump({"targets": {"staging": {"kind": "kubernetes", "context": context,
-                                                              "kubeconfig": str(kube)}}}))  # fmt: skip
+    target = {"kind": "kubernetes", "context": context, "kubeconfig": str(kube), "namespace": "trading"}
+    config.write_text(yaml.safe_dump({"targets": {"staging": target}}))
     return config
 
 
@@ -40,11 +42,12 @@ def test_a_context_not_in_the_kubeconfig_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_configured_context_is_used_never_kubectls_current_one(tmp_path: Path) -> None:
-    """kubectl points at prod-eks; the target names staging-eks: drillbit gets past the allowlist with
-    staging-eks and then says the driver is not in this version (it never falls back to prod)."""
+    """kubectl points at prod-eks; the target names staging-eks: the driver talks to staging-eks's
+    server (it never falls back to prod), and has contacted nothing yet."""
     config = _files(tmp_path, "staging-eks")
-    with pytest.raises(ConfigError, match="the kubernetes driver is not available"):
-        resolve_target("staging", config=config)
+    target = resolve_target("staging", config=config)
+    assert isinstance(target, KubernetesTarget) and target.api_calls == 0
+    assert target._api().configuration.host == SERVERS["staging-eks"]
 
 
 def test_a_malformed_targets_file_reports_every_problem(tmp_path: Path) -> None:

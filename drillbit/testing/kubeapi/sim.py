@@ -123,6 +123,9 @@ class Simulator(NullBackend):
     def on_patch(self, kind: str, namespace: str | None, name: str, patch: Any, obj: dict[str, Any]) -> None:
         if kind != "Deployment" or namespace is None:
             return
+        if "template" in (patch.get("spec") or {} if isinstance(patch, dict) else {}):
+            self._roll(namespace, obj)
+            return
         replicas = int(obj["spec"].get("replicas", 1))
         for rs in self._replicasets_of(namespace, obj):
             self.store.update(REPLICASETS, namespace, rs["metadata"]["name"],
@@ -177,11 +180,41 @@ class Simulator(NullBackend):
             for _ in range(wanted - len(pods)):
                 meta = {"generateName": f"{rs_name}-", "labels": dict(template["metadata"]["labels"]),
                         "ownerReferences": [_owner(rs)]}  # fmt: skip
-                pod = self.store.create(PODS, {"metadata": meta, "spec": template["spec"],
+                spec = {**template["spec"], **({"nodeName": n} if (n := self._schedule(namespace)) else {})}
+                pod = self.store.create(PODS, {"metadata": meta, "spec": spec,
                                                "status": _ready_status(ready)}, namespace=namespace)  # fmt: skip
                 if not ready:
                     self._later(self.ready_after, self._make_ready, namespace, pod["metadata"]["name"])
         self._refresh_status(namespace)
+
+    def _schedule(self, namespace: str) -> str | None:
+        """The schedulable node with the fewest pods of ``namespace`` (a spread); None without nodes."""
+        nodes = [n["metadata"]["name"] for n in self.store.list(NODES, Query(None))[0]
+                 if not (n.get("spec") or {}).get("unschedulable")]  # fmt: skip
+        if not nodes:
+            return None
+        pods = [p for p in self.store.list(PODS, Query(namespace))[0] if not p["metadata"].get("deletionTimestamp")]
+        load = {n: sum((p.get("spec") or {}).get("nodeName") == n for p in pods) for n in nodes}
+        return min(nodes, key=lambda n: (load[n], n))
+
+    def _roll(self, namespace: str, deployment: dict[str, Any]) -> None:
+        """A changed pod template: a new ReplicaSet at the Deployment's replicas, the old ones at 0."""
+        template = deployment["spec"]["template"]
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        name = f"{deployment['metadata']['name']}-{digest}"
+        old = [rs for rs in self._replicasets_of(namespace, deployment) if rs["metadata"]["name"] != name]
+        if len(old) == len(self._replicasets_of(namespace, deployment)):
+            labels = {**template["metadata"]["labels"], "pod-template-hash": digest}
+            self.store.create(REPLICASETS, {
+                "metadata": {"name": name, "labels": labels, "ownerReferences": [_owner(deployment)]},
+                "spec": {"replicas": int(deployment["spec"].get("replicas", 1)), "selector": {"matchLabels": labels},
+                         "template": {**template, "metadata": {"labels": labels}}},
+            }, namespace=namespace)  # fmt: skip
+        for rs in old:
+            self.store.update(REPLICASETS, namespace, rs["metadata"]["name"],
+                              lambda o: {**o, "spec": {**o["spec"], "replicas": 0}})  # fmt: skip
+            self._later(self.replace_after, self._reconcile, namespace, rs["metadata"]["name"])
+        self._later(self.replace_after, self._reconcile, namespace, name)
 
     def _make_ready(self, namespace: str, name: str) -> None:
         self.store.update(PODS, namespace, name, lambda pod: {**pod, "status": _ready_status(True)})
