@@ -30,14 +30,6 @@ NS = "trading"
 CONTEXT = "drill-fake"
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy may take a request off loopback (the client reads them from the environment)."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-
-
 @pytest.fixture
 def global_client_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """Code that loads the kubeconfig into the client's global default (load_kube_config, chaosk8s)

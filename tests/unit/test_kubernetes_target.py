@@ -42,13 +42,6 @@ class Cluster(Simulator):
             **p, "metadata": {**p["metadata"], "labels": {**p["metadata"]["labels"], "role": "master"}}})  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-
-
 @pytest.fixture
 def api() -> Iterator[FakeKubeAPI]:
     server = FakeKubeAPI(policy=Policy.from_file(RBAC))
