@@ -24,17 +24,30 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 import psutil
 
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.targets.sandbox import loopback
+from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.render import API_DRAIN_TIMEOUT_S, api_version_file
+from drillbit.targets.sandbox.supervisor import Supervisor
 
-if TYPE_CHECKING:
-    from drillbit.targets.sandbox.sandbox import Sandbox
+
+class Rollable(Protocol):
+    """What a roll needs of the sandbox (``drillbit.targets.sandbox.sandbox.Sandbox``): its regions,
+    the run-directory layout (the replicas' sockets) and the process supervisor."""
+
+    @property
+    def regions(self) -> list[str]: ...
+
+    @property
+    def layout(self) -> Layout: ...
+
+    @property
+    def supervisor(self) -> Supervisor: ...
 
 __all__ = ["DEFAULT_TIMEOUT_S", "ReplicaInfo", "roll_out", "snapshot", "versions"]
 
@@ -66,11 +79,11 @@ def _get(sock: Path, path: str) -> httpx.Response | None:
         return None
 
 
-def _sockets(sb: Sandbox, region: str) -> list[Path]:
+def _sockets(sb: Rollable, region: str) -> list[Path]:
     return sorted(sb.layout.run.glob(f"api-{region}-*.sock"))
 
 
-def snapshot(sb: Sandbox, region: str) -> list[ReplicaInfo]:
+def snapshot(sb: Rollable, region: str) -> list[ReplicaInfo]:
     """The replicas of ``region`` that answer /healthz on their own socket (a draining or dead
     replica's socket refuses connections), ordered by replica name."""
     out = []
@@ -86,7 +99,7 @@ def snapshot(sb: Sandbox, region: str) -> list[ReplicaInfo]:
     return sorted(out, key=lambda i: i.replica)
 
 
-def _ready_count(sb: Sandbox, region: str) -> int:
+def _ready_count(sb: Rollable, region: str) -> int:
     ready = 0
     for sock in _sockets(sb, region):
         r = _get(sock, "/readyz")
@@ -94,11 +107,11 @@ def _ready_count(sb: Sandbox, region: str) -> int:
     return ready
 
 
-def _active(sb: Sandbox, region: str) -> bool:
+def _active(sb: Rollable, region: str) -> bool:
     return sb.supervisor.status(f"api-{region}") == "active"
 
 
-def versions(sb: Sandbox) -> dict[str, list[str]]:
+def versions(sb: Rollable) -> dict[str, list[str]]:
     """Region -> the versions its live replicas report (one entry per replica, by replica name)."""
     return {region: [i.version for i in snapshot(sb, region)] for region in sb.regions}
 
@@ -139,7 +152,7 @@ def _write_version(path: Path, version: str) -> None:
     os.replace(tmp, path)  # atomic: a replica starting meanwhile reads the old or the new, never half
 
 
-def _check_sandbox_supports_it(sb: Sandbox) -> None:
+def _check_sandbox_supports_it(sb: Rollable) -> None:
     if "--version-file" not in sb.layout.circus_ini.read_text(encoding="utf-8"):
         raise EnvironmentFailure(
             "this sandbox was started by an older drillbit whose replicas do not read a version file: "
@@ -148,7 +161,7 @@ def _check_sandbox_supports_it(sb: Sandbox) -> None:
 
 
 def _roll_region(
-    sb: Sandbox, region: str, version: str, max_unavailable: int, deadline: _Deadline, replaced: list[dict[str, Any]]
+    sb: Rollable, region: str, version: str, max_unavailable: int, deadline: _Deadline, replaced: list[dict[str, Any]]
 ) -> None:
     name = f"api-{region}"
 
@@ -190,7 +203,7 @@ def _roll_region(
 
 
 def roll_out(
-    sb: Sandbox, version: str, *, max_unavailable: int = 1, timeout: float = DEFAULT_TIMEOUT_S
+    sb: Rollable, version: str, *, max_unavailable: int = 1, timeout: float = DEFAULT_TIMEOUT_S
 ) -> dict[str, Any]:
     """Replace every API replica with one running ``version``; JSON-friendly facts of how it went.
 
