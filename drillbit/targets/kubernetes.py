@@ -200,18 +200,18 @@ class KubernetesTarget:
         return out
 
     def primary_region(self) -> str | None:
-        zones = self._zones()
-        leaders = [p for p in self._pods(self.spec.db_selector)
-                   if (p.metadata.labels or {}).get("role") in ("master", "primary") and _ready(p)]  # fmt: skip
+        return self._primary(self._pods(self.spec.db_selector), self._zones())
+
+    def _primary(self, db_pods: list[Any], zones: dict[str, str]) -> str | None:
+        leaders = [p for p in db_pods if (p.metadata.labels or {}).get("role") in ("master", "primary") and _ready(p)]
         return self._zone_of(leaders[0], zones) if len(leaders) == 1 else None
 
     def whole(self) -> bool:
         counts = self.replicas()
-        cordoned = self._cordoned()
-        has_db = bool(self._pods(self.spec.db_selector))
-        return (not cordoned and all(c["ready"] >= c["desired"] for c in counts.values())
+        db_pods = self._pods(self.spec.db_selector)
+        return (not self._cordoned() and all(c["ready"] >= c["desired"] for c in counts.values())
                 and sum(c["ready"] for c in counts.values()) > 0
-                and (not has_db or self.primary_region() is not None))  # fmt: skip
+                and (not db_pods or self._primary(db_pods, self._zones()) is not None))  # fmt: skip
 
     def settled(self) -> bool:
         from kubernetes import client

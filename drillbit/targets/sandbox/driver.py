@@ -113,7 +113,9 @@ class SandboxTarget:
         ]  # fmt: skip
 
     def whole(self) -> bool:
-        counts = self.sb.replicas()
+        return self._whole(self.sb.replicas())
+
+    def _whole(self, counts: dict[str, dict[str, int]]) -> bool:
         return (
             self.sb.primary() is not None
             and all(c["ready"] >= c["desired"] > 0 for c in counts.values())
@@ -122,8 +124,9 @@ class SandboxTarget:
 
     def settled(self) -> bool:
         floor = {r.name: r.api_replicas for r in self.sb.topology.regions}
-        above = [r for r, c in self.sb.replicas().items() if c["desired"] > floor.get(r, c["desired"])]
-        return not above and self.whole()
+        counts = self.sb.replicas()  # probed once: every replica's /readyz
+        above = [r for r, c in counts.items() if c["desired"] > floor.get(r, c["desired"])]
+        return not above and self._whole(counts)
 
     def heal(self, timeout: float = HEAL_TIMEOUT_S) -> dict[str, Any]:
         """Restore every region whose database node or replicas are down, then wait (bounded) until
