@@ -187,7 +187,8 @@ class Drill:
         except ChaosException as err:  # the experiment itself then fails on them, visibly in its journal
             log.warning("secrets did not resolve: %s", err)
         settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
-        journal: dict[str, Any] = run_experiment(exp, settings=settings)
+        with self.target.activity_scope():
+            journal: dict[str, Any] = run_experiment(exp, settings=settings)
         self.write_journal(journal)
         return journal
 

@@ -11,6 +11,7 @@ and a later invocation calls it for a drill that crashed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,12 @@ class Target(Protocol):
     kind: str  # driver: sandbox | kubernetes | aws
 
     def endpoints(self) -> Endpoints: ...
+
+    def activity_scope(self) -> AbstractContextManager[None]:
+        """Entered while the experiment runs: points the target's own Chaos Toolkit extension
+        (chaosk8s reads ``KUBECONFIG`` and ``KUBERNETES_CONTEXT``) at exactly this target, so a
+        plain activity never lands on whatever the shell's kubeconfig points at."""
+        ...
 
     def state_dir(self) -> str:
         """Where the target's own state lives (the faults and a later clean-up act on exactly it)."""

@@ -21,11 +21,13 @@ Every cluster call is counted (``api_calls``) for the record of a drill's overhe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +162,31 @@ class KubernetesTarget:
 
     def state_dir(self) -> str:
         return str(self._state_dir)
+
+    @contextlib.contextmanager
+    def activity_scope(self) -> Iterator[None]:
+        """chaosk8s activities (``deployment_available_and_healthy``, ``terminate_pods``) load the
+        kubeconfig's current context unless told: point them at this target's context and file.
+        chaosk8s reads ``KUBECONFIG`` from the environment, but the kubernetes client took its
+        default file from it at import, so that default is pointed here too (and put back)."""
+        from kubernetes.config import kube_config
+
+        env = {"KUBERNETES_CONTEXT": self.spec.context}
+        if self.spec.kubeconfig:
+            env["KUBECONFIG"] = str(Path(self.spec.kubeconfig).resolve())
+        before = {k: os.environ.get(k) for k in env}
+        default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+        os.environ.update(env)
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = env.get("KUBECONFIG", default)
+        try:
+            yield
+        finally:
+            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = default
+            for k, v in before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def endpoints(self) -> Endpoints:
         if self.spec.api_url is None:

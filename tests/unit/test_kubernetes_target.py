@@ -4,6 +4,7 @@ from the cluster, and every call the driver makes is one the Role grants."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +169,27 @@ def test_a_target_without_a_namespace_is_refused_before_any_call(api: FakeKubeAP
     with pytest.raises(ConfigError, match=r"targets\.staging\.namespace: required"):
         resolve_target("staging", config=config)
     assert api.audit.count() == 0
+
+
+def test_chaosk8s_activities_reach_the_targets_context_not_the_kubeconfigs_current_one(
+    api: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kubeconfig whose current context is another cluster: with the target's activity_env, the
+    plain chaosk8s probe a k8s experiment uses asks the target's API server (its audit sees it)."""
+    from chaosk8s.deployment.probes import deployment_available_and_healthy
+
+    config = _drill_yaml(tmp_path, api)
+    kubeconfig = Path(yaml.safe_load(config.read_text())["targets"]["staging"]["kubeconfig"])
+    doc = yaml.safe_load(kubeconfig.read_text())
+    doc["clusters"].append({"name": "elsewhere", "cluster": {"server": "http://127.0.0.1:9"}})
+    doc["contexts"].append({"name": "elsewhere", "context": {"cluster": "elsewhere", "user": "drill-runner"}})
+    doc["current-context"] = "elsewhere"
+    kubeconfig.write_text(yaml.safe_dump(doc))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_CONTEXT", raising=False)
+    target = resolve_target("staging", config=config)
+    before = api.audit.count(resource="deployments")
+    with target.activity_scope():
+        assert deployment_available_and_healthy("trading-api", ns=NS) is True
+    assert api.audit.count(resource="deployments") == before + 1
+    assert "KUBECONFIG" not in os.environ  # put back as it was

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -39,6 +40,9 @@ class SandboxTarget:
 
     def state_dir(self) -> str:
         return str(self.sb.layout.state_dir)
+
+    def activity_scope(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # drillbit's own actions reach the sandbox through drillbit_state_dir
 
     def endpoints(self) -> Endpoints:
         # the heartbeat goes through the trading API: an acknowledged order is the write that must not be lost
