@@ -12,6 +12,12 @@ from drillbit.targets.sandbox import sandbox
 from drillbit.targets.sandbox.sandbox import Sandbox
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_cluster: against a real Kubernetes cluster (DRILL_TEST_KUBECONFIG), skipped without one; "
+                   "a check of that cluster, never counted as coverage of the driver")  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One real sandbox for the whole test session (start-up costs seconds); tests leave it whole."""
