@@ -385,7 +385,9 @@ async def readyz(request: Request) -> Response:
     if not writable:
         return _error(503, "database is read-only")
     settings: Settings = request.app.state.settings
-    return JSONResponse({"status": "ready", "replica": settings.replica, "pid": os.getpid()})
+    return JSONResponse(
+        {"status": "ready", "replica": settings.replica, "pid": os.getpid(), "version": settings.version}
+    )
 
 
 async def wait_ready(app: Starlette, timeout: float, interval: float = 0.1) -> bool:

@@ -8,7 +8,8 @@ editing drillbit. A *target* is a name in the drill project's ``drill.yaml`` (or
     targets:
       staging-eks: {kind: kubernetes, context: staging-eks, namespace: trading}
 
-``sandbox`` is always a target, of kind sandbox, with its defaults. Before anything touches a
+``sandbox`` is always a target, of kind sandbox, with its defaults (and ``sandbox-k8s``: the
+sandbox served as a Kubernetes API, drilled through the kubernetes driver). Before anything touches a
 target, its kind checks that it is exactly the one drill.yaml names (the allowlist: a Kubernetes
 context, an AWS account), so a drill never lands on whatever kubectl or the AWS profile points at.
 """
@@ -49,6 +50,7 @@ __all__ = [
 
 GROUP = "drillbit.targets"
 BUILTIN = "sandbox"  # always a target name, of this kind, with the kind's defaults
+BUILTINS = (BUILTIN, "sandbox-k8s")  # the same: the sandbox, and the sandbox drilled through a Kubernetes API
 
 
 def _entry_points() -> dict[str, EntryPoint]:
@@ -132,10 +134,10 @@ def resolve(name: str, config: Path | None = None) -> ResolvedTarget:
     source, targets = load_targets(config)
     if name in targets:
         return targets[name]
-    if name == BUILTIN:
-        kind = load_kind(BUILTIN)
+    if name in BUILTINS:
+        kind = load_kind(name)
         return ResolvedTarget(name, kind, kind.spec_model(), str(source))
-    known = ", ".join(sorted({BUILTIN, *targets}))
+    known = ", ".join(sorted({*BUILTINS, *targets}))
     raise ConfigError("--env", f"unknown target {name!r}: use one of {known} (targets come from {source})")
 
 

@@ -278,11 +278,24 @@ def test_sizes_set_in_both_places_are_refused_naming_the_fields(tmp_path: Path) 
     assert err.value.exit_code == 2 and str(topo) in str(err.value)
 
 
-def test_fewer_replicas_than_regions_is_refused(tmp_path: Path) -> None:
+def test_fewer_replicas_than_regions_with_an_hpa_is_refused(tmp_path: Path) -> None:
     topo, overlay = _project_copy(tmp_path)
     _set_sizes(overlay, replicas=1, hpa_min=1, hpa_max=2)
-    with pytest.raises(ConfigError, match="1 replica\\(s\\) for 2 regions: the sandbox runs at least one per region"):
+    with pytest.raises(ConfigError, match="1 replica\\(s\\) for 2 regions and an HPA: the sandbox autoscales only"):
         load_topology(topo)
+
+
+def test_one_replica_without_an_hpa_runs_in_one_region_only(tmp_path: Path) -> None:
+    """The manifest's single pod is in one zone: the other region keeps its database node and no API."""
+    topo, overlay = _project_copy(tmp_path)
+    base = overlay.parent.parent / "base" / "api.yaml"
+    docs = [d for d in yaml.safe_load_all(base.read_text()) if d["kind"] != "HorizontalPodAutoscaler"]
+    base.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    k = overlay / "kustomization.yaml"
+    k.write_text(k.read_text().split("patches:")[0].replace("{name: trading-api, count: 4}",
+                                                            "{name: trading-api, count: 1}"))
+    t = load_topology(topo)
+    assert [r.api_replicas for r in t.regions] == [1, 0] and t.autoscaling.enabled is False
 
 
 def test_a_missing_overlay_is_a_config_error_naming_the_topology(tmp_path: Path) -> None:

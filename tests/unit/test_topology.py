@@ -17,12 +17,12 @@ def test_default_topology_has_two_regions_with_two_replicas_each() -> None:
 
 def test_every_problem_is_reported_at_once_on_one_line() -> None:
     with pytest.raises(ConfigError) as exc:
-        parse_topology({"regions": [{"name": "A"}, {"name": "b", "api_replicas": 0}], "bogus": 1}, "topo.yaml")
+        parse_topology({"regions": [{"name": "A"}, {"name": "b", "api_replicas": -1}], "bogus": 1}, "topo.yaml")
     msg = str(exc.value)
     assert "\n" not in msg
     assert msg.startswith("topo.yaml: ")
     assert "regions[0].name" in msg
-    assert "regions[1].api_replicas" in msg and "(got 0)" in msg
+    assert "regions[1].api_replicas" in msg and "(got -1)" in msg
     assert "bogus: unknown field" in msg
     assert exc.value.exit_code == 2
 
@@ -49,3 +49,14 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_topology(tmp_path / "nope.yaml")
+
+
+def test_a_region_without_an_api_replica_cannot_be_autoscaled() -> None:
+    with pytest.raises(ConfigError, match=r"autoscaling: b run\(s\) no API replica"):
+        parse_topology({"regions": [{"name": "a"}, {"name": "b", "api_replicas": 0}]}, "topo.yaml")
+
+
+def test_a_topology_with_no_api_replica_anywhere_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no region runs an API replica"):
+        parse_topology({"regions": [{"name": "a", "api_replicas": 0}, {"name": "b", "api_replicas": 0}],
+                        "autoscaling": {"enabled": False}}, "topo.yaml")  # fmt: skip

@@ -91,7 +91,8 @@ class SandboxTarget:
     def restore_region(self, region: str) -> dict[str, Any]:
         result = self.sb.restore_region(region)  # waits until its node runs and its replicas are ready
         counts = self.sb.replicas()[region]
-        back = bool(procs.tagged(self.sb.state.id, f"{region}/db")) and counts["ready"] >= counts["desired"] > 0
+        back = (bool(procs.tagged(self.sb.state.id, f"{region}/db")) and counts["ready"] >= counts["desired"]
+                and self.sb.supervisor.status(f"api-{region}") == "active")  # fmt: skip
         return {**result, "landed": back}
 
     def fail_over_database(self, mode: str = "kill-node") -> dict[str, Any]:
@@ -122,7 +123,8 @@ class SandboxTarget:
     def _whole(self, counts: dict[str, dict[str, int]]) -> bool:
         return (
             self.sb.primary() is not None
-            and all(c["ready"] >= c["desired"] > 0 for c in counts.values())
+            and all(c["ready"] >= c["desired"] for c in counts.values())
+            and sum(c["ready"] for c in counts.values()) > 0
             and all(self.sb.node_healthy(r) for r in self.sb.regions)
         )
 

@@ -298,8 +298,9 @@ class Sandbox:
         landed = _all_dead([pid for _r, pid in victims], timeout=5.0)
         return {"killed_at": killed_at, "landed": landed, "killed": [{"region": r, "pid": pid} for r, pid in victims]}
 
-    def _kill_db_node(self, region: str) -> list[int]:
-        return procs.kill(procs.tagged(self.state.id, f"{region}/db"))
+    def kill_db_node(self, region: str) -> list[int]:
+        """SIGKILL a region's database node (Patroni and postgres); it stays down until started."""
+        return procs.kill(procs.tagged(self.state.id, f"{self._region(region)}/db"))
 
     def kill_region(self, region: str) -> dict[str, Any]:
         """Lose a region at once: its database node (Patroni and postgres) and its API replicas."""
@@ -316,14 +317,15 @@ class Sandbox:
         """Bring a lost region back: its database node rejoins (pg_rewind), its replicas start."""
         self._region(region)
         started_at = _now()
-        self._start_db(region)
+        self.start_db_node(region)
         self.supervisor.start(f"api-{region}")
         if wait:
             self._wait_node_running(region, timeout)
             self._wait_replicas(region, timeout)
         return {"region": region, "restored_at": started_at}
 
-    def _start_db(self, region: str) -> None:
+    def start_db_node(self, region: str) -> None:
+        """Start a region's database node (it rejoins the cluster: pg_rewind, streaming)."""
         # A node killed under a live watcher leaves it "active" with no process: reset it first.
         self.supervisor.stop(f"db-{region}")
         self.supervisor.start(f"db-{region}")
@@ -343,7 +345,7 @@ class Sandbox:
         others = [r for r in self.regions if r != old]
         at = _now()
         if mode == "kill-node":
-            pids = self._kill_db_node(old)
+            pids = self.kill_db_node(old)
         elif mode == "kill-postgres":
             pids = procs.kill([self._postmaster(old)])
         elif mode == "switchover":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ __all__ = ["Supervisor"]
 
 log = logging.getLogger(__name__)
 
+BUSY = "is already running"  # circus: "arbiter is already running <command> command"
+BUSY_RETRY_S = 0.05
+
 
 class Supervisor:
     """Commands for the circus arbiter that runs the sandbox's watchers."""
@@ -24,6 +28,19 @@ class Supervisor:
         self.timeout = timeout
 
     def call(self, command: str, **props: Any) -> dict[str, Any]:
+        """Send one command; one refused because the arbiter is still running another command
+        (two clients at once: a drill and the autoscaler) is sent again, within the timeout."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = self._send(command, props)
+            if reply.get("status") != "error":  # the `status` command answers a watcher status here
+                return reply
+            reason = str(reply.get("reason", reply))
+            if BUSY not in reason or time.monotonic() > deadline:
+                raise EnvironmentFailure(f"supervisor refused {command!r}: {reason}")
+            time.sleep(BUSY_RETRY_S)
+
+    def _send(self, command: str, props: dict[str, Any]) -> dict[str, Any]:
         client = CircusClient(endpoint=self.endpoint, timeout=self.timeout)
         try:
             reply: dict[str, Any] = client.send_message(command, **props)
@@ -31,8 +48,6 @@ class Supervisor:
             raise EnvironmentFailure(f"supervisor did not answer {command!r}: {err}") from None
         finally:
             client.stop()
-        if reply.get("status") == "error":  # the `status` command answers a watcher status here
-            raise EnvironmentFailure(f"supervisor refused {command!r}: {reply.get('reason', reply)}")
         return reply
 
     def start(self, name: str) -> None:

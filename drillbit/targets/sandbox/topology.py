@@ -36,7 +36,7 @@ class _Model(BaseModel):
 
 class Region(_Model):
     name: str
-    api_replicas: int = Field(default=2, ge=1, le=16)
+    api_replicas: int = Field(default=2, ge=0, le=16)  # 0: a region with a database node and no API replica
 
     @field_validator("name")
     @classmethod
@@ -132,6 +132,12 @@ class Topology(_Model):
         ]
         if too_many:
             raise ValueError(f"autoscaling.max_replicas is below api_replicas of {', '.join(too_many)}: raise it")
+        if not any(r.api_replicas for r in self.regions):
+            raise ValueError("regions: no region runs an API replica: give one api_replicas >= 1")
+        empty = [r.name for r in self.regions if not r.api_replicas]
+        if empty and self.autoscaling.enabled:
+            raise ValueError(f"autoscaling: {', '.join(empty)} run(s) no API replica and the autoscaler scales every "
+                             "region from its own size: disable autoscaling or give each region a replica")  # fmt: skip
         fixed = [p for p in (self.front_door.port, self.etcd.client_port, self.etcd.peer_port) if p]
         if len(set(fixed)) != len(fixed):
             raise ValueError("front_door.port, etcd.client_port and etcd.peer_port must differ")
@@ -181,9 +187,10 @@ def _sized_from_manifests(data: dict[str, Any], base: Path, source: str) -> dict
         raise ConfigError(source, f"manifests: {data['manifests']}: {'; '.join(err.problems)}") from None
     sizes = api_sizes(objects, str(data.get("api_workload") or DEFAULT_WORKLOAD), f"{source}: manifests ({where})")
     low = spread(sizes.replicas, len(regions))
-    if min(low) < 1:
+    if min(low) < 1 and sizes.autoscaling:
         raise ConfigError(source, f"manifests: {sizes.source} gives {sizes.replicas} replica(s) for "
-                                  f"{len(regions)} regions: the sandbox runs at least one per region")  # fmt: skip
+                                  f"{len(regions)} regions and an HPA: the sandbox autoscales only regions that run "
+                                  "a replica; give it one per region or drop the HPA")  # fmt: skip
     high = max(math.ceil(sizes.max_replicas / len(regions)), max(low))
     autoscaling = {**auto, "enabled": sizes.autoscaling, "max_replicas": high, "metric": sizes.metric}
     if sizes.autoscaling:
