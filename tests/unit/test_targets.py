@@ -31,7 +31,7 @@ def _files(tmp_path: Path, context: str) -> Path:
 
 def test_an_unknown_target_name_lists_the_known_ones(tmp_path: Path) -> None:
     config = _files(tmp_path, "staging-eks")
-    with pytest.raises(ConfigError, match="unknown target 'prod': use one of sandbox, staging"):
+    with pytest.raises(ConfigError, match="unknown target 'prod': use one of sandbox, sandbox-k8s, staging"):
         resolve_target("prod", config=config)
 
 
