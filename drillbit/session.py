@@ -19,6 +19,8 @@ import yaml
 
 from drillbit.core.clock import Clock
 from drillbit.core.errors import EnvironmentFailure
+from drillbit.core.events import EventLog
+from drillbit.core.rundir import EVENTS, REPLICAS, REPLICAS_SCHEMA
 from drillbit.core.safeio import write_text
 from drillbit.load.profiles import load_profile
 from drillbit.load.runner import start_load
@@ -26,9 +28,10 @@ from drillbit.probes.availability import AvailabilitySampler, HttpCheck, PlaceCa
 from drillbit.probes.definitions import load_probe_definitions
 from drillbit.probes.replicas import ReplicaSource, ReplicasSampler
 from drillbit.probes.rpo import HeartbeatWriter
-from drillbit.probes.samplers import Sampler, SamplerDied
+from drillbit.probes.samplers import ParquetSink, Sampler, SamplerDied, TickSampler
+from drillbit.targets.kubewatch import ClusterWatch, for_target
 
-__all__ = ["LoadSpec", "Session", "drill_profile"]
+__all__ = ["LoadSpec", "Session", "WatchedReplicas", "drill_profile"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,51 @@ def drill_profile(profile: str, run_dir: Path, cover_s: float) -> Path:
     data = {**prof.model_dump(exclude_none=True), "stages": stages}
     path = run_dir / PROFILE_AS_RUN
     return write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+class WatchedReplicas(Sampler):
+    """The replicas sampler of a Kubernetes target, from the cluster's watches (``drillbit.targets.kubewatch``):
+    a row per zone on every change, and every ``interval`` while the watches are live; a tick while one is
+    down raises (counted as a probe error: a gap, never a stale count). Restarts, Events and the HPA go to
+    events.jsonl."""
+
+    def __init__(self, watch: ClusterWatch, run_dir: Path, *, clock: Clock, interval: float = 1.0) -> None:
+        self.watch, self.run_dir, self.clock, self.interval = watch, run_dir, clock, interval
+        self.path = run_dir / REPLICAS
+        self.sink = ParquetSink(self.path, REPLICAS_SCHEMA)
+        self.events: EventLog | None = None
+        super().__init__()
+        self._ticks = TickSampler(self._probe, clock=clock, interval=interval, max_in_flight=1,
+                                  on_flush=self.sink.flush, name="replicas")  # fmt: skip
+
+    def _probe(self, tick: float) -> None:
+        self.watch.sample()  # WatchGap while a watch is down: counted and timed by TickSampler
+
+    def _prepare(self) -> None:
+        self.events = EventLog(self.run_dir / EVENTS, self.clock)
+        try:
+            self.watch.start(self.sink, self.events)
+        except BaseException:  # not started: nothing of it stays open
+            self.events.close()
+            raise
+
+    def _release(self) -> None:
+        self.watch.stop()
+        if self.events is not None:
+            self.events.close()
+
+    def _meta(self) -> dict[str, Any]:
+        return {"sampler": "replicas", "source": "kubernetes watch", "interval_s": self.interval,
+                **self._ticks.stats(), "watch": self.watch.stats()}  # fmt: skip
+
+    @property
+    def died(self) -> str | None:
+        return self._ticks.died or self.watch.died
+
+    def stop(self) -> None:
+        super().stop()
+        if self.watch.died is not None:
+            raise SamplerDied(f"replicas sampler: {self.watch.died}")
 
 
 class Session:
@@ -104,10 +152,12 @@ class Session:
             self.heartbeat = HeartbeatWriter(self.dsn, self.run_dir, self.run_id, clock=self.clock, api_url=api,
                                              table=self.probes.heartbeat.table)  # fmt: skip
             self.samplers.append(self.heartbeat.start())
-        if self.replica_source is not None:
-            self.samplers.append(ReplicasSampler(self.replica_source, self.run_dir, clock=self.clock).start())
+        if self.replica_source is not None:  # a Kubernetes target's are watched; any other's polled
+            watch = for_target(self.replica_source, clock=self.clock)
+            replicas = (ReplicasSampler(self.replica_source, self.run_dir, clock=self.clock) if watch is None
+                        else WatchedReplicas(watch, self.run_dir, clock=self.clock))  # fmt: skip
+            self.samplers.append(replicas.start())
         if self.load_spec is not None:
-
             profile = drill_profile(self.load_spec.profile, self.run_dir, self.cover_s)
             live_stats = ["--csv", str(self.run_dir / LIVE_STATS), "--csv-full-history"]
             spec = self.load_spec
