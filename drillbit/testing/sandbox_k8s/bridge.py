@@ -23,16 +23,17 @@ from drillbit.core.errors import ConfigError, DrillError
 from drillbit.manifests.render import render
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.sandbox import Sandbox
-from drillbit.testing.kubeapi import FakeKubeAPI, Policy
+from drillbit.testing.kubeapi import AuditLog, AuditRecord, FakeKubeAPI, Policy
 from drillbit.testing.sandbox_k8s.cluster import SandboxCluster
 
-__all__ = ["CONTEXT", "RUNNER", "BridgeState", "main", "runner_policy"]
+__all__ = ["AUDIT", "CONTEXT", "RUNNER", "BridgeState", "FileAudit", "main", "runner_policy"]
 
 log = logging.getLogger(__name__)
 
 CONTEXT = "sandbox-k8s"
 RUNNER = "drill-runner"  # the ServiceAccount whose Roles the API enforces
 SYNC_S = 0.25
+AUDIT = "audit.jsonl"  # beside bridge.json: every request the API answered
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,23 @@ class BridgeState:
             return cls(**json.loads(cls.path(layout).read_text()))
         except (OSError, ValueError, TypeError):
             return None
+
+
+class FileAudit(AuditLog):
+    """The API's audit log, each record also appended to a JSON-lines file (a drill's API calls and
+    any refused request can be counted from another process)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._file = path.open("a", encoding="utf-8", buffering=1)
+
+    def add(self, record: AuditRecord) -> None:
+        super().add(record)
+        self._file.write(json.dumps(asdict(record)) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def runner_policy(objects: list[dict[str, Any]], account: str = RUNNER) -> Policy:
@@ -87,6 +105,9 @@ def serve(state_dir: Path, started_sandbox: bool) -> int:
         raise ConfigError(str(manifests), f"no Deployment {workload!r} in the rendered manifests")
     namespace = deployment["metadata"].get("namespace") or "default"
     api = FakeKubeAPI(policy=runner_policy(objects))
+    BridgeState.path(sb.layout).parent.mkdir(parents=True, exist_ok=True)
+    audit = FileAudit(BridgeState.path(sb.layout).parent / AUDIT)
+    api.audit = audit
     cluster = SandboxCluster(sb, api.store, objects, namespace=namespace, api_workload=workload)
     api.backend = cluster
     cluster.seed()
@@ -105,6 +126,7 @@ def serve(state_dir: Path, started_sandbox: bool) -> int:
     finally:
         cluster.close()
         api.stop()
+        audit.close()
         BridgeState.path(sb.layout).unlink(missing_ok=True)
     return 0
 
