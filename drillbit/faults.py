@@ -13,7 +13,9 @@ functions with keyword arguments and JSON-friendly results, as Chaos Toolkit ext
 Every fault returns ``landed``: whether the target verified the fault took effect. The drill's
 control (``drillbit.control``) records it; a fault that did not land makes the drill
 INCONCLUSIVE. ``spike_load`` injects load instead of breaking something: a second open-model
-generator on top of the drill's own load, recorded in ``<run dir>/spike/``.
+generator on top of the drill's own load, recorded in ``<run dir>/spike/``. ``switch_traffic`` is a
+blue-green release's switch (and ``switch_traffic_back`` its rollback): only a target with a traffic
+switch (a Kubernetes Service whose selector names the live colour) has one; another is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
@@ -50,6 +52,8 @@ __all__ = [
     "roll_out",
     "service_ready",
     "spike_load",
+    "switch_traffic",
+    "switch_traffic_back",
     "target_whole",
 ]
 
@@ -58,15 +62,34 @@ log = logging.getLogger(__name__)
 Configuration = dict[str, Any] | None
 
 #: the functions that inject a fault (the control times them and checks ``landed``)
-FAULTS = frozenset({"kill_replicas", "lose_region", "fail_over_database", "roll_out", "spike_load"})
+FAULTS = frozenset({"kill_replicas", "lose_region", "fail_over_database", "roll_out", "spike_load",
+                    "switch_traffic"})  # fmt: skip
 #: the functions that undo one
-REVERTS = frozenset({"restore_region", "heal_target"})
+REVERTS = frozenset({"restore_region", "heal_target", "switch_traffic_back"})
 SPIKE_DIR = "spike"  # drillbit.probes.spike.SPIKE_DIR
+
+
+@runtime_checkable
+class TrafficSwitch(Protocol):
+    """A target that can point its service's traffic at another colour of a blue-green release."""
+
+    def switch_traffic(self, to: str | None = None) -> dict[str, Any]: ...
+
+    def switch_traffic_back(self) -> dict[str, Any]: ...
 
 
 def _target(configuration: Configuration) -> Target:
     cfg = configuration or {}
     return resolve_target(str(cfg.get("drillbit_target") or "sandbox"), state_dir=cfg.get("drillbit_state_dir"))
+
+
+def _traffic_switch(configuration: Configuration) -> TrafficSwitch:
+    target = _target(configuration)
+    if not isinstance(target, TrafficSwitch):
+        raise ConfigError("configuration.drillbit_target", f"blue-green needs a kubernetes target (a Service whose "
+                                                           f"selector names the live colour): {target.name!r} is a "
+                                                           f"{target.kind} target")  # fmt: skip
+    return target
 
 
 def kill_replicas(
@@ -102,6 +125,20 @@ def roll_out(version: str = "auto", max_unavailable: int = 1, configuration: Con
     if version == "auto":
         version = "drill-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return _target(configuration).roll_out(version, max_unavailable=max_unavailable)
+
+
+def switch_traffic(to: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
+    """Blue-green: point the service at colour ``to`` (default: the idle one) and read it back.
+
+    Landed when the Service selects the new colour and ready pods match it; refused (landed false,
+    nothing changed) when that colour has no ready pod. Undo with ``switch_traffic_back``.
+    """
+    return _traffic_switch(configuration).switch_traffic(to)
+
+
+def switch_traffic_back(configuration: Configuration = None) -> dict[str, Any]:
+    """Rollback of ``switch_traffic``: restore the selector the switch replaced (landed: nothing to undo)."""
+    return _traffic_switch(configuration).switch_traffic_back()
 
 
 def spike_load(
@@ -165,7 +202,6 @@ def spike_load(
 
 def _first_intended(out: Path) -> float:
     import numpy as np
-
 
     requests = load_requests(out)
     return float(np.nanmin(requests.intended))

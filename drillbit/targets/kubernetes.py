@@ -13,8 +13,16 @@ What the driver reads back from the cluster (never what it asked for):
 - faults: pods deleted (landed when each is gone or terminating), a zone lost by cordoning its
   nodes and evicting the API's pods through the Eviction API (which respects PodDisruptionBudgets;
   landed when no API pod is ready there), the database primary's pod deleted (landed when another
-  pod leads), a rolling update by patching the image tag (landed when every pod runs it, ready);
-- heal: uncordons the nodes drillbit cordoned (marked with an annotation), then waits for whole.
+  pod leads), a rolling update by patching the image tag (landed when every pod of the Deployment
+  runs it, ready);
+- blue-green: the API Service's selector names the live colour (``colour_label``, e.g. ``track:
+  blue``; one Deployment per colour, each selecting its own colour). A switch points it at the other
+  colour, only when that colour has ready pods (otherwise it does not land and nothing changes),
+  and is landed when the Service read back selects the new colour and ready pods match it. The
+  previous selector is kept in an annotation on the Service, so a rollback, or a later process's
+  heal after a crashed drill, restores exactly it;
+- heal: uncordons the nodes drillbit cordoned and switches back a Service it switched (both marked
+  with annotations), then waits for whole.
 
 Every cluster call is counted (``api_calls``) for the record of a drill's overhead.
 """
@@ -22,6 +30,7 @@ Every cluster call is counted (``api_calls``) for the record of a drill's overhe
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -32,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.targets.base import Endpoints, Target
@@ -40,12 +49,14 @@ from drillbit.targets.base import Endpoints, Target
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-__all__ = ["KubernetesKind", "KubernetesSpec", "KubernetesTarget", "check_kube_context"]
+__all__ = ["KubeApiError", "KubernetesKind", "KubernetesSpec", "KubernetesTarget", "check_kube_context"]
 
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 CORDONED_BY = "drillbit.dev/cordoned-by"
+SWITCHED_BY = "drillbit.dev/switched-by"  # on a Service whose selector drillbit switched
+PREVIOUS_SELECTOR = "drillbit.dev/previous-selector"  # its selector before the switch (JSON)
 WAIT_TIMEOUT_S = 300.0
 POLL_S = 0.25
 
@@ -61,6 +72,45 @@ class KubernetesSpec(BaseModel):
     api_selector: str = Field(default="app.kubernetes.io/name=trading-api", min_length=1)
     db_selector: str = Field(default="app.kubernetes.io/name=trading-db", min_length=1)
     zone_label: str = Field(default="topology.kubernetes.io/zone", min_length=1)
+    api_service: str = Field(default="trading-api", min_length=1)  # the Service a blue-green switch points
+    colour_label: str = Field(default="track", min_length=1)  # the pod label its selector names the colour by
+    colours: tuple[str, str] = ("blue", "green")  # a switch without ``to`` goes to the other one
+
+    @field_validator("colours")
+    @classmethod
+    def _two_colours(cls, value: tuple[str, str]) -> tuple[str, str]:
+        if value[0] == value[1] or not all(value):
+            raise ValueError("two different, non-empty colours (e.g. [blue, green])")
+        return value
+
+
+class KubeApiError(EnvironmentFailure):
+    """The API server answered a request with an error status (403 refused, 404 gone, 429 try later)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _retry_later(status: int) -> bool:
+    """A refusal that time may cure: a disruption budget (429), an object already gone (404), the
+    API server itself (5xx); never a 403 (RBAC) or a bad request."""
+    return status in (404, 429) or status >= 500
+
+
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _selector_of(deployment: Any) -> str:
+    """A Deployment's own label selector (matchLabels and matchExpressions) as a query string."""
+    sel = deployment.spec.selector
+    terms = [f"{k}={v}" for k, v in sorted((sel.match_labels or {}).items())]
+    for e in sel.match_expressions or []:
+        values = ",".join(e.values or [])
+        terms.append({"In": f"{e.key} in ({values})", "NotIn": f"{e.key} notin ({values})", "Exists": e.key,
+                      "DoesNotExist": f"!{e.key}"}[e.operator])  # fmt: skip
+    return ",".join(terms)
 
 
 def check_kube_context(name: str, spec: KubernetesSpec, source: str) -> str:
@@ -131,8 +181,8 @@ class KubernetesTarget:
         try:
             return fn(*args, **kwargs)
         except ApiException as err:
-            raise EnvironmentFailure(f"kubernetes {self.spec.context}: {fn.__name__}: {err.status} {err.reason}") \
-                from None  # fmt: skip
+            raise KubeApiError(f"kubernetes {self.spec.context}: {fn.__name__}: {err.status} {err.reason}",
+                               int(err.status or 0)) from None  # fmt: skip
         except HTTPError as err:
             raise EnvironmentFailure(f"kubernetes {self.spec.context}: cannot reach the API server: {err}") from None
 
@@ -159,6 +209,21 @@ class KubernetesTarget:
 
     def _deployment(self) -> Any:
         return self._call(self._apps().read_namespaced_deployment, self.spec.api_deployment, self.namespace)
+
+    def _service(self) -> Any:
+        return self._call(self._core().read_namespaced_service, self.spec.api_service, self.namespace)
+
+    def _find_service(self) -> Any | None:
+        """The API Service, or None when the cluster has none (nothing to switch, nothing to undo)."""
+        try:
+            return self._service()
+        except KubeApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def _ready_names(self, selector: dict[str, str]) -> list[str]:
+        return sorted(p.metadata.name for p in self._pods(_selector(selector)) if _ready(p))
 
     def state_dir(self) -> str:
         return str(self._state_dir)
@@ -236,7 +301,8 @@ class KubernetesTarget:
     def whole(self) -> bool:
         counts = self.replicas()
         db_pods = self._pods(self.spec.db_selector)
-        return (not self._cordoned() and all(c["ready"] >= c["desired"] for c in counts.values())
+        return (not self._cordoned() and self._switched_from() is None
+                and all(c["ready"] >= c["desired"] for c in counts.values())
                 and sum(c["ready"] for c in counts.values()) > 0
                 and (not db_pods or self._primary(db_pods, self._zones()) is not None))  # fmt: skip
 
@@ -311,7 +377,9 @@ class KubernetesTarget:
                 body = client.V1Eviction(metadata=client.V1ObjectMeta(name=p.metadata.name, namespace=self.namespace))
                 try:
                     self._call(self._core().create_namespaced_pod_eviction, p.metadata.name, self.namespace, body)
-                except EnvironmentFailure as err:
+                except KubeApiError as err:
+                    if not _retry_later(err.status):
+                        raise
                     log.info("eviction of %s refused for now: %s", p.metadata.name, err)
             return not left
 
@@ -350,20 +418,94 @@ class KubernetesTarget:
                   for c in containers}  # fmt: skip
         patch = {"spec": {"template": {"spec": {"containers": [{"name": n, "image": i} for n, i in images.items()]}}}}
         self._call(self._apps().patch_namespaced_deployment, self.spec.api_deployment, self.namespace, patch)
-        want = int(d.spec.replicas or 0)
+        want, selector = int(d.spec.replicas or 0), _selector_of(d)  # its own pods (not another colour's)
 
         def rolled() -> bool:
-            pods = [p for p in self._pods(self.spec.api_selector) if p.metadata.deletion_timestamp is None]
+            pods = [p for p in self._pods(selector) if p.metadata.deletion_timestamp is None]
             return len(pods) == want and all(_ready(p) and {c.name: c.image for c in p.spec.containers} == images
                                              for p in pods)  # fmt: skip
 
         landed = self._wait(f"every pod at {version}", rolled)
         return {"version": version, "images": images, "landed": landed}
 
+    # -- blue-green ----------------------------------------------------------------------------
+    def _switched_from(self, service: Any | None = None) -> dict[str, str] | None:
+        """The selector this target switched the API Service away from (its annotation), else None."""
+        service = service if service is not None else self._find_service()
+        annotations = (service.metadata.annotations or {}) if service is not None else {}
+        if annotations.get(SWITCHED_BY) != self.cordon_mark:
+            return None
+        try:
+            previous = json.loads(annotations.get(PREVIOUS_SELECTOR) or "")
+        except ValueError:
+            previous = None
+        if not isinstance(previous, dict) or not all(isinstance(v, str) for v in previous.values()):
+            raise EnvironmentFailure(f"kubernetes: the Service {self.spec.api_service} has no readable "
+                                     f"{PREVIOUS_SELECTOR} annotation: restore its selector by hand")  # fmt: skip
+        return previous
+
+    def _live_colour(self, selector: dict[str, str]) -> str:
+        live = selector.get(self.spec.colour_label)
+        if live is None:
+            raise ConfigError("drill.yaml", f"targets.{self.name}: the Service {self.spec.api_service}'s selector "
+                                            f"({_selector(selector)}) names no {self.spec.colour_label} label: "
+                                            "blue-green needs a selector that names the live colour (set "
+                                            "colour_label)")  # fmt: skip
+        return live
+
+    def switch_traffic(self, to: str | None = None) -> dict[str, Any]:
+        """Point the API Service at colour ``to`` (default: the other of ``colours``); not when no pod
+        of that colour is ready (landed false, nothing changed)."""
+        service = self._service()
+        selector = dict(service.spec.selector or {})
+        live = self._live_colour(selector)
+        to = to or next((c for c in self.spec.colours if c != live), self.spec.colours[0])
+        if to == live:
+            raise ConfigError("arguments.to", f"the Service {self.spec.api_service} already selects {to}: name "
+                                              "the idle colour")  # fmt: skip
+        marked = (service.metadata.annotations or {}).get(SWITCHED_BY)
+        if marked not in (None, self.cordon_mark):
+            raise EnvironmentFailure(f"kubernetes: the Service {self.spec.api_service} was switched by drillbit "
+                                     f"target {marked} and not switched back: heal that target first")  # fmt: skip
+        wanted = {**selector, self.spec.colour_label: to}
+        facts = {"service": self.spec.api_service, "from": live, "to": to, "selector": wanted}
+        if not self._ready_names(wanted):
+            reason = f"no ready pod matches {_selector(wanted)}: the Service still selects {live}"
+            return {**facts, "ready_pods": [], "landed": False, "reason": reason}
+        previous = self._switched_from(service) or selector  # switched twice: restore the first selector
+        self._call(self._core().patch_namespaced_service, self.spec.api_service, self.namespace, {
+            "metadata": {"annotations": {SWITCHED_BY: self.cordon_mark,
+                                         PREVIOUS_SELECTOR: json.dumps(previous, sort_keys=True)}},
+            "spec": {"selector": wanted}})  # fmt: skip
+        ready = self._serving(wanted)
+        return {**facts, "previous_selector": previous, "ready_pods": ready, "landed": bool(ready)}
+
+    def _serving(self, selector: dict[str, str]) -> list[str]:
+        """Read back: the ready pods the Service now selects, when its selector is exactly ``selector``."""
+        now = dict(self._service().spec.selector or {})
+        return self._ready_names(now) if now == selector else []
+
+    def switch_traffic_back(self) -> dict[str, Any]:
+        """Restore the selector this target switched the API Service away from (nothing to do: landed)."""
+        service = self._find_service()
+        previous = self._switched_from(service) if service is not None else None
+        if service is None or previous is None:
+            return {"service": self.spec.api_service, "restored": None, "landed": True}
+        current = dict(service.spec.selector or {})
+        selector: dict[str, str | None] = {**{k: None for k in current if k not in previous}, **previous}
+        self._call(self._core().patch_namespaced_service, self.spec.api_service, self.namespace, {
+            "metadata": {"annotations": {SWITCHED_BY: None, PREVIOUS_SELECTOR: None}},
+            "spec": {"selector": selector}})  # fmt: skip
+        ready = self._serving(previous)
+        return {"service": self.spec.api_service, "restored": previous, "ready_pods": ready, "landed": bool(ready),
+                **({} if ready else {"reason": f"no ready pod matches {_selector(previous)}"})}  # fmt: skip
+
     def heal(self) -> dict[str, Any]:
         restored = self._cordoned()
         for n in restored:
             self._cordon(n, False)
+        if self.switch_traffic_back()["restored"] is not None:
+            restored.append(f"service/{self.spec.api_service}")
         whole = self._wait("the target whole", self.whole, timeout=WAIT_TIMEOUT_S)
         return {"restored": restored, "whole": whole, "landed": whole}
 
@@ -398,4 +540,5 @@ class KubernetesKind:
         target = KubernetesTarget(name, spec, state_dir)
         return {"up": target.whole(), "context": spec.context, "namespace": spec.namespace,
                 "replicas": target.replicas(), "primary": target.primary_region(),
-                "cordoned_by_drillbit": target._cordoned()}  # fmt: skip
+                "cordoned_by_drillbit": target._cordoned(),
+                "switched_by_drillbit": target._switched_from()}  # fmt: skip

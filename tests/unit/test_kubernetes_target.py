@@ -4,20 +4,25 @@ from the cluster, and every call the driver makes is one the Role grants."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
 
+from drillbit import faults
 from drillbit.core.errors import ConfigError
 from drillbit.targets import resolve_target
-from drillbit.targets.kubernetes import KubernetesTarget
+from drillbit.targets.kubernetes import PREVIOUS_SELECTOR, SWITCHED_BY, KubeApiError, KubernetesTarget
+from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.testing.kubeapi import FakeKubeAPI, Policy, Query
-from drillbit.testing.kubeapi.sim import PODS, Simulator
+from drillbit.testing.kubeapi.resources import find
+from drillbit.testing.kubeapi.sim import PODS, SERVICES, Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "infra" / "k8s" / "base" / "drill-runner-rbac.yaml"
@@ -25,6 +30,11 @@ NS = "trading-staging"
 API = {"app.kubernetes.io/name": "trading-api"}
 DB = {"app.kubernetes.io/name": "trading-db"}
 ZONE = "topology.kubernetes.io/zone"
+# blue-green as teams run it: one Deployment per colour, each selecting its own colour's pods; the
+# Service's selector names the live one (trading-api is blue, live; trading-api-green is idle)
+BLUE = {**API, "track": "blue"}
+GREEN = {**API, "track": "green"}
+HPAS = find("autoscaling", "v2", "horizontalpodautoscalers")
 
 
 class Cluster(Simulator):
@@ -43,27 +53,55 @@ class Cluster(Simulator):
             **p, "metadata": {**p["metadata"], "labels": {**p["metadata"]["labels"], "role": "master"}}})  # fmt: skip
 
 
-@pytest.fixture
-def api() -> Iterator[FakeKubeAPI]:
-    server = FakeKubeAPI(policy=Policy.from_file(RBAC))
+@contextlib.contextmanager
+def fake_cluster(policy: Policy, *, blue_green: bool = False, green_replicas: int = 2,
+                 hpa_min: int | None = None) -> Iterator[FakeKubeAPI]:  # fmt: skip
+    """Two zones of two nodes, the API's Deployment (4 pods) under a PDB, a Patroni primary and
+    replica; with ``blue_green``, the API is blue behind a Service selecting blue, and a green
+    Deployment of ``green_replicas`` idles beside it; with ``hpa_min``, an HPA holds that floor."""
+    server = FakeKubeAPI(policy=policy)
     sim = Cluster(server.store)
     server.backend = sim
     for node, zone in (("node-a1", "zone-a"), ("node-a2", "zone-a"), ("node-b1", "zone-b"), ("node-b2", "zone-b")):
         sim.add_node(node, {ZONE: zone})
-    sim.add_deployment(NS, "trading-api", replicas=4, image="registry.example/trading-api:1", labels=API)
+    labels = BLUE if blue_green else API
+    sim.add_deployment(NS, "trading-api", replicas=4, image="registry.example/trading-api:1", labels=labels)
     sim.add_pdb(NS, "trading-api", API, max_unavailable=1)
+    if blue_green:
+        sim.add_deployment(NS, "trading-api-green", replicas=green_replicas, image="registry.example/trading-api:2",
+                           labels=GREEN)  # fmt: skip
+        sim.add_service(NS, "trading-api", BLUE)
+    if hpa_min is not None:
+        assert HPAS is not None
+        server.store.create(HPAS, {"metadata": {"name": "trading-api"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "trading-api"},
+            "minReplicas": hpa_min, "maxReplicas": 2 * hpa_min}}, namespace=NS)  # fmt: skip
     for i, role in enumerate(("master", "replica")):
         server.store.create(PODS, {
             "metadata": {"name": f"trading-db-{i}", "labels": {**DB, "role": role}},
             "spec": {"nodeName": f"node-{'ab'[i]}1", "containers": [{"name": "postgres", "image": "patroni:4"}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
         }, namespace=NS)  # fmt: skip
-    with server:
+    try:
+        with server:
+            yield server
+    finally:
+        sim.close()
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKubeAPI]:
+    with fake_cluster(Policy.from_file(RBAC)) as server:
         yield server
-    sim.close()
 
 
-def _drill_yaml(tmp_path: Path, api: FakeKubeAPI, **spec: Any) -> Path:
+@pytest.fixture
+def bg_api() -> Iterator[FakeKubeAPI]:
+    with fake_cluster(Policy.from_file(RBAC), blue_green=True) as server:
+        yield server
+
+
+def drill_yaml(tmp_path: Path, api: FakeKubeAPI, **spec: Any) -> Path:
     kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", context="staging", namespace=NS)
     target = {"kind": "kubernetes", "context": "staging", "kubeconfig": str(kubeconfig), "namespace": NS,
               "server": api.url, **spec}  # fmt: skip
@@ -72,11 +110,26 @@ def _drill_yaml(tmp_path: Path, api: FakeKubeAPI, **spec: Any) -> Path:
     return path
 
 
-@pytest.fixture
-def target(api: FakeKubeAPI, tmp_path: Path) -> KubernetesTarget:
-    t = resolve_target("staging", config=_drill_yaml(tmp_path, api), state_dir=tmp_path / "state")
+def kube_target(api: FakeKubeAPI, tmp_path: Path) -> KubernetesTarget:
+    """The target as a drill process resolves it from drill.yaml (a later process: call it again)."""
+    t = resolve_target("staging", config=drill_yaml(tmp_path, api), state_dir=tmp_path / "state")
     assert isinstance(t, KubernetesTarget)
     return t
+
+
+@pytest.fixture
+def target(api: FakeKubeAPI, tmp_path: Path) -> KubernetesTarget:
+    return kube_target(api, tmp_path)
+
+
+@pytest.fixture
+def bg_target(bg_api: FakeKubeAPI, tmp_path: Path) -> KubernetesTarget:
+    return kube_target(bg_api, tmp_path)
+
+
+def _service(api: FakeKubeAPI) -> dict[str, Any]:
+    assert SERVICES is not None
+    return api.store.get(SERVICES, NS, "trading-api")
 
 
 def _wait(check: Any, timeout: float = 10.0) -> bool:
@@ -136,6 +189,119 @@ def test_a_database_failover_lands_when_another_pod_leads(target: KubernetesTarg
     assert target.primary_region() == "zone-b"
 
 
+def test_a_zone_drain_the_role_refuses_fails_at_once_instead_of_retrying(tmp_path: Path) -> None:
+    """Only a disruption budget's 429 (or a pod already gone, or the API server failing) is worth
+    retrying; a 403 would have spun the drain for its whole 300 s wait."""
+    policy = Policy(tuple(r for r in Policy.from_file(RBAC).rules if "pods/eviction" not in r.resources))
+    with fake_cluster(policy) as api:
+        started = time.monotonic()
+        with pytest.raises(KubeApiError) as err:
+            kube_target(api, tmp_path).lose_region("zone-a")
+        assert err.value.status == 403 and time.monotonic() - started < 10
+        assert api.audit.count(verb="create", resource="pods/eviction", allowed=False) == 1
+
+
+# -- blue-green ----------------------------------------------------------------------------------
+
+
+def test_a_blue_green_switch_lands_when_the_service_reads_back_selecting_the_idle_colours_ready_pods(
+    bg_api: FakeKubeAPI, bg_target: KubernetesTarget
+) -> None:
+    result = bg_target.switch_traffic()
+    assert result["landed"] and (result["from"], result["to"]) == ("blue", "green")
+    assert _service(bg_api)["spec"]["selector"] == GREEN == result["selector"]
+    assert len(result["ready_pods"]) == 2 and all(n.startswith("trading-api-green-") for n in result["ready_pods"])
+
+
+def test_a_switched_service_keeps_its_previous_selector_and_the_target_is_not_whole_until_switched_back(
+    bg_api: FakeKubeAPI, bg_target: KubernetesTarget
+) -> None:
+    bg_target.switch_traffic(to="green")
+    annotations = _service(bg_api)["metadata"]["annotations"]
+    assert json.loads(annotations[PREVIOUS_SELECTOR]) == BLUE and annotations[SWITCHED_BY] == bg_target.cordon_mark
+    assert not bg_target.whole()
+
+
+def test_switching_back_restores_the_previous_selector_and_removes_the_mark(
+    bg_api: FakeKubeAPI, bg_target: KubernetesTarget
+) -> None:
+    bg_target.switch_traffic()
+    back = bg_target.switch_traffic_back()
+    assert back["landed"] and back["restored"] == BLUE and len(back["ready_pods"]) == 4
+    service = _service(bg_api)
+    assert service["spec"]["selector"] == BLUE and not service["metadata"].get("annotations")
+    assert bg_target.whole()
+
+
+def test_switching_back_when_nothing_was_switched_changes_nothing(
+    bg_api: FakeKubeAPI, bg_target: KubernetesTarget
+) -> None:
+    assert bg_target.switch_traffic_back() == {"service": "trading-api", "restored": None, "landed": True}
+    assert bg_api.audit.count(verb="patch", resource="services") == 0
+
+
+def test_a_second_switch_keeps_the_first_selector_as_the_one_to_restore(
+    bg_api: FakeKubeAPI, bg_target: KubernetesTarget
+) -> None:
+    bg_target.switch_traffic(to="green")
+    again = bg_target.switch_traffic(to="blue")
+    assert again["landed"] and again["previous_selector"] == BLUE
+    bg_target.switch_traffic(to="green")
+    assert bg_target.switch_traffic_back()["restored"] == BLUE and _service(bg_api)["spec"]["selector"] == BLUE
+
+
+def test_a_later_process_heals_a_service_a_crashed_drill_left_switched(bg_api: FakeKubeAPI, tmp_path: Path) -> None:
+    assert kube_target(bg_api, tmp_path).switch_traffic()["landed"]  # the drill process, which then dies
+    healed = kube_target(bg_api, tmp_path).heal()  # a later invocation, from the Service's annotation alone
+    assert healed["whole"] and healed["restored"] == ["service/trading-api"]
+    assert _service(bg_api)["spec"]["selector"] == BLUE
+
+
+def test_a_switch_to_a_colour_without_ready_pods_does_not_land_and_leaves_the_service_alone(tmp_path: Path) -> None:
+    with fake_cluster(Policy.from_file(RBAC), blue_green=True, green_replicas=0) as api:
+        result = kube_target(api, tmp_path).switch_traffic()
+        assert result["landed"] is False and "no ready pod matches" in result["reason"]
+        assert _service(api)["spec"]["selector"] == BLUE and not _service(api)["metadata"].get("annotations")
+        assert api.audit.count(verb="patch", resource="services") == 0
+
+
+def test_a_service_whose_selector_names_no_colour_is_refused(api: FakeKubeAPI, target: KubernetesTarget) -> None:
+    Simulator(api.store).add_service(NS, "trading-api", API)
+    with pytest.raises(ConfigError, match=r"selector .* names no track label"):
+        target.switch_traffic()
+    assert api.audit.count(verb="patch", resource="services") == 0
+
+
+def test_a_rolling_update_of_the_live_colour_waits_for_its_own_pods_not_the_idle_colours(
+    bg_api: FakeKubeAPI, bg_target: KubernetesTarget
+) -> None:
+    result = bg_target.roll_out("3")
+    assert result["landed"] and result["images"] == {"trading-api": "registry.example/trading-api:3"}
+    green = [p["spec"]["containers"][0]["image"] for p in bg_api.store.list(PODS, Query(NS))[0]
+             if p["metadata"]["labels"].get("track") == "green"]  # fmt: skip
+    assert green == ["registry.example/trading-api:2"] * 2
+
+
+def test_the_portable_switch_and_its_rollback_reach_a_kubernetes_target(
+    bg_api: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRILL_CONFIG", str(drill_yaml(tmp_path, bg_api)))
+    configuration = {"drillbit_target": "staging"}
+    assert faults.switch_traffic(configuration=configuration)["landed"]
+    assert _service(bg_api)["spec"]["selector"] == GREEN
+    assert faults.switch_traffic_back(configuration=configuration)["restored"] == BLUE
+    assert _service(bg_api)["spec"]["selector"] == BLUE
+
+
+def test_the_blue_green_action_refuses_a_target_without_a_traffic_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox = SandboxTarget(cast(Any, None))  # refused before the sandbox is touched
+    monkeypatch.setattr(faults, "resolve_target", lambda name, state_dir=None: sandbox)
+    with pytest.raises(ConfigError, match=r"blue-green needs a kubernetes target .*'sandbox' is a sandbox target"):
+        faults.switch_traffic(to="green")
+    with pytest.raises(ConfigError, match="blue-green needs a kubernetes target"):
+        faults.switch_traffic_back()
+
+
 def test_every_call_of_every_fault_is_one_the_drill_runner_role_grants(
     api: FakeKubeAPI, target: KubernetesTarget
 ) -> None:
@@ -151,18 +317,18 @@ def test_every_call_of_every_fault_is_one_the_drill_runner_role_grants(
 
 
 def test_a_cluster_whose_server_is_not_the_recorded_one_is_refused(api: FakeKubeAPI, tmp_path: Path) -> None:
-    config = _drill_yaml(tmp_path, api, server="https://staging.example.internal:6443")
+    config = drill_yaml(tmp_path, api, server="https://staging.example.internal:6443")
     with pytest.raises(ConfigError, match=r"targets\.staging\.server: the context 'staging' points at http://127"):
         resolve_target("staging", config=config)
 
 
 def test_a_system_namespace_is_refused(api: FakeKubeAPI, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'kube-system' is a system namespace"):
-        resolve_target("staging", config=_drill_yaml(tmp_path, api, namespace="kube-system"))
+        resolve_target("staging", config=drill_yaml(tmp_path, api, namespace="kube-system"))
 
 
 def test_a_target_without_a_namespace_is_refused_before_any_call(api: FakeKubeAPI, tmp_path: Path) -> None:
-    config = _drill_yaml(tmp_path, api)
+    config = drill_yaml(tmp_path, api)
     data = yaml.safe_load(config.read_text())
     del data["targets"]["staging"]["namespace"]
     config.write_text(yaml.safe_dump(data))
@@ -178,7 +344,7 @@ def test_chaosk8s_activities_reach_the_targets_context_not_the_kubeconfigs_curre
     plain chaosk8s probe a k8s experiment uses asks the target's API server (its audit sees it)."""
     from chaosk8s.deployment.probes import deployment_available_and_healthy
 
-    config = _drill_yaml(tmp_path, api)
+    config = drill_yaml(tmp_path, api)
     kubeconfig = Path(yaml.safe_load(config.read_text())["targets"]["staging"]["kubeconfig"])
     doc = yaml.safe_load(kubeconfig.read_text())
     doc["clusters"].append({"name": "elsewhere", "cluster": {"server": "http://127.0.0.1:9"}})
