@@ -75,8 +75,11 @@ def _kubectl() -> str:
 
 def _kustomize(kubectl: str, directory: Path, source: str) -> str:
     try:
+        # rendering needs no cluster: kubectl is given none (it would otherwise ask the one in
+        # $KUBECONFIG for its /version, and a drill sets that to the cluster it drills)
+        env = {**os.environ, "KUBECONFIG": os.devnull}
         done = subprocess.run([kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
-                              capture_output=True, text=True, timeout=KUSTOMIZE_TIMEOUT_S)  # fmt: skip
+                              capture_output=True, text=True, timeout=KUSTOMIZE_TIMEOUT_S, env=env)  # fmt: skip
     except subprocess.TimeoutExpired:
         raise EnvironmentFailure(f"kubectl kustomize {source} took over {KUSTOMIZE_TIMEOUT_S:g} s") from None
     if done.returncode != 0:

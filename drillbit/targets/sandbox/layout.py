@@ -47,6 +47,11 @@ class Layout:
         return self.root / "pgpass"
 
     @property
+    def resolved_topology(self) -> Path:
+        """The topology as resolved at ``up`` (sizes taken from the manifests then)."""
+        return self.root / "topology.json"
+
+    @property
     def circus_ini(self) -> Path:
         return self.root / "circus.ini"
 

@@ -190,7 +190,7 @@ class Sandbox:
         state = SandboxState.load(layout)
         if state is None or state.status != "up":
             raise EnvironmentFailure(f"no sandbox is up under {layout.state_dir}: run `drill env up --env sandbox`")
-        return cls(layout, state, load_topology(state.topology_file))
+        return cls(layout, state, _resolved_topology(layout, state))
 
     @property
     def front_door_url(self) -> str:
@@ -537,7 +537,7 @@ def up(
             sb = Sandbox(layout, old, topo)
             if old.status == "up" and sb.supervisor_alive() and _http_ok(f"{old.front_door_url}/healthz"):
                 report(f"sandbox {old.id} is already up: {old.front_door_url}")
-                return Sandbox(layout, old, load_topology(old.topology_file))
+                return Sandbox(layout, old, _resolved_topology(layout, old))
             report(f"found a stale sandbox {old.id} (started {old.created_at}, not healthy): cleaning it up first")
             _teardown(layout, old.id, report)
         elif layout.root.exists():
@@ -554,6 +554,15 @@ def up(
             raise
 
 
+def _resolved_topology(layout: Layout, state: SandboxState) -> Topology:
+    """The topology the sandbox was brought up with, as resolved then (its sizes from the manifests
+    as they were): what runs, even if the files changed since, and no kustomize run per attach."""
+    try:
+        return Topology.model_validate_json(layout.resolved_topology.read_text())
+    except (OSError, ValueError):  # a sandbox from before it was kept
+        return load_topology(state.topology_file)
+
+
 def _bring_up(
     topo: Topology, topo_path: Path, ports: Ports, layout: Layout, sandbox_id: str, report: Report
 ) -> Sandbox:
@@ -562,6 +571,7 @@ def _bring_up(
     secrets = Secrets(*(secrets_mod.token_urlsafe(18) for _ in range(4)))
     _write_private(layout.secrets_file, json.dumps(asdict(secrets)))
     _write_private(layout.pgpass, pgpass(topo, secrets))
+    layout.resolved_topology.write_text(topo.model_dump_json(indent=2))
     dsn = app_dsn(topo, ports, layout)
     regions = [r.name for r in topo.regions]
     state = SandboxState(

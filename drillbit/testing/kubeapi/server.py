@@ -265,6 +265,8 @@ class FakeKubeAPI:
         method, path = request.method, request.url.path
         if not self._authenticated(request):
             self.audit.record(method, path, None, allowed=False, code=401)
+            agent = request.headers.get("user-agent")
+            logger.warning("unauthenticated %s %s refused (user agent %r)", method, path, agent)
             return JSONResponse(status_object(401, "Unauthorized", "Unauthorized"), status_code=401)
         parts = [p for p in path.split("/") if p]
         doc = _discovery(parts, f"127.0.0.1:{self._port}") if method == "GET" else None
