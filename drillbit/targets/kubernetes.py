@@ -72,6 +72,9 @@ class KubernetesSpec(BaseModel):
     api_selector: str = Field(default="app.kubernetes.io/name=trading-api", min_length=1)
     db_selector: str = Field(default="app.kubernetes.io/name=trading-db", min_length=1)
     zone_label: str = Field(default="topology.kubernetes.io/zone", min_length=1)
+    # the deployment manifests under test (a kustomize overlay or YAML): recorded, hashed and checked
+    # with every drill, so a verdict is tied to what was deployed
+    manifests: str | None = Field(default=None, min_length=1)
     api_service: str = Field(default="trading-api", min_length=1)  # the Service a blue-green switch points
     colour_label: str = Field(default="track", min_length=1)  # the pod label its selector names the colour by
     colours: tuple[str, str] = ("blue", "green")  # a switch without ``to`` goes to the other one
@@ -263,7 +266,8 @@ class KubernetesTarget:
         d = self._deployment()
         return {"context": self.spec.context, "server": self._api().configuration.host, "namespace": self.namespace,
                 "deployment": self.spec.api_deployment, "generation": d.metadata.generation,
-                "images": [c.image for c in d.spec.template.spec.containers]}  # fmt: skip
+                "images": [c.image for c in d.spec.template.spec.containers],
+                "manifests": str(Path(self.spec.manifests).resolve()) if self.spec.manifests else None}  # fmt: skip
 
     def ready(self) -> bool:
         if self.spec.api_url is None:
@@ -403,13 +407,18 @@ class KubernetesTarget:
         old = leaders[0]
         self._call(self._core().delete_namespaced_pod, old.metadata.name, self.namespace)
 
-        def promoted() -> bool:
-            return any((p.metadata.labels or {}).get("role") in ("master", "primary")
-                       and p.metadata.uid != old.metadata.uid and _ready(p)
-                       for p in self._pods(self.spec.db_selector))  # fmt: skip
+        new: list[str] = []
 
-        landed = self._wait("a new database primary", promoted, timeout=120)
-        return {"old_primary": old.metadata.name, "landed": landed}
+        def promoted() -> bool:
+            # another member leads: a StatefulSet brings the deleted pod back under the same name,
+            # and that pod taking the lead again is a restart, not a failover
+            new[:] = [p.metadata.name for p in self._pods(self.spec.db_selector)
+                      if (p.metadata.labels or {}).get("role") in ("master", "primary")
+                      and p.metadata.name != old.metadata.name and _ready(p)]  # fmt: skip
+            return bool(new)
+
+        landed = self._wait("another database member leading", promoted, timeout=120)
+        return {"old_primary": old.metadata.name, "new_primary": new[0] if new else None, "landed": landed}
 
     def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]:
         d = self._deployment()

@@ -185,7 +185,7 @@ def test_a_rolling_update_lands_when_every_pod_runs_the_new_tag_and_is_ready(tar
 
 def test_a_database_failover_lands_when_another_pod_leads(target: KubernetesTarget) -> None:
     result = target.fail_over_database()
-    assert result == {"old_primary": "trading-db-0", "landed": True}
+    assert result == {"old_primary": "trading-db-0", "new_primary": "trading-db-1", "landed": True}
     assert target.primary_region() == "zone-b"
 
 

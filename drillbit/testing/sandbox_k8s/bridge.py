@@ -77,18 +77,21 @@ class FileAudit(AuditLog):
         self._file.close()
 
 
-def runner_policy(objects: list[dict[str, Any]], account: str = RUNNER) -> Policy:
-    """The Roles and ClusterRoles bound to the ServiceAccount ``account`` in the manifests."""
+def runner_policy(objects: list[dict[str, Any]], namespace: str, account: str = RUNNER) -> Policy:
+    """The Roles and ClusterRoles bound to the ServiceAccount ``account`` of ``namespace`` in the
+    manifests (a binding to the same name in another namespace grants this one nothing)."""
     bound: set[tuple[str, str]] = set()
     for obj in objects:
-        if obj.get("kind") in ("RoleBinding", "ClusterRoleBinding") and any(
-            s.get("kind") == "ServiceAccount" and s.get("name") == account for s in obj.get("subjects") or []
-        ):
+        if obj.get("kind") not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        home = (obj.get("metadata") or {}).get("namespace")  # a RoleBinding's subject defaults to its namespace
+        if any(s.get("kind") == "ServiceAccount" and s.get("name") == account
+               and (s.get("namespace") or home) == namespace for s in obj.get("subjects") or []):  # fmt: skip
             bound.add((obj["roleRef"]["kind"], obj["roleRef"]["name"]))
     roles = [o for o in objects if (o.get("kind"), (o.get("metadata") or {}).get("name")) in bound]
     if not roles:
-        raise ConfigError("manifests", f"no Role or ClusterRole is bound to the ServiceAccount {account!r}: the drill "
-                                       "runner could do nothing")  # fmt: skip
+        raise ConfigError("manifests", f"no Role or ClusterRole is bound to the ServiceAccount "
+                                       f"{namespace}/{account}: the drill runner could do nothing")  # fmt: skip
     return Policy.from_documents(roles)
 
 
@@ -104,7 +107,7 @@ def serve(state_dir: Path, started_sandbox: bool) -> int:
     if deployment is None:
         raise ConfigError(str(manifests), f"no Deployment {workload!r} in the rendered manifests")
     namespace = deployment["metadata"].get("namespace") or "default"
-    api = FakeKubeAPI(policy=runner_policy(objects))
+    api = FakeKubeAPI(policy=runner_policy(objects, namespace))
     BridgeState.path(sb.layout).parent.mkdir(parents=True, exist_ok=True)
     audit = FileAudit(BridgeState.path(sb.layout).parent / AUDIT)
     api.audit = audit

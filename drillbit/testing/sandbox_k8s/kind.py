@@ -91,7 +91,7 @@ class SandboxK8sKind:
     def _target(self, name: str, layout: Layout, bridge: BridgeState) -> KubernetesTarget:
         sb = Sandbox.attach(layout.state_dir)
         k8s = KubernetesSpec(context=bridge.context, kubeconfig=bridge.kubeconfig, namespace=bridge.namespace,
-                             server=bridge.url, api_url=sb.front_door_url)  # fmt: skip
+                             server=bridge.url, api_url=sb.front_door_url, manifests=bridge.manifests)  # fmt: skip
         # the faults resolve this target again by name from this state dir: the sandbox's
         return KubernetesTarget(name, k8s, state_dir=layout.state_dir)
 
