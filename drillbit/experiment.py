@@ -178,6 +178,10 @@ class NoArguments(_Strict):
     pass
 
 
+class SwitchTraffic(_Strict):
+    to: Name | None = None  # the colour; default: the idle one
+
+
 #: drillbit.faults function -> the model of its arguments (``configuration`` is Chaos Toolkit's)
 FAULT_ARGUMENTS: dict[str, type[BaseModel]] = {
     "kill_replicas": KillReplicas,
@@ -187,6 +191,8 @@ FAULT_ARGUMENTS: dict[str, type[BaseModel]] = {
     "roll_out": RollOut,
     "spike_load": SpikeLoad,
     "await_service": AwaitService,
+    "switch_traffic": SwitchTraffic,
+    "switch_traffic_back": NoArguments,
     "heal_target": NoArguments,
     "replicas": NoArguments,
     "primary_region": NoArguments,

@@ -36,7 +36,7 @@ __all__ = ["DrillPlan", "DrillSettings", "load_plan", "region_problems"]
 log = logging.getLogger(__name__)
 
 #: lasting faults, and the revert a rollback must call (a fault that heals by itself needs none)
-NEEDS_ROLLBACK = {"lose_region": "restore_region"}
+NEEDS_ROLLBACK = {"lose_region": "restore_region", "switch_traffic": "switch_traffic_back"}
 
 
 class DrillSettings(BaseModel):

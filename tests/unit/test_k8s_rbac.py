@@ -38,10 +38,7 @@ STAGING = ROOT / "infra" / "k8s" / "overlays" / "staging"
 RUNNER = "drill-runner"
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb), as a Role's rule grants it
 #: granted, and no operation of a drill needs it; kept only while another test reads it under the Role
-NOT_YET_REMOVED: dict[Grant, str] = {
-    ("apps", "replicasets", "list"): "tests/unit/test_kubeapi.py lists ReplicaSets under the drill runner's Role",
-    ("", "nodes", "get"): "tests/unit/test_kubeapi.py reads a node under the drill runner's Role",
-}
+NOT_YET_REMOVED: dict[Grant, str] = {}
 
 
 @functools.cache

@@ -113,3 +113,12 @@ def test_a_suite_is_validated_whole_before_anything_runs(capsys: pytest.CaptureF
 def test_an_unknown_suite_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--suite", "nightly", "--dry-run"]) == 2
     assert "unknown suite 'nightly': use one of ci-gate, quarterly-dr" in capsys.readouterr().err
+
+
+def test_a_blue_green_switch_needs_its_switch_back_as_a_rollback_and_known_arguments(tmp_path: Path) -> None:
+    bad = _experiment(method=[_fault("switch", "switch_traffic", to="green", colour="x")], rollbacks=[])
+    with pytest.raises(ConfigError) as err:
+        load_plan(_write(tmp_path, bad))
+    message = str(err.value)
+    assert "rollbacks: the method calls switch_traffic but no rollback calls switch_traffic_back" in message
+    assert "method[0].provider.arguments.colour: unknown field" in message
