@@ -159,7 +159,7 @@ class FailOver(_Strict):
 
 class RollOut(_Strict):
     version: Name = "auto"
-    max_unavailable: StrictInt = Field(default=1, ge=1, le=1000)
+    max_unavailable: StrictInt | None = Field(default=None, ge=1, le=1000)  # default: the target's strategy
 
 
 class SpikeLoad(_Strict):

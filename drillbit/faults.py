@@ -117,8 +117,11 @@ def fail_over_database(mode: str = "kill-node", configuration: Configuration = N
     return _target(configuration).fail_over_database(mode)
 
 
-def roll_out(version: str = "auto", max_unavailable: int = 1, configuration: Configuration = None) -> dict[str, Any]:
-    """Roll every API replica to ``version``, ``max_unavailable`` at a time, waiting for readiness.
+def roll_out(
+    version: str = "auto", max_unavailable: int | None = None, configuration: Configuration = None
+) -> dict[str, Any]:
+    """Roll every API replica to ``version`` by the target's strategy (the manifests' maxSurge and
+    maxUnavailable), waiting for readiness; ``max_unavailable`` overrides it on the sandbox.
 
     ``auto``: a version no replica runs yet (``drill-<UTC time>``), so a repeated drill rolls again.
     """

@@ -69,7 +69,10 @@ class Target(Protocol):
 
     def fail_over_database(self, mode: str = "kill-node") -> dict[str, Any]: ...
 
-    def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]: ...
+    def roll_out(self, version: str, max_unavailable: int | None = None) -> dict[str, Any]:
+        """Roll every API replica to ``version`` by the target's own strategy (the Deployment's
+        maxSurge/maxUnavailable); ``max_unavailable`` overrides it where the target can."""
+        ...
 
     def heal(self) -> dict[str, Any]:
         """Undo every lasting fault and wait until the target is whole; idempotent.

@@ -420,7 +420,8 @@ class KubernetesTarget:
         landed = self._wait("another database member leading", promoted, timeout=120)
         return {"old_primary": old.metadata.name, "new_primary": new[0] if new else None, "landed": landed}
 
-    def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]:
+    def roll_out(self, version: str, max_unavailable: int | None = None) -> dict[str, Any]:
+        # the Deployment's own strategy rolls it (max_unavailable is the sandbox's override)
         d = self._deployment()
         containers = d.spec.template.spec.containers
         images = {c.name: f"{c.image.rsplit(':', 1)[0] if ':' in c.image.rsplit('/', 1)[-1] else c.image}:{version}"

@@ -227,9 +227,9 @@ def test_roll_out_rejects_a_version_that_is_not_a_plain_token(sb: Sandbox) -> No
         sb.roll_out("v2; rm -rf /")
 
 
-def test_roll_out_rejects_max_unavailable_below_one(sb: Sandbox) -> None:
+def test_roll_out_rejects_a_budget_that_could_replace_nothing(sb: Sandbox) -> None:
     with pytest.raises(ConfigError, match="max_unavailable"):
-        sb.roll_out("v2", max_unavailable=0)
+        sb.roll_out("v2", max_unavailable=0, max_surge=0)
 
 
 def test_roll_out_leaves_the_version_file_naming_what_runs(sb: Sandbox, trader_roll: TraderRoll) -> None:
@@ -239,9 +239,39 @@ def test_roll_out_leaves_the_version_file_naming_what_runs(sb: Sandbox, trader_r
 
 
 def test_max_unavailable_two_replaces_two_replicas_per_step(sb: Sandbox, trader_roll: TraderRoll) -> None:
-    result = sb.roll_out(_new_version("pair"), max_unavailable=2)
+    result = sb.roll_out(_new_version("pair"), max_unavailable=2, max_surge=0)
     assert result["landed"] is True, result
     for region in sb.regions:
         steps = Counter(s["signalled_at"] for s in result["replaced"] if s["region"] == region)
         replicas = len(result["before"][region])
         assert sorted(steps.values(), reverse=True) == [2] * (replicas // 2) + [1] * (replicas % 2), (region, steps)
+
+
+def test_the_default_roll_takes_the_manifests_surge_and_never_drops_below_the_regions_size(sb: Sandbox) -> None:
+    """The staging manifests say maxSurge 1, maxUnavailable 0: a new replica is ready before an old
+    one goes, so the ready replicas of the region being rolled never fall below its size (sampled
+    independently, every 50 ms, through the replicas' own sockets)."""
+    assert (sb.topology.rollout.max_surge, sb.topology.rollout.max_unavailable) == (1, 0)
+    size = {r: sb.supervisor.numprocesses(f"api-{r}") for r in sb.regions}
+    lowest = dict(size)
+    highest = dict(size)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for region, counts in sb.replicas().items():
+                lowest[region] = min(lowest[region], counts["ready"])
+                highest[region] = max(highest[region], counts["desired"])
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = sb.roll_out(_new_version("surge"))
+    finally:
+        done.set()
+        sampler.join(timeout=5)
+    assert result["landed"] is True and result["max_surge"] == 1 and result["max_unavailable"] == 0, result
+    assert lowest == size, (lowest, size)
+    assert all(highest[r] == size[r] + 1 for r in sb.regions), highest  # the surge replica was there
+    assert all(len(r["new"]) >= 1 for r in result["replaced"]), result["replaced"]

@@ -19,7 +19,7 @@ from drillbit.core.errors import ConfigError
 from drillbit.manifests import RULES, check_manifests, render
 from drillbit.manifests.check import find_checkov
 from drillbit.manifests.rules import run_rules
-from drillbit.manifests.sizes import spread
+from drillbit.manifests.sizes import rolling_update, spread
 from drillbit.targets.sandbox.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -304,3 +304,35 @@ def test_a_missing_overlay_is_a_config_error_naming_the_topology(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"manifests: \.\./k8s/nowhere: no such file or directory") as err:
         load_topology(topo)
     assert err.value.source == str(topo)
+
+
+def test_the_rolling_update_budget_follows_kubernetes_rounding_and_defaults() -> None:
+    def spec(strategy: dict[str, object]) -> dict[str, object]:
+        return {"strategy": strategy}
+
+    assert rolling_update(spec({"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}), 4) == (1, 0)
+    assert rolling_update(spec({}), 4) == (1, 1)  # 25 % each: surge rounds up, unavailable down
+    assert rolling_update(spec({}), 3) == (1, 0)
+    assert rolling_update(spec({"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": "50%"}}), 3) == (2, 1)
+    assert rolling_update(spec({"type": "Recreate"}), 4) == (0, 4)
+
+
+def test_the_shipped_topology_rolls_by_the_manifests_strategy_and_probes_their_readiness_path() -> None:
+    topo = load_topology(ROOT / "infra" / "sandbox" / "topology.yaml")
+    assert (topo.rollout.max_surge, topo.rollout.max_unavailable) == (1, 0)
+    assert topo.api.readiness_path == "/readyz"
+
+
+def test_a_manifest_that_probes_readiness_on_healthz_makes_the_sandbox_ask_healthz(tmp_path: Path) -> None:
+    """A weak readiness probe in the manifests is what the sandbox then calls ready (and drills)."""
+    topo, overlay = _project_copy(tmp_path)
+    api = overlay.parent.parent / "base" / "api.yaml"
+    text = api.read_text()
+    api.write_text(text.replace("httpGet: {path: /readyz, port: http}", "httpGet: {path: /healthz, port: http}"))
+    assert load_topology(topo).api.readiness_path == "/healthz"
+
+
+def test_a_rollout_budget_set_in_the_topology_too_is_refused(tmp_path: Path) -> None:
+    topo, _ = _project_copy(tmp_path, "rollout:\n  max_surge: 2\n")
+    with pytest.raises(ConfigError, match=r"rollout\.max_surge: set by the manifests"):
+        load_topology(topo)

@@ -102,7 +102,7 @@ class SandboxTarget:
         new, old = result.get("new_primary"), result.get("old_primary")
         return {**result, "landed": new is not None and new != old}
 
-    def roll_out(self, version: str, max_unavailable: int = 1) -> dict[str, Any]:
+    def roll_out(self, version: str, max_unavailable: int | None = None) -> dict[str, Any]:
         result = self.sb.roll_out(version=version, max_unavailable=max_unavailable)
         if result.get("landed") and not result.get("replaced"):
             # every replica already ran it: nothing was rolled, so nothing was proven

@@ -6,8 +6,11 @@ supervisor starts from then on (a respawn after a kill, an autoscaler scale-out,
 region) runs the new version. The roll then replaces the running replicas, region by region, at
 most ``max_unavailable`` at a time: it waits until every replica of the region answers /readyz on
 its own socket, asks the supervisor to SIGTERM an old one, waits for it to exit (it drains: see
-``drillbit.sut.serve``) and for the supervisor's replacement to be ready, and moves on. The number of
-replicas never changes (the autoscaler may change it meanwhile without confusing the roll).
+``drillbit.sut.serve``) and for the supervisor's replacement to be ready, and moves on. With a surge
+(``max_surge``, the Deployment's maxSurge) it first starts that many new replicas and waits until
+they are ready, then lets the supervisor stop as many of the oldest, so capacity never dips: the
+manifests' maxUnavailable 0, maxSurge 1 is what R1.4 asks for. Between steps the number of
+replicas is the region's own (the autoscaler may change it meanwhile without confusing the roll).
 
 Every fact is read back from the replicas themselves over their own unix sockets (``/healthz``
 reports version and pid), never from what was asked for.
@@ -161,8 +164,13 @@ def _check_sandbox_supports_it(sb: Rollable) -> None:
 
 
 def _roll_region(
-    sb: Rollable, region: str, version: str, max_unavailable: int, deadline: _Deadline, replaced: list[dict[str, Any]]
-) -> None:
+    sb: Rollable, region: str, version: str, budget: tuple[int, int], deadline: _Deadline,
+    replaced: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    """Replace the region's old replicas step by step, as a Deployment's rolling update does: start
+    ``max_surge`` new replicas and wait until they are ready, then take as many old ones away plus
+    ``max_unavailable`` more (SIGTERM: they drain), and wait for their replacements to be ready."""
+    max_surge, max_unavailable = budget
     name = f"api-{region}"
 
     def all_ready() -> bool:
@@ -173,12 +181,21 @@ def _roll_region(
         old = [i for i in snapshot(sb, region) if i.version != version]
         if not old:
             return
-        batch = old[:max_unavailable]
         before = set(sb.supervisor.pids(name))
         t0 = time.monotonic()
         signalled_at = _now()
-        for info in batch:
+        surge = min(max_surge, len(old))
+        if surge:
+            size = sb.supervisor.numprocesses(name)
+            sb.supervisor.set_numprocesses(name, size + surge)  # started at the new version (the deploy record)
+            deadline.wait(f"{surge} surge replica(s) of {region} ready", all_ready)
+            # back to its size: the supervisor stops the oldest (old-version) replicas, draining them
+            sb.supervisor.set_numprocesses(name, size)
+        running = set(sb.supervisor.pids(name))
+        going = [i for i in old if i.pid in running][:max_unavailable]
+        for info in going:
             sb.supervisor.call("signal", name=name, pid=info.pid, signum="TERM")
+        batch = [i for i in old if i.pid not in running or i in going]  # stopped by the supervisor, or signalled
         pids = [i.pid for i in batch]
         drained_s = deadline.wait(f"replicas {pids} of {region} exiting", functools.partial(_all_exited, pids))
         deadline.wait(f"the replacements in {region} ready", all_ready)
@@ -203,7 +220,7 @@ def _roll_region(
 
 
 def roll_out(
-    sb: Rollable, version: str, *, max_unavailable: int = 1, timeout: float = DEFAULT_TIMEOUT_S
+    sb: Rollable, version: str, *, max_unavailable: int = 1, max_surge: int = 0, timeout: float = DEFAULT_TIMEOUT_S
 ) -> dict[str, Any]:
     """Replace every API replica with one running ``version``; JSON-friendly facts of how it went.
 
@@ -214,8 +231,9 @@ def roll_out(
     """
     if not _VERSION.match(version):
         raise ConfigError("version", f"{version!r}: use 1-64 of letters, digits and . _ + - (starting alphanumeric)")
-    if max_unavailable < 1:
-        raise ConfigError("max_unavailable", f"must be >= 1, got {max_unavailable}")
+    if max_unavailable < 0 or max_surge < 0 or not (max_unavailable or max_surge):
+        raise ConfigError("max_unavailable", f"max_unavailable {max_unavailable} and max_surge {max_surge}: both >= 0, "
+                                             "one of them >= 1 (else nothing can be replaced)")  # fmt: skip
     if timeout <= 0:
         raise ConfigError("timeout", f"must be > 0, got {timeout}")
     _check_sandbox_supports_it(sb)
@@ -225,13 +243,14 @@ def roll_out(
     path = api_version_file(sb.layout)
     previous = path.read_text(encoding="utf-8").strip() if path.exists() else None
     _write_version(path, version)
-    log.info("rolling out %s (was %s) over %s, %d at a time", version, previous, active, max_unavailable)
+    log.info("rolling out %s (was %s) over %s: surge %d, unavailable %d", version, previous, active, max_surge,
+             max_unavailable)  # fmt: skip
     deadline = _Deadline(timeout)
     replaced: list[dict[str, Any]] = []
     error = None
     for region in active:
         try:
-            _roll_region(sb, region, version, max_unavailable, deadline, replaced)
+            _roll_region(sb, region, version, (max_surge, max_unavailable), deadline, replaced)
         except _Timeout as err:
             error = str(err)
             log.warning("roll-out of %s stopped: %s", version, err)
@@ -245,6 +264,7 @@ def roll_out(
         "version": version,
         "previous_record": previous,
         "max_unavailable": max_unavailable,
+        "max_surge": max_surge,
         "started_at": started_at,
         "ended_at": _now(),
         "duration_s": round(time.monotonic() - t0, 3),

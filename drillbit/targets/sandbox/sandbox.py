@@ -130,14 +130,15 @@ def _http_ok(url: str, *, uds: Path | None = None, timeout: float = HTTP_TIMEOUT
         return False
 
 
-def _ready_pid(sock: Path, timeout: float = READY_TIMEOUT_S) -> str | None:
+def _ready_pid(sock: Path, path: str = "/readyz", timeout: float = READY_TIMEOUT_S) -> str | None:
     """The pid of the replica on ``sock`` (its identity) when it is ready, or None. Ready is what a
-    Kubernetes readiness probe means: ``/readyz`` answers 200 (not draining, a pooled connection to
-    a writable primary). Alive is not ready: a replica answers /healthz from the moment it starts,
-    before its pools are open, and through a database outage in which it can serve nothing."""
+    Kubernetes readiness probe means: its path (the manifests', ``/readyz`` by default: not draining,
+    a pooled connection to a writable primary) answers 200. Alive is not ready: a replica answers
+    /healthz from the moment it starts, before its pools are open, and through a database outage in
+    which it can serve nothing (a manifest probing /healthz for readiness says so in every drill)."""
     try:
         with loopback.client(uds=sock, timeout=timeout) as client:
-            answer = client.get("http://replica/readyz")
+            answer = client.get(f"http://replica{path}")
             return str(answer.json()["pid"]) if answer.status_code == 200 else None
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
@@ -251,7 +252,8 @@ class Sandbox:
             # 1..desired: probe every socket of the region; a dead replica's socket refuses connections
             sockets = sorted(self.layout.run.glob(f"api-{region}-*.sock"))
             with ThreadPoolExecutor(max_workers=max(1, len(sockets))) as pool:  # one slow replica delays no other
-                ids = [pid for pid in pool.map(_ready_pid, sockets) if pid is not None]
+                probe = functools.partial(_ready_pid, path=self.topology.api.readiness_path)
+                ids = [pid for pid in pool.map(probe, sockets) if pid is not None]
             out[region] = {"desired": desired, "ready": len(ids), "ready_ids": sorted(ids)}
         return out
 
@@ -407,10 +409,17 @@ class Sandbox:
 
     # -- deployments -----------------------------------------------------------------------
     def roll_out(
-        self, version: str, *, max_unavailable: int = 1, timeout: float = rollout.DEFAULT_TIMEOUT_S
-    ) -> dict[str, Any]:
-        """Rolling update of every API replica to ``version``, without a failed request (see rollout)."""
-        return rollout.roll_out(self, version, max_unavailable=max_unavailable, timeout=timeout)
+        self, version: str, *, max_unavailable: int | None = None, max_surge: int | None = None,
+        timeout: float = rollout.DEFAULT_TIMEOUT_S,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Rolling update of every API replica to ``version``, without a failed request (see rollout);
+        the budget is the topology's (the manifests' strategy) unless given."""
+        budget = self.topology.rollout
+        return rollout.roll_out(
+            self, version, timeout=timeout,
+            max_unavailable=budget.max_unavailable if max_unavailable is None else max_unavailable,
+            max_surge=budget.max_surge if max_surge is None else max_surge,
+        )  # fmt: skip
 
     def versions(self) -> dict[str, list[str]]:
         """Region -> the version each live API replica reports on its own socket."""

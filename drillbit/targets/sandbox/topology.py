@@ -56,6 +56,20 @@ class Api(_Model):
     write_pool_size: int = Field(default=4, ge=1, le=64)
     read_pool_size: int = Field(default=4, ge=1, le=64)
     request_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    readiness_path: str = Field(default="/readyz", pattern=r"^/[A-Za-z0-9/_.-]*$")  # what "ready" asks a replica
+
+
+class Rollout(_Model):
+    """The rolling update's budget, per region (the sandbox rolls one region at a time)."""
+
+    max_surge: int = Field(default=0, ge=0, le=16)  # extra replicas started before old ones go
+    max_unavailable: int = Field(default=1, ge=0, le=16)  # old replicas taken down at once
+
+    @model_validator(mode="after")
+    def _one_of_them(self) -> Rollout:
+        if not (self.max_surge or self.max_unavailable):
+            raise ValueError("max_surge and max_unavailable are both 0: nothing could ever be replaced; raise one")
+        return self
 
 
 class Autoscaling(_Model):
@@ -117,6 +131,7 @@ class Topology(_Model):
     api_workload: str = Field(default=DEFAULT_WORKLOAD, min_length=1)  # its Deployment in the manifests
     front_door: FrontDoor = FrontDoor()
     api: Api = Api()
+    rollout: Rollout = Rollout()
     autoscaling: Autoscaling = Autoscaling()
     etcd: Etcd = Etcd()
     database: Database = Database()
@@ -163,13 +178,15 @@ def parse_topology(data: Any, source: str) -> Topology:
 
 #: what the manifests decide when a topology names them (set here too, they would disagree one day)
 FROM_MANIFESTS = ("regions[].api_replicas", "autoscaling.enabled", "autoscaling.max_replicas", "autoscaling.metric",
-                  "autoscaling.target_rps", "autoscaling.target_cpu_percent")  # fmt: skip
+                  "autoscaling.target_rps", "autoscaling.target_cpu_percent", "rollout.max_surge",
+                  "rollout.max_unavailable", "api.readiness_path")  # fmt: skip
 
 
 def _sized_from_manifests(data: dict[str, Any], base: Path, source: str) -> dict[str, Any]:
     """``data`` with the API's replicas per region and its autoscaling taken from the manifests it
     names: the Deployment's replicas (the HPA's minimum when an HPA scales it) and the HPA's
-    maximum spread over the regions with maxSkew 1, the HPA's target as the autoscaler's."""
+    maximum spread over the regions with maxSkew 1, the HPA's target as the autoscaler's; the
+    rolling update's maxSurge/maxUnavailable and the readiness probe's path."""
     regions = data.get("regions")
     if not isinstance(regions, list) or not regions or not all(isinstance(r, dict) for r in regions):
         return data  # the model reports what is wrong with regions
@@ -177,6 +194,10 @@ def _sized_from_manifests(data: dict[str, Any], base: Path, source: str) -> dict
     given = [f"regions[{i}].api_replicas" for i, r in enumerate(regions) if "api_replicas" in r]
     given += [f"autoscaling.{k}" for k in ("enabled", "max_replicas", "metric", "target_rps",
                                            "target_cpu_percent") if k in auto]  # fmt: skip
+    roll: dict[str, Any] = data["rollout"] if isinstance(data.get("rollout"), dict) else {}
+    api: dict[str, Any] = data["api"] if isinstance(data.get("api"), dict) else {}
+    given += [f"rollout.{k}" for k in ("max_surge", "max_unavailable") if k in roll]
+    given += ["api.readiness_path"] if "readiness_path" in api else []
     if given:
         raise ConfigError(source, f"{', '.join(given)}: set by the manifests this topology names (manifests: "
                                   f"{data['manifests']}): change them there, or drop manifests:")  # fmt: skip
@@ -195,8 +216,10 @@ def _sized_from_manifests(data: dict[str, Any], base: Path, source: str) -> dict
     autoscaling = {**auto, "enabled": sizes.autoscaling, "max_replicas": high, "metric": sizes.metric}
     if sizes.autoscaling:
         autoscaling["target_rps" if sizes.metric == "rps" else "target_cpu_percent"] = sizes.target
+    rollout = {"max_surge": min(sizes.max_surge, 16), "max_unavailable": min(sizes.max_unavailable, 16)}
+    api = {**api, "readiness_path": sizes.readiness_path} if sizes.readiness_path else api
     return {**data, "regions": [{**r, "api_replicas": n} for r, n in zip(regions, low, strict=True)],
-            "autoscaling": autoscaling}  # fmt: skip
+            "autoscaling": autoscaling, "rollout": rollout, "api": api}  # fmt: skip
 
 
 def load_topology(path: Path | str | None = None) -> Topology:

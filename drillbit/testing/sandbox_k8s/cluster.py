@@ -29,6 +29,7 @@ What the API is asked to do is done to the sandbox:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -83,9 +84,10 @@ class Replica:
     ready: bool
 
 
-def _probe(sock: Path) -> tuple[int, str, bool] | None:
-    """(pid, version, ready) of the replica on ``sock``: /readyz, or /healthz when not ready."""
-    for path, ready in (("/readyz", True), ("/healthz", False)):
+def _probe(sock: Path, readiness: str = "/readyz") -> tuple[int, str, bool] | None:
+    """(pid, version, ready) of the replica on ``sock``: its readiness path (the manifests' probe),
+    or /healthz when not ready."""
+    for path, ready in ((readiness, True), ("/healthz", False)):
         try:
             with loopback.client(uds=sock, timeout=PROBE_TIMEOUT_S) as client:
                 r = client.get(f"http://replica{path}")
@@ -173,7 +175,8 @@ class SandboxCluster(NullBackend):
             pids = self.sb.supervisor.pids(name) if self.sb.supervisor.status(name) == "active" else []
             sockets = sorted(self.sb.layout.run.glob(f"api-{region}-*.sock"))
             with ThreadPoolExecutor(max_workers=max(1, len(sockets))) as pool:
-                answers = {a[0]: a for a in pool.map(_probe, sockets) if a is not None}
+                probe = functools.partial(_probe, readiness=self.sb.topology.api.readiness_path)
+                answers = {a[0]: a for a in pool.map(probe, sockets) if a is not None}
             for pid in pids:
                 _pid, version, ready = answers.get(pid, (pid, None, False))
                 out.append(Replica(region, pid, version, ready))
