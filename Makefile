@@ -38,6 +38,7 @@ lint: $(STAMP) $(CHECKOV)
 	$(BIN)/lint-imports
 	$(BIN)/drill manifests check infra/k8s/overlays/staging --out runs/manifests-check/staging
 	$(BIN)/drill manifests check infra/k8s/overlays/prod --out runs/manifests-check/prod
+	$(BIN)/drill manifests check infra/k8s/overlays/kind --out runs/manifests-check/kind
 
 ## make bench: benchmarks, printing figures and ratios against the targets
 bench: $(STAMP)
