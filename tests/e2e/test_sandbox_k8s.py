@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from drillbit.core.results import MEASUREMENTS, RUN, Measurements, Outcome, RunInfo, read_model
+from drillbit.manifests import render
 from drillbit.plan import DrillPlan, load_plan
 from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.kubernetes import KubernetesTarget
@@ -98,6 +99,10 @@ def test_k8s_pod_kill_through_the_kubernetes_driver_passes_with_real_recovery_fi
     assert result.exit_code == 0 and result.verdicts is not None and result.verdicts.outcome is Outcome.PASS
     info = read_model(result.run_dir / RUN, RunInfo)
     assert info.target["kind"] == "kubernetes" and info.target["fingerprint"]["context"] == ENV
+    # the manifests the API serves are the drill's record: hashed, checked, and in the report
+    staged = render(ROOT / "infra" / "k8s" / "overlays" / "staging")
+    assert info.manifests_check is not None and info.manifests_check.rendered_sha256 == staged.rendered_sha256
+    assert staged.rendered_sha256 in (result.run_dir / "report.html").read_text()
     assert SandboxTarget(sandbox_env).whole()
 
 

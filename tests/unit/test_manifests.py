@@ -259,13 +259,19 @@ def test_a_change_to_the_manifests_changes_the_sandbox(tmp_path: Path) -> None:
     assert [r.api_replicas for r in t.regions] == [3, 2] and t.autoscaling.max_replicas == 6
 
 
-def test_without_an_hpa_the_sandbox_does_not_autoscale(tmp_path: Path) -> None:
-    topo, overlay = _project_copy(tmp_path)
+def _without_hpa(overlay: Path, replicas: int = 4) -> None:
+    """The API's HPA taken out of the base (and the overlay's patches of it), at ``replicas``."""
     base = overlay.parent.parent / "base" / "api.yaml"
     docs = [d for d in yaml.safe_load_all(base.read_text()) if d["kind"] != "HorizontalPodAutoscaler"]
     base.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     k = overlay / "kustomization.yaml"
-    k.write_text(k.read_text().split("patches:")[0])
+    text = k.read_text().split("patches:")[0]
+    k.write_text(text.replace("{name: trading-api, count: 4}", f"{{name: trading-api, count: {replicas}}}"))
+
+
+def test_without_an_hpa_the_sandbox_does_not_autoscale(tmp_path: Path) -> None:
+    topo, overlay = _project_copy(tmp_path)
+    _without_hpa(overlay)
     t = load_topology(topo)
     assert [r.api_replicas for r in t.regions] == [2, 2] and t.autoscaling.enabled is False
 
@@ -288,12 +294,7 @@ def test_fewer_replicas_than_regions_with_an_hpa_is_refused(tmp_path: Path) -> N
 def test_one_replica_without_an_hpa_runs_in_one_region_only(tmp_path: Path) -> None:
     """The manifest's single pod is in one zone: the other region keeps its database node and no API."""
     topo, overlay = _project_copy(tmp_path)
-    base = overlay.parent.parent / "base" / "api.yaml"
-    docs = [d for d in yaml.safe_load_all(base.read_text()) if d["kind"] != "HorizontalPodAutoscaler"]
-    base.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    k = overlay / "kustomization.yaml"
-    k.write_text(k.read_text().split("patches:")[0].replace("{name: trading-api, count: 4}",
-                                                            "{name: trading-api, count: 1}"))
+    _without_hpa(overlay, replicas=1)
     t = load_topology(topo)
     assert [r.api_replicas for r in t.regions] == [1, 0] and t.autoscaling.enabled is False
 
