@@ -57,6 +57,7 @@ SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 CORDONED_BY = "drillbit.dev/cordoned-by"
 SWITCHED_BY = "drillbit.dev/switched-by"  # on a Service whose selector drillbit switched
 PREVIOUS_SELECTOR = "drillbit.dev/previous-selector"  # its selector before the switch (JSON)
+ROLLING_FROM = "drillbit.dev/rolling-from"  # on a Deployment drillbit is rolling: its images before (JSON)
 WAIT_TIMEOUT_S = 300.0
 POLL_S = 0.25
 
@@ -421,12 +422,26 @@ class KubernetesTarget:
         return {"old_primary": old.metadata.name, "new_primary": new[0] if new else None, "landed": landed}
 
     def roll_out(self, version: str, max_unavailable: int | None = None) -> dict[str, Any]:
-        # the Deployment's own strategy rolls it (max_unavailable is the sandbox's override)
+        """Patch the image tag and wait until every pod of the Deployment runs it, ready; the
+        Deployment's own strategy rolls it (``max_unavailable`` is the sandbox's override). While it
+        rolls, the Deployment carries its images from before (``drillbit.dev/rolling-from``): a roll
+        that did not land, or a drill killed mid-roll, is rolled back by ``heal`` (``kubectl rollout
+        undo`` semantics); a roll that landed drops the mark."""
         d = self._deployment()
         containers = d.spec.template.spec.containers
         images = {c.name: f"{c.image.rsplit(':', 1)[0] if ':' in c.image.rsplit('/', 1)[-1] else c.image}:{version}"
                   for c in containers}  # fmt: skip
-        patch = {"spec": {"template": {"spec": {"containers": [{"name": n, "image": i} for n, i in images.items()]}}}}
+        before = (d.metadata.annotations or {}).get(ROLLING_FROM) or json.dumps(
+            {c.name: c.image for c in containers}, sort_keys=True)  # an unhealed roll's original stays the original
+        landed = self._set_images(d, images, mark=before)
+        if landed:
+            self._mark_rolling(None)
+        return {"version": version, "images": images, "landed": landed}
+
+    def _set_images(self, d: Any, images: dict[str, str], mark: str | None) -> bool:
+        containers = [{"name": n, "image": i} for n, i in images.items()]
+        patch = {"metadata": {"annotations": {ROLLING_FROM: mark}},
+                 "spec": {"template": {"spec": {"containers": containers}}}}  # fmt: skip
         self._call(self._apps().patch_namespaced_deployment, self.spec.api_deployment, self.namespace, patch)
         want, selector = int(d.spec.replicas or 0), _selector_of(d)  # its own pods (not another colour's)
 
@@ -435,8 +450,26 @@ class KubernetesTarget:
             return len(pods) == want and all(_ready(p) and {c.name: c.image for c in p.spec.containers} == images
                                              for p in pods)  # fmt: skip
 
-        landed = self._wait(f"every pod at {version}", rolled)
-        return {"version": version, "images": images, "landed": landed}
+        return self._wait(f"every pod at {sorted(set(images.values()))}", rolled)
+
+    def _mark_rolling(self, mark: str | None) -> None:
+        patch = {"metadata": {"annotations": {ROLLING_FROM: mark}}}
+        self._call(self._apps().patch_namespaced_deployment, self.spec.api_deployment, self.namespace, patch)
+
+    def undo_roll_out(self) -> dict[str, Any]:
+        """Roll back a roll drillbit started and did not see land (the images before it, from the
+        Deployment's mark); nothing to undo: ``undone`` None."""
+        d = self._deployment()
+        mark = (d.metadata.annotations or {}).get(ROLLING_FROM)
+        if not mark:
+            return {"undone": None, "landed": True}
+        try:
+            images = {str(k): str(v) for k, v in json.loads(mark).items()}
+        except (ValueError, AttributeError):
+            raise EnvironmentFailure(f"deployment/{self.spec.api_deployment}: unreadable {ROLLING_FROM} annotation: "
+                                     "roll it back by hand (kubectl rollout undo)") from None  # fmt: skip
+        landed = self._set_images(d, images, mark=None)
+        return {"undone": images, "landed": landed}
 
     # -- blue-green ----------------------------------------------------------------------------
     def _switched_from(self, service: Any | None = None) -> dict[str, str] | None:
@@ -516,6 +549,8 @@ class KubernetesTarget:
             self._cordon(n, False)
         if self.switch_traffic_back()["restored"] is not None:
             restored.append(f"service/{self.spec.api_service}")
+        if self.undo_roll_out()["undone"] is not None:
+            restored.append(f"deployment/{self.spec.api_deployment}")
         whole = self._wait("the target whole", self.whole, timeout=WAIT_TIMEOUT_S)
         return {"restored": restored, "whole": whole, "landed": whole}
 

@@ -18,7 +18,7 @@ import yaml
 from drillbit import faults
 from drillbit.core.errors import ConfigError
 from drillbit.targets import resolve_target
-from drillbit.targets.kubernetes import PREVIOUS_SELECTOR, SWITCHED_BY, KubeApiError, KubernetesTarget
+from drillbit.targets.kubernetes import PREVIOUS_SELECTOR, ROLLING_FROM, SWITCHED_BY, KubeApiError, KubernetesTarget
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.testing.kubeapi import FakeKubeAPI, Policy, Query
 from drillbit.testing.kubeapi.resources import find
@@ -181,6 +181,30 @@ def test_a_rolling_update_lands_when_every_pod_runs_the_new_tag_and_is_ready(tar
     result = target.roll_out("2")
     assert result["landed"] and result["images"] == {"trading-api": "registry.example/trading-api:2"}
     assert target.fingerprint()["images"] == ["registry.example/trading-api:2"]
+
+
+def test_a_roll_that_landed_leaves_no_mark_and_heal_leaves_it_rolled(target: KubernetesTarget) -> None:
+    assert target.roll_out("2")["landed"]
+    assert ROLLING_FROM not in (target._deployment().metadata.annotations or {})
+    assert target.heal()["restored"] == []
+    assert target.fingerprint()["images"] == ["registry.example/trading-api:2"]
+
+
+def test_a_roll_killed_midway_is_rolled_back_by_the_next_heal(api: FakeKubeAPI, tmp_path: Path) -> None:
+    """The drill died after patching the image (the mark is on the Deployment, the roll unfinished):
+    a later process's heal rolls it back to the images before, as ``kubectl rollout undo`` would."""
+    crashed = resolve_target("staging", config=drill_yaml(tmp_path, api))
+    before = crashed.fingerprint()["images"]
+    crashed._mark_rolling(json.dumps({"trading-api": before[0]}))
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "trading-api", "image": "registry.example/x:9"}]}}}}
+    crashed._apps().patch_namespaced_deployment("trading-api", NS, patch)
+    later = resolve_target("staging", config=drill_yaml(tmp_path, api))
+    healed = later.heal()
+    assert healed["restored"] == ["deployment/trading-api"] and healed["whole"], healed
+    assert later.fingerprint()["images"] == before
+    assert ROLLING_FROM not in (later._deployment().metadata.annotations or {})
+    pods = later._pods("app.kubernetes.io/name=trading-api")
+    assert pods and {c.image for p in pods for c in p.spec.containers} == set(before)
 
 
 def test_a_database_failover_lands_when_another_pod_leads(target: KubernetesTarget) -> None:

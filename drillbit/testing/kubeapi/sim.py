@@ -203,11 +203,15 @@ class Simulator(NullBackend):
         digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
         name = f"{deployment['metadata']['name']}-{digest}"
         old = [rs for rs in self._replicasets_of(namespace, deployment) if rs["metadata"]["name"] != name]
-        if len(old) == len(self._replicasets_of(namespace, deployment)):
+        replicas = int(deployment["spec"].get("replicas", 1))
+        if len(old) < len(self._replicasets_of(namespace, deployment)):  # back to an earlier template: its RS again
+            self.store.update(REPLICASETS, namespace, name,
+                              lambda o: {**o, "spec": {**o["spec"], "replicas": replicas}})  # fmt: skip
+        else:
             labels = {**template["metadata"]["labels"], "pod-template-hash": digest}
             self.store.create(REPLICASETS, {
                 "metadata": {"name": name, "labels": labels, "ownerReferences": [_owner(deployment)]},
-                "spec": {"replicas": int(deployment["spec"].get("replicas", 1)), "selector": {"matchLabels": labels},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                          "template": {**template, "metadata": {"labels": labels}}},
             }, namespace=namespace)  # fmt: skip
         for rs in old:
