@@ -44,7 +44,9 @@ def _drill(state_dir: Path, out: Path, **options: Any) -> DrillResult:
     result = run_drill(_plan("k8s-pod-kill"), RunOptions(env=ENV, state_dir=state_dir, out=out, tty=False, say=print,
                                                          **options))  # fmt: skip
     verdicts = [v.model_dump(mode="json") for v in result.verdicts.verdicts] if result.verdicts else None
-    print(f"exit {result.exit_code}: {json.dumps(verdicts)[:2500]}")
+    for v in verdicts or []:
+        print(f"  {v['verdict']:12} {v['sla']:20} {v['measured']} ({v['op']} {v['target']}): {v['reason']}")
+    print(f"exit {result.exit_code}")
     return result
 
 
@@ -127,13 +129,14 @@ def _one_replica_project(tmp_path: Path) -> Path:
 
 
 def test_the_same_drill_with_a_one_replica_manifest_fails(tmp_path: Path) -> None:
-    """One replica, no PDB: each pod kill is an outage of the whole service until the replacement is
-    ready, and the drill FAILs on it (the no-outage SLA), while the lenient SLAs alone would pass."""
+    """One replica, no PDB: each pod kill takes the whole service away until the replacement is
+    ready: requests fail (no_outage) or, held in the listening socket's backlog, wait for it
+    (no_stall), and the drill FAILs where the lenient SLAs (RTO < 15 min) alone would pass."""
     state = tmp_path / ".drill"
     result = _drill(state, tmp_path / "runs", topology=_one_replica_project(tmp_path))  # brings it up and down
     m = read_model(result.run_dir / MEASUREMENTS, Measurements)
     assert m.faults and m.faults[0].landed, m.faults
-    assert m.rto is not None and m.rto.downtime_s is not None and m.rto.downtime_s >= 0.5, m.rto
-    assert _verdict(result, "no_outage").verdict is Outcome.FAIL
+    failed = {v.sla for v in result.verdicts.verdicts if v.verdict is Outcome.FAIL} if result.verdicts else set()
+    assert failed & {"no_outage", "no_stall"}, result.verdicts
     assert result.exit_code == 1 and result.verdicts is not None and result.verdicts.outcome is Outcome.FAIL
     assert not (state / "sandbox" / "state.json").exists()  # the drill took down what it brought up
