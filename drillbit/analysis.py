@@ -212,13 +212,17 @@ def _drill_end(events: list[dict[str, Any]]) -> float | None:
 
 
 def _replicas_restored(run_dir: Path, fault_at: float) -> dict[str, Any]:
-    """Fault -> first replica sample at which every region has ready >= desired > 0 again."""
+    """Fault -> first replica sample at which every region has ready >= desired > 0 again (a region
+    that ran no replica before the fault, by design, is whole at 0 of 0; a region lost is not)."""
 
     df = load_replicas(run_dir)
     after = df[df["t"] >= fault_at]
     if after.empty:
         raise ValueError("no replica samples after the fault")
-    whole = after.assign(ok=(after["ready"] >= after["desired"]) & (after["desired"] > 0)).groupby("t")["ok"].all()
+    before = df[df["t"] < fault_at].groupby("region")["desired"].max()
+    empty_by_design = after["region"].map(lambda r: r in before.index and before[r] == 0)
+    ok = (after["ready"] >= after["desired"]) & ((after["desired"] > 0) | empty_by_design)
+    whole = after.assign(ok=ok).groupby("t")["ok"].all()
     dipped = bool((~whole).any())
     # restored: the first whole sample after the last broken one (a region killed later breaks it again)
     broken_t = whole.index[~whole.to_numpy()]

@@ -106,6 +106,26 @@ def _selector(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+def image_repo(image: str) -> str:
+    """The image without its tag or digest (``repo:1.4`` and ``repo@sha256:...`` are ``repo``)."""
+    image = image.split("@", 1)[0]
+    last = image.rsplit("/", 1)[-1]
+    return image.rsplit(":", 1)[0] if ":" in last else image
+
+
+def _rolling_mark(deployment: Any) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(images before, images drillbit set) of a roll drillbit marked and did not see land."""
+    mark = (deployment.metadata.annotations or {}).get(ROLLING_FROM)
+    if not mark:
+        return None
+    try:
+        data = json.loads(mark)
+        return ({str(k): str(v) for k, v in data["from"].items()}, {str(k): str(v) for k, v in data["to"].items()})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise EnvironmentFailure(f"deployment/{deployment.metadata.name}: unreadable {ROLLING_FROM} annotation: "
+                                 "roll it back by hand (kubectl rollout undo) and remove it") from None  # fmt: skip
+
+
 def _selector_of(deployment: Any) -> str:
     """A Deployment's own label selector (matchLabels and matchExpressions) as a query string."""
     sel = deployment.spec.selector
@@ -429,11 +449,10 @@ class KubernetesTarget:
         undo`` semantics); a roll that landed drops the mark."""
         d = self._deployment()
         containers = d.spec.template.spec.containers
-        images = {c.name: f"{c.image.rsplit(':', 1)[0] if ':' in c.image.rsplit('/', 1)[-1] else c.image}:{version}"
-                  for c in containers}  # fmt: skip
-        before = (d.metadata.annotations or {}).get(ROLLING_FROM) or json.dumps(
-            {c.name: c.image for c in containers}, sort_keys=True)  # an unhealed roll's original stays the original
-        landed = self._set_images(d, images, mark=before)
+        images = {c.name: f"{image_repo(c.image)}:{version}" for c in containers}
+        unhealed = _rolling_mark(d)  # a roll not undone yet: its original stays the original
+        before = unhealed[0] if unhealed else {c.name: c.image for c in containers}
+        landed = self._set_images(d, images, mark=json.dumps({"from": before, "to": images}, sort_keys=True))
         if landed:
             self._mark_rolling(None)
         return {"version": version, "images": images, "landed": landed}
@@ -443,9 +462,10 @@ class KubernetesTarget:
         patch = {"metadata": {"annotations": {ROLLING_FROM: mark}},
                  "spec": {"template": {"spec": {"containers": containers}}}}  # fmt: skip
         self._call(self._apps().patch_namespaced_deployment, self.spec.api_deployment, self.namespace, patch)
-        want, selector = int(d.spec.replicas or 0), _selector_of(d)  # its own pods (not another colour's)
+        selector = _selector_of(d)  # its own pods (not another colour's)
 
-        def rolled() -> bool:
+        def rolled() -> bool:  # the replicas wanted now (an autoscaler may scale meanwhile), all at the images
+            want = int(self._deployment().spec.replicas or 0)
             pods = [p for p in self._pods(selector) if p.metadata.deletion_timestamp is None]
             return len(pods) == want and all(_ready(p) and {c.name: c.image for c in p.spec.containers} == images
                                              for p in pods)  # fmt: skip
@@ -460,16 +480,16 @@ class KubernetesTarget:
         """Roll back a roll drillbit started and did not see land (the images before it, from the
         Deployment's mark); nothing to undo: ``undone`` None."""
         d = self._deployment()
-        mark = (d.metadata.annotations or {}).get(ROLLING_FROM)
-        if not mark:
+        mark = _rolling_mark(d)
+        if mark is None:
             return {"undone": None, "landed": True}
-        try:
-            images = {str(k): str(v) for k, v in json.loads(mark).items()}
-        except (ValueError, AttributeError):
-            raise EnvironmentFailure(f"deployment/{self.spec.api_deployment}: unreadable {ROLLING_FROM} annotation: "
-                                     "roll it back by hand (kubectl rollout undo)") from None  # fmt: skip
-        landed = self._set_images(d, images, mark=None)
-        return {"undone": images, "landed": landed}
+        before, rolled_to = mark
+        if {c.name: c.image for c in d.spec.template.spec.containers} != rolled_to:
+            # someone deployed since (the template is not what drillbit set): theirs stands, the mark goes
+            self._mark_rolling(None)
+            return {"undone": None, "landed": True, "left": "the template changed since drillbit's roll"}
+        landed = self._set_images(d, before, mark=None)
+        return {"undone": before, "landed": landed}
 
     # -- blue-green ----------------------------------------------------------------------------
     def _switched_from(self, service: Any | None = None) -> dict[str, str] | None:

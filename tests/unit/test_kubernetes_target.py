@@ -18,7 +18,14 @@ import yaml
 from drillbit import faults
 from drillbit.core.errors import ConfigError
 from drillbit.targets import resolve_target
-from drillbit.targets.kubernetes import PREVIOUS_SELECTOR, ROLLING_FROM, SWITCHED_BY, KubeApiError, KubernetesTarget
+from drillbit.targets.kubernetes import (
+    PREVIOUS_SELECTOR,
+    ROLLING_FROM,
+    SWITCHED_BY,
+    KubeApiError,
+    KubernetesTarget,
+    image_repo,
+)
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.testing.kubeapi import FakeKubeAPI, Policy, Query
 from drillbit.testing.kubeapi.resources import find
@@ -190,14 +197,21 @@ def test_a_roll_that_landed_leaves_no_mark_and_heal_leaves_it_rolled(target: Kub
     assert target.fingerprint()["images"] == ["registry.example/trading-api:2"]
 
 
+def _crash_mid_roll(target: KubernetesTarget, before: str, to: str, now: str | None = None) -> None:
+    """What a drill killed mid-roll leaves: the mark (from ``before`` to ``to``) and the template at
+    ``now`` (``to``, or what someone deployed since)."""
+    target._mark_rolling(json.dumps({"from": {"trading-api": before}, "to": {"trading-api": to}}))
+    containers = [{"name": "trading-api", "image": now or to}]
+    target._apps().patch_namespaced_deployment("trading-api", NS, {"spec": {"template": {"spec": {
+        "containers": containers}}}})  # fmt: skip
+
+
 def test_a_roll_killed_midway_is_rolled_back_by_the_next_heal(api: FakeKubeAPI, tmp_path: Path) -> None:
     """The drill died after patching the image (the mark is on the Deployment, the roll unfinished):
     a later process's heal rolls it back to the images before, as ``kubectl rollout undo`` would."""
     crashed = resolve_target("staging", config=drill_yaml(tmp_path, api))
     before = crashed.fingerprint()["images"]
-    crashed._mark_rolling(json.dumps({"trading-api": before[0]}))
-    patch = {"spec": {"template": {"spec": {"containers": [{"name": "trading-api", "image": "registry.example/x:9"}]}}}}
-    crashed._apps().patch_namespaced_deployment("trading-api", NS, patch)
+    _crash_mid_roll(crashed, before[0], "registry.example/x:9")
     later = resolve_target("staging", config=drill_yaml(tmp_path, api))
     healed = later.heal()
     assert healed["restored"] == ["deployment/trading-api"] and healed["whole"], healed
@@ -205,6 +219,21 @@ def test_a_roll_killed_midway_is_rolled_back_by_the_next_heal(api: FakeKubeAPI, 
     assert ROLLING_FROM not in (later._deployment().metadata.annotations or {})
     pods = later._pods("app.kubernetes.io/name=trading-api")
     assert pods and {c.image for p in pods for c in p.spec.containers} == set(before)
+
+
+def test_heal_leaves_a_deploy_made_after_a_crashed_roll_alone(api: FakeKubeAPI, tmp_path: Path) -> None:
+    """The drill died mid-roll, then the pipeline deployed another version: that deploy stands."""
+    target = resolve_target("staging", config=drill_yaml(tmp_path, api))
+    before = target.fingerprint()["images"]
+    _crash_mid_roll(target, before[0], "registry.example/x:9", now="registry.example/y:10")
+    assert target.undo_roll_out()["undone"] is None
+    assert target.fingerprint()["images"] == ["registry.example/y:10"]
+    assert ROLLING_FROM not in (target._deployment().metadata.annotations or {})
+
+
+def test_an_image_pinned_by_digest_rolls_to_the_tag(target: KubernetesTarget) -> None:
+    assert image_repo("registry.example/api@sha256:" + "a" * 64) == "registry.example/api"
+    assert image_repo("localhost:5000/api:1.4") == "localhost:5000/api" and image_repo("api") == "api"
 
 
 def test_a_database_failover_lands_when_another_pod_leads(target: KubernetesTarget) -> None:

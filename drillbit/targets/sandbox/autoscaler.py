@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections import deque
@@ -35,7 +36,7 @@ from drillbit.targets.sandbox import loopback
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.supervisor import Supervisor
 
-__all__ = ["Policy", "Recommender", "main"]
+__all__ = ["CORDONED", "Policy", "Recommender", "cordoned", "main", "write_cordoned"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,23 @@ class _RateMeter:
         return (s1 - s0) / (t1 - t0) / replicas
 
 
+CORDONED = "cordoned.json"  # under the sandbox's root: regions the autoscaler must not scale
+
+
+def write_cordoned(layout: Layout, regions: list[str]) -> None:
+    """Publish the regions whose nodes are cordoned (atomically: the autoscaler reads it every tick)."""
+    tmp = layout.root / f".{CORDONED}.tmp"
+    tmp.write_text(json.dumps(regions))
+    os.replace(tmp, layout.root / CORDONED)
+
+
+def cordoned(layout: Layout) -> set[str]:
+    try:
+        return {str(r) for r in json.loads((layout.root / CORDONED).read_text())}
+    except (OSError, ValueError, TypeError):
+        return set()
+
+
 def run(layout: Layout, regions: list[str], policy: Policy, interval: float, metric: str = "rps") -> None:
     sup = Supervisor(layout.run)
     # requests/s: every region's replicas serve one front door (one Service), so the rate per
@@ -158,7 +176,8 @@ def run(layout: Layout, regions: list[str], policy: Policy, interval: float, met
     decisions = layout.logs / "autoscaler.jsonl"
     while True:
         time.sleep(interval)
-        live = [r for r in regions if sup.status(f"api-{r}") == "active"]  # a lost region is not scaled
+        skip = cordoned(layout)  # a region whose nodes take no pod (a zone drained through a Kubernetes API)
+        live = [r for r in regions if sup.status(f"api-{r}") == "active" and r not in skip]  # nor a lost one
         rate = service_rate.utilisation(sum(sup.numprocesses(f"api-{r}") for r in live)) if metric == "rps" else None
         for region in live:
             name = f"api-{region}"

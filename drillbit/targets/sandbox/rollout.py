@@ -163,6 +163,10 @@ def _check_sandbox_supports_it(sb: Rollable) -> None:
         )
 
 
+def _at_most_left(sb: Rollable, name: str, pids: set[int], most: int) -> bool:
+    return len(set(sb.supervisor.pids(name)) & pids) <= most
+
+
 def _roll_region(
     sb: Rollable, region: str, version: str, budget: tuple[int, int], deadline: _Deadline,
     replaced: list[dict[str, Any]],
@@ -185,12 +189,13 @@ def _roll_region(
         t0 = time.monotonic()
         signalled_at = _now()
         surge = min(max_surge, len(old))
-        if surge:
-            size = sb.supervisor.numprocesses(name)
-            sb.supervisor.set_numprocesses(name, size + surge)  # started at the new version (the deploy record)
+        if surge:  # incr/decr, not a size read and written back: an autoscaler decision meanwhile stands
+            sb.supervisor.incr(name, surge)  # started at the new version (the deploy record)
             deadline.wait(f"{surge} surge replica(s) of {region} ready", all_ready)
-            # back to its size: the supervisor stops the oldest (old-version) replicas, draining them
-            sb.supervisor.set_numprocesses(name, size)
+            # back by as many: the supervisor stops the oldest (old-version) replicas; they drain
+            sb.supervisor.decr(name, surge)
+            left = functools.partial(_at_most_left, sb, name, {i.pid for i in old}, len(old) - surge)
+            deadline.wait(f"the supervisor stopping {surge} old replica(s) of {region}", left)
         running = set(sb.supervisor.pids(name))
         going = [i for i in old if i.pid in running][:max_unavailable]
         for info in going:

@@ -62,6 +62,14 @@ class Supervisor:
     def numprocesses(self, name: str) -> int:
         return int(self.call("numprocesses", name=name)["numprocesses"])
 
+    def incr(self, name: str, n: int = 1) -> None:
+        """One more replica (or ``n``) than it has now, whatever another client set meanwhile."""
+        self.call("incr", name=name, nb=n, waiting=False)
+
+    def decr(self, name: str, n: int = 1) -> None:
+        """One fewer (the supervisor stops its oldest, gracefully); returns without waiting for the drain."""
+        self.call("decr", name=name, nb=n, waiting=False)
+
     def set_numprocesses(self, name: str, n: int) -> None:
         self.call("set", name=name, options={"numprocesses": n}, waiting=True)
 

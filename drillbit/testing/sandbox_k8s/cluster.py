@@ -45,7 +45,9 @@ import httpx
 
 from drillbit.core.errors import DrillError
 from drillbit.manifests.sizes import spread
+from drillbit.targets.kubernetes import image_repo
 from drillbit.targets.sandbox import loopback
+from drillbit.targets.sandbox.autoscaler import write_cordoned
 from drillbit.targets.sandbox.sandbox import Sandbox
 from drillbit.testing.kubeapi.hooks import NullBackend
 from drillbit.testing.kubeapi.resources import RESOURCES, ResourceType, find
@@ -114,13 +116,15 @@ def _kind_of(obj: dict[str, Any]) -> ResourceType | None:
     return next((rt for rt in RESOURCES if (rt.group, rt.version, rt.kind) == (group, version, obj.get("kind"))), None)
 
 
-def _image_repo(image: str) -> str:
-    last = image.rsplit("/", 1)[-1]
-    return image.rsplit(":", 1)[0] if ":" in last else image
+def _owner(obj: dict[str, Any]) -> dict[str, Any]:
+    """A controller reference to ``obj`` (a disruption budget counts the pods its owner wants)."""
+    meta = obj["metadata"]
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "uid": meta["uid"],
+            "controller": True}  # fmt: skip
 
 
 def _tag(image: str) -> str | None:
-    last = image.rsplit("/", 1)[-1]
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
     return last.rsplit(":", 1)[1] if ":" in last else None
 
 
@@ -135,6 +139,7 @@ class SandboxCluster(NullBackend):
         self._lock = threading.RLock()
         self._roll_lock = threading.Lock()
         self._closed = threading.Event()
+        self._tombstones: set[int] = set()  # pids killed through the API, until the supervisor drops them
 
     # -- seeding -------------------------------------------------------------------------------
     def node(self, region: str) -> str:
@@ -161,7 +166,7 @@ class SandboxCluster(NullBackend):
     def _set_template_tag(self, version: str) -> None:
         def change(d: dict[str, Any]) -> dict[str, Any]:
             for c in d["spec"]["template"]["spec"]["containers"]:
-                c["image"] = f"{_image_repo(c['image'])}:{version}"
+                c["image"] = f"{image_repo(c['image'])}:{version}"
             return d
 
         self.store.update(DEPLOYMENTS, self.namespace, self.api_workload, change)
@@ -199,12 +204,16 @@ class SandboxCluster(NullBackend):
         template = deployment["spec"]["template"]
         containers = template["spec"]["containers"]
         pods = {p["metadata"].get("annotations", {}).get(PID_ANNOTATION): p for p in self._api_pods()}
+        self._tombstones &= {r.pid for r in live}
+        owner = _owner(deployment)
         for r in live:
+            if r.pid in self._tombstones:
+                continue  # killed through the API: its pod is gone
             version = r.version or _tag(containers[0]["image"]) or "unknown"
             spec = {
                 **template["spec"],
                 "nodeName": self.node(r.region),
-                "containers": [{**c, "image": f"{_image_repo(c['image'])}:{version}"} for c in containers],
+                "containers": [{**c, "image": f"{image_repo(c['image'])}:{version}"} for c in containers],
             }
             status = _pod_status(r.ready, running=r.version is not None)
             pod = pods.pop(str(r.pid), None)
@@ -212,7 +221,8 @@ class SandboxCluster(NullBackend):
                 digest = hashlib.sha256(version.encode()).hexdigest()[:10]
                 meta = {"name": f"{self.api_workload}-{digest}-{r.pid}",
                         "labels": {**template["metadata"]["labels"], "pod-template-hash": digest},
-                        "annotations": {PID_ANNOTATION: str(r.pid), REGION_ANNOTATION: r.region}}  # fmt: skip
+                        "annotations": {PID_ANNOTATION: str(r.pid), REGION_ANNOTATION: r.region},
+                        "ownerReferences": [owner]}  # fmt: skip
                 self.store.create(PODS, {"metadata": meta, "spec": spec, "status": status}, namespace=self.namespace)
             else:
                 self._update(PODS, pod["metadata"]["name"], lambda p, s=spec, st=status: {**p, "spec": s, "status": st})
@@ -258,7 +268,7 @@ class SandboxCluster(NullBackend):
                     self.store.delete(PODS, self.namespace, name)
                 pod = None
             if pod is None:
-                meta = {"name": name, "labels": labels,
+                meta = {"name": name, "labels": labels, "ownerReferences": [_owner(sts)],
                         "annotations": {PID_ANNOTATION: str(pids[0]), REGION_ANNOTATION: region}}  # fmt: skip
                 self.store.create(PODS, {"metadata": meta, "spec": spec, "status": _pod_status(ready)},
                                   namespace=self.namespace)  # fmt: skip
@@ -329,17 +339,31 @@ class SandboxCluster(NullBackend):
             return None  # never signal a pid that is not (any more) the sandbox's replica
         return region, pid
 
+    def _db_region(self, pod: dict[str, Any]) -> str | None:
+        """The region of a database pod (the StatefulSet's ``<name>-<index>``), else None."""
+        sts = self._statefulset()
+        name = pod["metadata"]["name"]
+        if sts is None or not name.startswith(f"{sts['metadata']['name']}-"):
+            return None
+        index = name.rsplit("-", 1)[1]
+        return self.sb.regions[int(index)] if index.isdigit() and int(index) < len(self.sb.regions) else None
+
+    def _kill(self, pid: int) -> None:
+        self._tombstones.add(pid)  # the sync shows no pod for it while the supervisor reaps it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
     def on_delete_pod(self, namespace: str, name: str, pod: dict[str, Any]) -> None:
-        api = self._api_pid(pod)
-        if api is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(api[1], signal.SIGKILL)  # the supervisor starts another: a new pod
-            return
-        region = (pod["metadata"].get("annotations") or {}).get(REGION_ANNOTATION)
-        if region in self.sb.regions:  # a database pod: its node dies, and comes back (same name, new pod)
-            self.sb.kill_db_node(region)
-            threading.Thread(target=self._restart_db, args=(region,), name=f"restart-db-{region}",
-                             daemon=True).start()  # fmt: skip
+        with self._lock:
+            api = self._api_pid(pod)
+            if api is not None:
+                self._kill(api[1])  # the supervisor starts another: a new pod
+                return
+            region = self._db_region(pod)
+            if region is None:
+                return  # a pod whose process is already gone (an API pod not yet synced away): nothing to kill
+            self.sb.kill_db_node(region)  # its node dies, and comes back (same name, new pod)
+        threading.Thread(target=self._restart_db, args=(region,), name=f"restart-db-{region}", daemon=True).start()
 
     def _restart_db(self, region: str) -> None:
         if self._closed.wait(DB_RESTART_S):
@@ -354,28 +378,31 @@ class SandboxCluster(NullBackend):
         return {n["metadata"]["labels"].get(ZONE_LABEL) for n in nodes if (n.get("spec") or {}).get("unschedulable")}
 
     def on_evict(self, namespace: str, name: str, pod: dict[str, Any]) -> None:
-        api = self._api_pid(pod)
-        if api is None:
-            return
-        region, pid = api
-        cordoned = self._cordoned()
-        if region not in cordoned:  # evicted from a node that still takes pods: replaced in place
-            self.on_delete_pod(namespace, name, pod)
-            return
-        open_regions = [r for r in self.sb.regions if r not in cordoned]
         with self._lock:
+            api = self._api_pid(pod)
+            if api is None:
+                return
+            region, pid = api
+            cordoned = self._cordoned()
+            if region not in cordoned:  # evicted from a node that still takes pods: replaced in place
+                self._kill(pid)
+                return
+            open_regions = [r for r in self.sb.regions if r not in cordoned]
             sup = self.sb.supervisor
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            self._kill(pid)
             # at once, before the supervisor's next check (1 s) would start it again: one replica fewer here
-            sup.set_numprocesses(f"api-{region}", max(0, sup.numprocesses(f"api-{region}") - 1))
+            sup.decr(f"api-{region}")
             if open_regions:  # the Deployment's replacement, scheduled where a node takes it
-                to = min(open_regions, key=lambda r: sup.numprocesses(f"api-{r}"))
-                sup.set_numprocesses(f"api-{to}", sup.numprocesses(f"api-{to}") + 1)
+                sup.incr(f"api-{min(open_regions, key=lambda r: sup.numprocesses(f'api-{r}'))}")
 
     def on_patch(self, kind: str, namespace: str | None, name: str, patch: Any, obj: dict[str, Any]) -> None:
-        if kind == "Node" and not (obj.get("spec") or {}).get("unschedulable"):
-            self._uncordoned()
+        if kind == "Node":
+            with self._lock:
+                cordoned = self._cordoned()
+                # the autoscaler scales no cordoned region (its nodes take no pod): published for it
+                write_cordoned(self.sb.layout, sorted(cordoned))
+                if not cordoned:
+                    self._uncordoned()
         elif kind == "Deployment" and name == self.api_workload and isinstance(patch, dict):
             spec = patch.get("spec") or {}
             if "template" in spec:
@@ -387,10 +414,9 @@ class SandboxCluster(NullBackend):
 
     def _uncordoned(self) -> None:
         """Every node takes pods again: every region back at its size (the topology's, which the
-        autoscaler starts from), as a descheduler would rebalance the spread."""
+        autoscaler starts from), as a descheduler would rebalance the spread (a real uncordon moves
+        no pod; the sandbox's regions must be whole again for the drills after this one)."""
         with self._lock:
-            if self._cordoned():
-                return  # still draining somewhere
             for region in self.sb.topology.regions:
                 if self.sb.supervisor.numprocesses(f"api-{region.name}") != region.api_replicas:
                     self.sb.supervisor.set_numprocesses(f"api-{region.name}", region.api_replicas)

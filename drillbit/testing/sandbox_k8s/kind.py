@@ -72,6 +72,13 @@ def _start_bridge(layout: Layout, sandbox_id: str, started_sandbox: bool) -> Bri
     raise EnvironmentFailure(f"the sandbox's Kubernetes API did not start: see {layout.logs / 'k8s-bridge.log'}")
 
 
+def _started_marker(layout: Layout) -> Path:
+    """Present while the sandbox runs because this kind brought it up (outlives the bridge process)."""
+    path = layout.root / "k8s" / "started-sandbox"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _stop_bridge(state: BridgeState) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(state.pid, signal.SIGTERM)
@@ -114,10 +121,16 @@ class SandboxK8sKind:
         started = state is None or state.status != "up"
         if started:
             sandbox.up(spec.topology, layout.state_dir, report=report)
+            _started_marker(layout).write_text("this kind brought the sandbox up: its down takes it down\n")
         bridge = bridge_running(layout)
         if bridge is None:
             sb = Sandbox.attach(layout.state_dir)
-            bridge = _start_bridge(layout, sb.state.id, started)
+            try:
+                bridge = _start_bridge(layout, sb.state.id, _started_marker(layout).exists())
+            except EnvironmentFailure:
+                if started:  # leave nothing this call started
+                    sandbox.down(layout.state_dir, report=report)
+                raise
             report(f"{name}: the sandbox served as a Kubernetes API on {bridge.url} (kubeconfig {bridge.kubeconfig}, "
                    f"context {bridge.context}, namespace {bridge.namespace})")  # fmt: skip
         return self._target(name, layout, bridge)
@@ -128,8 +141,8 @@ class SandboxK8sKind:
         if bridge is not None:
             _stop_bridge(bridge)
             report(f"{name}: the Kubernetes API stopped")
-        if bridge is None or bridge.started_sandbox:
-            sandbox.down(layout.state_dir, report=report)
+        if bridge is None or bridge.started_sandbox or _started_marker(layout).exists():
+            sandbox.down(layout.state_dir, report=report)  # removes the marker with the sandbox's files
 
     def status(self, name: str, spec: SandboxSpec, state_dir: Path | str | None) -> dict[str, Any]:
         layout = _layout(spec, state_dir)
