@@ -146,6 +146,7 @@ class SandboxCluster(NullBackend):
         return f"sandbox-{region}"
 
     def seed(self) -> None:
+        write_cordoned(self.sb.layout, [])  # a fresh API cordons nothing (a previous bridge's record goes)
         for region in self.sb.regions:
             labels = {ZONE_LABEL: region, "kubernetes.io/hostname": self.node(region)}
             self.store.create(NODES, {"metadata": {"name": self.node(region), "labels": labels}, "spec": {},
