@@ -18,6 +18,7 @@ decision to ``logs/autoscaler.jsonl``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from drillbit.targets.sandbox import loopback
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.supervisor import Supervisor
 
-__all__ = ["CORDONED", "Policy", "Recommender", "cordoned", "main", "write_cordoned"]
+__all__ = ["CORDONED", "PAUSED", "Policy", "Recommender", "cordoned", "is_paused", "main", "paused", "write_cordoned"]
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,30 @@ def write_cordoned(layout: Layout, regions: list[str]) -> None:
     os.replace(tmp, layout.root / CORDONED)
 
 
+PAUSED = "autoscaler-paused"  # under the sandbox's root, holding a pid: a rolling update runs
+
+
+@contextlib.contextmanager
+def paused(layout: Layout) -> Iterator[None]:
+    """The autoscaler leaves replica counts alone for the block: a rolling update's surge replicas
+    are not load to scale in (a Kubernetes HPA does not count a rollout's surge pods either)."""
+    path = layout.root / PAUSED
+    path.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def is_paused(layout: Layout) -> bool:
+    """Paused by a live process (a roll that died with its process pauses nothing)."""
+    try:
+        pid = int((layout.root / PAUSED).read_text())
+    except (OSError, ValueError):
+        return False
+    return psutil.pid_exists(pid)
+
+
 def cordoned(layout: Layout) -> set[str]:
     try:
         return {str(r) for r in json.loads((layout.root / CORDONED).read_text())}
@@ -176,6 +202,8 @@ def run(layout: Layout, regions: list[str], policy: Policy, interval: float, met
     decisions = layout.logs / "autoscaler.jsonl"
     while True:
         time.sleep(interval)
+        if is_paused(layout):
+            continue
         skip = cordoned(layout)  # a region whose nodes take no pod (a zone drained through a Kubernetes API)
         live = [r for r in regions if sup.status(f"api-{r}") == "active" and r not in skip]  # nor a lost one
         rate = service_rate.utilisation(sum(sup.numprocesses(f"api-{r}") for r in live)) if metric == "rps" else None

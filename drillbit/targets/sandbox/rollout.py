@@ -33,7 +33,7 @@ import httpx
 import psutil
 
 from drillbit.core.errors import ConfigError, EnvironmentFailure
-from drillbit.targets.sandbox import loopback
+from drillbit.targets.sandbox import autoscaler, loopback
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.render import API_DRAIN_TIMEOUT_S, api_version_file
 from drillbit.targets.sandbox.supervisor import Supervisor
@@ -253,13 +253,14 @@ def roll_out(
     deadline = _Deadline(timeout)
     replaced: list[dict[str, Any]] = []
     error = None
-    for region in active:
-        try:
-            _roll_region(sb, region, version, (max_surge, max_unavailable), deadline, replaced)
-        except _Timeout as err:
-            error = str(err)
-            log.warning("roll-out of %s stopped: %s", version, err)
-            break
+    with autoscaler.paused(sb.layout):  # its surge replicas are not load for the autoscaler to scale in
+        for region in active:
+            try:
+                _roll_region(sb, region, version, (max_surge, max_unavailable), deadline, replaced)
+            except _Timeout as err:
+                error = str(err)
+                log.warning("roll-out of %s stopped: %s", version, err)
+                break
     after_info = {r: snapshot(sb, r) for r in sb.regions}
     desired = {r: sb.supervisor.numprocesses(f"api-{r}") if _active(sb, r) else 0 for r in sb.regions}
     landed = bool(active) and all(
