@@ -1,8 +1,19 @@
 """`make bench`: every benchmark in turn, each printing its figures against its target."""
 
-from benchmarks import accuracy, analyzers, drill, generator, reports, samplers, sandbox
+from benchmarks import (
+    accuracy,
+    analyzers,
+    drill,
+    generator,
+    kube_watch_latency,
+    plugin_overhead,
+    reports,
+    samplers,
+    sandbox,
+)
 
 if __name__ == "__main__":
-    for bench in (sandbox, drill, accuracy, generator, analyzers, reports, samplers):
+    for bench in (sandbox, drill, accuracy, generator, analyzers, reports, samplers, kube_watch_latency,
+                  plugin_overhead):  # fmt: skip
         print(f"\n== {bench.__name__} ==", flush=True)
         bench.main()
