@@ -50,6 +50,7 @@ lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)
 	$(BIN)/drill manifests check infra/k8s/overlays/kind --out runs/manifests-check/kind
 	$(BIN)/python -m drillbit.manifests.terraform infra/terraform  # terraform fmt -check, checkov, DRILL-TF rules
 	node tools/actionlint/lint.cjs .github/workflows/*.yml
+	$(BIN)/python -m drillbit.manifests.monitoring check --bootstrap-amlint  # promtool check+test rules, amtool, amlint (infra/monitoring)
 
 ## make bench: benchmarks, printing figures and ratios against the targets
 bench: $(STAMP)
