@@ -95,6 +95,22 @@ def env_down(env: EnvOpt = "sandbox", state_dir: StateOpt = None) -> None:
     targets.env_down(env, state_dir=state_dir, report=_say)
 
 
+@env_app.command("drift")
+def env_drift(env: EnvOpt = "sandbox", state_dir: StateOpt = None) -> None:
+    """Compare the environment with its definition (Terraform: plan -detailed-exitcode): exit 0 in sync,
+    1 drifted (each changed resource named on stderr)."""
+    found = targets.resolve(env)
+    drift = getattr(found.kind, "drift", None)
+    if drift is None:
+        raise ConfigError("--env", f"{env} is a {found.kind.name} target: only an environment drillbit provisions "
+                                   "from a definition (kind terraform) can drift from it")  # fmt: skip
+    found.kind.check_identity(found.name, found.spec, found.source)
+    result = drift(found.name, found.spec, state_dir, _say)
+    _print_json(result)
+    if result.get("drift"):
+        raise typer.Exit(1)
+
+
 @env_app.command("kill-replicas")
 def env_kill_replicas(
     count: Annotated[int | None, typer.Option(help="How many API replicas to SIGKILL.")] = None,
