@@ -380,7 +380,7 @@ def changes_of(shown: dict[str, Any]) -> list[dict[str, Any]]:
         if rc.get("action_reason") == "replace_because_tainted":
             action += " (tainted)"
         every = _changed_paths(change.get("before"), change.get("after"), change.get("after_unknown"))
-        paths = [p for p in every if p.split(".")[0] not in ("id", "output")]  # computed: they follow from the rest
+        paths = [p for p in every if p.split(".")[0] not in ("id", "output", "(all)")]  # computed, or all of it
         out.append({"address": rc.get("address"), "action": action, "changed": paths, "reasons": problems})
     return out
 

@@ -314,7 +314,8 @@ def test_the_lifecycle_through_terraform_and_the_drift_it_detects(
     state, ws = fake_env["state"], fake_env["ws"]
     assert not is_up("tf", state_dir=state)
     code, result, err = _drift(state, capsys)  # nothing applied yet: the whole environment is missing
-    assert code == 1 and result["changes"][0]["action"] == "create", err
+    assert code == 1 and result["changes"][0]["action"] == "create" and result["changes"][0]["changed"] == [], err
+    assert "drift: terraform_data.sandbox must create\n" in err, err
     target = env_up("tf", state_dir=state, report=print)
     assert isinstance(target, TerraformTarget) and isinstance(target.inner, SandboxTarget)
     assert target.state_dir() == str(state.resolve())  # the faults resolve it again from here
