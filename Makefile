@@ -39,7 +39,6 @@ drill: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/integration tests/e2e
-	$(BIN)/pytest tests/resilience --drill-env sandbox
 
 lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)
 	$(BIN)/ruff check .

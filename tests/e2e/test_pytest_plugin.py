@@ -32,53 +32,59 @@ def test_pod_kill():
 '''
 
 
-def _project(tmp_path: Path) -> tuple[Path, list[str]]:
-    """A new drill project with one gate and an SLA file whose pod-kill SLAs include one no drill can meet."""
+def _project(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
+    """A new drill project (its shipped gate: tests/resilience, as in this repo, plus a one-drill
+    gate in tests/test_gate.py) and an SLA file whose pod-kill SLAs include one no drill can meet."""
     project = tmp_path / "project"
     init_project(project)
-    (project / "tests" / "resilience" / "test_gate.py").unlink()  # the shipped example runs two drills
     (project / "tests" / "test_gate.py").write_text(GATE)
     slas = yaml.safe_load((project / "experiments" / "slas.yaml").read_text())
     slas["slas"]["impossible_p95"] = {"metric": "p95_ms", "phases": ["baseline"], "op": "<", "target": 0.001,
                                       "requirement": "E12000", "text": "p95 < 1 us (no drill meets it)"}  # fmt: skip
     slas["experiments"]["pod-kill"]["use"].append("impossible_p95")
     (project / "gate-slas.yaml").write_text(yaml.safe_dump(slas))
-    return project, list(slas["experiments"]["pod-kill"]["use"])
+    judged = {name: list(slas["experiments"][name]["use"]) for name in ("pod-kill", "rolling-update")}
+    return project, judged
 
 
-def _pytest(project: Path, sandbox: Sandbox, *args: str) -> subprocess.Popen[str]:
+def _pytest(project: Path, sandbox: Sandbox, tests: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("DRILL_PROJECT", None)
-    cmd = [sys.executable, "-m", "pytest", "tests/test_gate.py", "-p", "no:cacheprovider", "-s",
+    cmd = [sys.executable, "-m", "pytest", tests, "-p", "no:cacheprovider", "-s",
            "--drill-env", "sandbox", "--drill-state-dir", str(sandbox.layout.state_dir),
            "--drill-sla", "gate-slas.yaml", "--drill-out", "runs", *args]  # fmt: skip
     return subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_a_drill_init_project_gate_is_one_junit_testcase_per_sla_and_a_failing_sla_fails_pytest(
+def test_the_shipped_gate_of_a_drill_init_project_is_one_junit_testcase_per_sla_and_fails_on_a_failed_sla(
     sandbox_env: Sandbox, tmp_path: Path
 ) -> None:
-    project, slas = _project(tmp_path)
+    """The gate drill init writes (this repo's tests/resilience: pod-kill and rolling-update, and a
+    test driving the drill fixture), run by pytest: each SLA a testcase, the one no drill can meet
+    failed with its measured value and target, pytest's exit 1."""
+    project, judged = _project(tmp_path)
     t0 = time.monotonic()
-    proc = _pytest(project, sandbox_env, "--junitxml", "gate.xml")
-    out, _ = proc.communicate(timeout=400)
+    proc = _pytest(project, sandbox_env, "tests/resilience", "--junitxml", "gate.xml")
+    out, _ = proc.communicate(timeout=600)
     print(f"pytest gate: {time.monotonic() - t0:.1f} s\n{out[-3000:]}")
     assert proc.returncode == 1, out  # the impossible SLA FAILed
     cases = [c for suite in junitparser.JUnitXml.fromfile(str(project / "gate.xml")) for c in suite]
-    assert sorted(c.name.split("[", 1)[1].rstrip("]") for c in cases) == sorted(slas), [c.name for c in cases]
+    expected = {f"test_{name.replace('-', '_')}[{sla}]" for name, slas in judged.items() for sla in slas}
+    expected.add("test_a_gate_may_also_assert_on_the_measurements")
+    assert {c.name for c in cases} == expected, sorted(c.name for c in cases)
     failed = {c.name: c for c in cases if c.is_failure}
     assert list(failed) == ["test_pod_kill[impossible_p95]"], failed
     message = next(r for r in failed["test_pod_kill[impossible_p95]"].result).message
     assert "FAIL E12000 p95 < 1 us" in message and "target < 0.001 ms" in message and "measured " in message
-    passed = [c for c in cases if c.is_passed]
-    assert len(passed) == len(slas) - 1, [(c.name, c.result) for c in cases]
+    assert sum(c.is_passed for c in cases) == len(expected) - 1, [(c.name, c.result) for c in cases]
     run_dirs = {p.value for c in cases for props in c.iterchildren(junitparser.Properties) for p in props
                 if p.name == "drill_run_dir"}  # fmt: skip
-    assert len(run_dirs) == 1  # one drill judged by every SLA test
-    run_dir = Path(run_dirs.pop())
-    verdicts = json.loads((run_dir / "verdicts.json").read_text())
-    assert {v["sla"] for v in verdicts["verdicts"]} == set(slas)
-    assert f"report {run_dir / 'report.html'}" in out  # the terminal summary links the report
+    assert len(run_dirs) == 2  # one drill per experiment, judged by every SLA test (and the fixture test)
+    for run_dir in map(Path, run_dirs):
+        verdicts = json.loads((run_dir / "verdicts.json").read_text())
+        name = run_dir.name.split("Z-", 1)[1]
+        assert {v["sla"] for v in verdicts["verdicts"]} == set(judged[name])
+        assert f"report {run_dir / 'report.html'}" in out  # the terminal summary links the report
     assert SandboxTarget(sandbox_env).whole()
 
 
@@ -86,7 +92,7 @@ def test_ctrl_c_during_a_drill_in_pytest_rolls_back_heals_and_stops_the_session(
     sandbox_env: Sandbox, tmp_path: Path
 ) -> None:
     project, _ = _project(tmp_path)
-    proc = _pytest(project, sandbox_env)
+    proc = _pytest(project, sandbox_env, "tests/test_gate.py")
     events = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:  # until the first fault is in
