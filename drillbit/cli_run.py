@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from drillbit.core.errors import ConfigError, DrillError
+from drillbit.core.errors import ConfigError, DrillError, EnvironmentFailure
 from drillbit.core.results import AuditFields, RunStatus, VerdictSet
 from drillbit.ledger import state_root
 from drillbit.plan import load_plan, region_problems
 from drillbit.runner import DrillResult, RunOptions, bring_up, run_drill
 from drillbit.suite import combined_exit_code, load_suite
-from drillbit.targets import env_down, resolve
+from drillbit.targets import env_down, is_up, resolve, resolve_target
 from drillbit.targets.sandbox.topology import load_topology
 
 __all__ = [
@@ -85,6 +85,22 @@ def summary(result: DrillResult) -> None:
     _say(f"{outcome} ({result.status.value}), exit {result.exit_code}" + (f": {result.error}" if result.error else ""))
 
 
+def _server_dry_run(env: str, state_dir: Path | None) -> None:
+    """Each kind of change a drill makes, sent to a target that can check it without making it (a
+    Kubernetes API's dryRun=All); a refusal is an environment error (exit 4) naming it."""
+    if not is_up(env, state_dir=state_dir):
+        typer.echo(f"{env} is not up: no server-side dry run")
+        return
+    rows = resolve_target(env, state_dir=state_dir).dry_run()
+    for r in rows:
+        verdict = "ok" if r["ok"] else f"REFUSED: {r['error']}"
+        typer.echo(f"  server-side dry run: {r['change']} on {r['object']}: {verdict}")
+    refused = [f"{r['change']} on {r['object']}" for r in rows if not r["ok"]]
+    if refused:
+        raise EnvironmentFailure(f"{env} would refuse: {'; '.join(refused)} (server-side dry run): fix the "
+                                 "drill runner's permissions or the objects it names")  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
@@ -129,6 +145,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"plan for {plan.experiment_path} on {env} (dry run: nothing injected):")
                 for line in plan.describe():
                     typer.echo(f"  {line}")
+            _server_dry_run(env, state_dir)
             return
         options = RunOptions(env=env, out=out, state_dir=state_dir, topology=topology, keep=keep or len(plans) > 1,
                              operator=operator, tty=False if plain else None, say=_say,

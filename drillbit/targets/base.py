@@ -36,6 +36,11 @@ class Target(Protocol):
 
     def endpoints(self) -> Endpoints: ...
 
+    def dry_run(self) -> list[dict[str, Any]]:
+        """Each kind of change a drill makes, checked by the target without making it (a Kubernetes
+        API's server-side dry run): rows of change, object, ok, error; [] when it cannot ask."""
+        ...
+
     def activity_scope(self) -> AbstractContextManager[None]:
         """Entered while the experiment runs: points the target's own Chaos Toolkit extension
         (chaosk8s reads ``KUBECONFIG`` and ``KUBERNETES_CONTEXT``) at exactly this target, so a

@@ -563,6 +563,47 @@ class KubernetesTarget:
         return {"service": self.spec.api_service, "restored": previous, "ready_pods": ready, "landed": bool(ready),
                 **({} if ready else {"reason": f"no ready pod matches {_selector(previous)}"})}  # fmt: skip
 
+    def dry_run(self) -> list[dict[str, Any]]:
+        """Every kind of change a drill makes, sent with the API server's server-side dry run
+        (``dryRun=All``): authorized, the object there, the patch valid, and nothing changed. One
+        row per change: what, on which object, ``ok``, and the API's refusal when not."""
+        from kubernetes import client
+
+        pods = [p for p in self._pods(self.spec.api_selector) if _ready(p)]
+        nodes = self._call(self._core().list_node).items
+        checks: list[tuple[str, str, Callable[[], Any]]] = []
+        if pods:
+            pod = pods[0].metadata.name
+            eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=self.namespace))
+            checks += [
+                ("delete a pod (kill_replicas)", f"pod/{pod}",
+                 lambda: self._core().delete_namespaced_pod(pod, self.namespace, dry_run="All")),
+                ("evict a pod (lose_region)", f"pod/{pod}",
+                 lambda: self._core().create_namespaced_pod_eviction(pod, self.namespace, eviction, dry_run="All")),
+            ]  # fmt: skip
+        if nodes:
+            node = nodes[0].metadata.name
+            checks.append(("cordon a node (lose_region)", f"node/{node}", lambda: self._core().patch_node(
+                node, {"spec": {"unschedulable": True}}, dry_run="All")))  # fmt: skip
+        mark = {"metadata": {"annotations": {ROLLING_FROM: None}}}
+        checks += [
+            ("patch the Deployment (roll_out)", f"deployment/{self.spec.api_deployment}",
+             lambda: self._apps().patch_namespaced_deployment(self.spec.api_deployment, self.namespace, mark,
+                                                              dry_run="All")),
+            ("patch the Service (switch_traffic)", f"service/{self.spec.api_service}",
+             lambda: self._core().patch_namespaced_service(self.spec.api_service, self.namespace,
+                                                           {"metadata": {"annotations": {SWITCHED_BY: None}}},
+                                                           dry_run="All")),
+        ]  # fmt: skip
+        rows = []
+        for what, obj, call in checks:
+            try:
+                self._call(call)
+                rows.append({"change": what, "object": obj, "ok": True, "error": None})
+            except EnvironmentFailure as err:
+                rows.append({"change": what, "object": obj, "ok": False, "error": str(err)})
+        return rows
+
     def heal(self) -> dict[str, Any]:
         restored = self._cordoned()
         for n in restored:

@@ -77,6 +77,10 @@ def test_the_sandbox_served_as_a_kubernetes_api_shows_its_real_replicas_as_pods(
     assert {z: c["ready"] for z, c in k8s.replicas().items()} == \
         {r: c["ready"] for r, c in sandbox_env.replicas().items()}  # fmt: skip
     assert k8s.whole() and k8s.settled() and k8s.primary_region() == sandbox_env.primary()
+    # a server-side dry run of every kind of change a drill makes: allowed by the Role, nothing done
+    rows = k8s.dry_run()
+    assert rows and all(r["ok"] for r in rows), rows
+    assert {pid for r in sandbox_env.regions for pid in sandbox_env.supervisor.pids(f"api-{r}")} == pids
 
 
 def test_k8s_pod_kill_through_the_kubernetes_driver_passes_with_real_recovery_figures(

@@ -412,3 +412,30 @@ def test_chaosk8s_activities_reach_the_targets_context_not_the_kubeconfigs_curre
         assert deployment_available_and_healthy("trading-api", ns=NS) is True
     assert api.audit.count(resource="deployments") == before + 1
     assert "KUBECONFIG" not in os.environ  # put back as it was
+
+
+def test_a_server_side_dry_run_checks_every_kind_of_change_and_changes_nothing(
+    bg_api: FakeKubeAPI, bg_target: KubernetesTarget
+) -> None:
+    api, target = bg_api, bg_target
+    before = {p.metadata.name for p in target._pods("app.kubernetes.io/name=trading-api")}
+    rows = target.dry_run()
+    assert [r["change"].split(" (")[1].rstrip(")") for r in rows] == [
+        "kill_replicas", "lose_region", "lose_region", "roll_out", "switch_traffic"]  # fmt: skip
+    assert all(r["ok"] for r in rows), rows
+    assert {p.metadata.name for p in target._pods("app.kubernetes.io/name=trading-api")} == before
+    assert not target._cordoned()
+    dry = [r for r in api.audit.records if "dryRun=All" in r.path or r.verb in ("delete", "patch", "create")]
+    assert len(dry) == 5, dry
+
+
+def test_a_dry_run_the_role_refuses_is_reported_not_raised(tmp_path: Path) -> None:
+    """A Role without pods/eviction: the dry run says the zone drain would be refused."""
+    docs = [d for d in yaml.safe_load_all(RBAC.read_text())]
+    for d in docs:
+        if d["kind"] == "Role":
+            d["rules"] = [r for r in d["rules"] if r["resources"] != ["pods/eviction"]]
+    with fake_cluster(Policy.from_documents(docs), blue_green=True) as server:
+        rows = resolve_target("staging", config=drill_yaml(tmp_path, server)).dry_run()
+    refused = [r for r in rows if not r["ok"]]
+    assert [r["change"] for r in refused] == ["evict a pod (lose_region)"] and "403" in refused[0]["error"]

@@ -41,6 +41,9 @@ class SandboxTarget:
     def state_dir(self) -> str:
         return str(self.sb.layout.state_dir)
 
+    def dry_run(self) -> list[dict[str, Any]]:
+        return []  # processes on loopback: no API server to ask; the plan's validation is the dry run
+
     def activity_scope(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # drillbit's own actions reach the sandbox through drillbit_state_dir
 

@@ -297,7 +297,8 @@ class FakeKubeAPI:
                 return StreamingResponse(stream, media_type="application/json")
             body = await request.body()
             content_type = request.headers.get("content-type", "application/json")
-            handle = functools.partial(self._handle, attrs, target, query, body, content_type)
+            dry = request.query_params.get("dryRun") == "All"  # server-side dry run: checked, not done
+            handle = functools.partial(self._dry_run if dry else self._handle, attrs, target, query, body, content_type)
             code, payload = await anyio.to_thread.run_sync(handle)
         except SelectorError as err:
             code, payload = 400, status_object(400, "BadRequest", str(err))
@@ -317,6 +318,29 @@ class FakeKubeAPI:
         )
         return ApiError(403, "Forbidden", message, {"name": attrs.name or "", "group": attrs.api_group,
                                                      "kind": attrs.full_resource})  # fmt: skip
+
+    def _dry_run(
+        self, attrs: RequestAttributes, target: _Target, query: Query, body: bytes, content_type: str,
+    ) -> tuple[int, dict[str, Any]]:  # fmt: skip
+        """``?dryRun=All``: authorization (already checked), existence and the patch applied to a copy,
+        as the API server would; nothing is stored and no backend hook runs."""
+        if attrs.verb in ("get", "list"):
+            return self._handle(attrs, target, query, body, content_type)
+        rt, ns, name = target.rt, target.namespace, target.name
+        if attrs.verb == "create" and target.subresource != "eviction":
+            obj = _json_body(body)
+            if not isinstance(obj, dict):
+                raise ApiError(400, "BadRequest", "the request body is not an object")
+            return 201, obj
+        assert name is not None
+        assert _PODS is not None
+        current = self.store.get(_PODS if target.subresource == "eviction" else rt, ns, name)  # 404 when absent
+        if attrs.verb == "patch":
+            try:
+                return 200, apply_patch(current, _json_body(body), content_type)
+            except PatchError as err:
+                raise ApiError(err.code, "Invalid", str(err)) from None
+        return (201 if target.subresource == "eviction" else 200), current
 
     def _handle(
         self, attrs: RequestAttributes, target: _Target, query: Query, body: bytes, content_type: str,
