@@ -38,7 +38,7 @@ drill: $(STAMP)
 ## sandbox shared by both). No retries: a flaky test is fixed at its cause or deleted.
 test: $(STAMP) lint
 	$(BIN)/pytest tests/unit
-	$(BIN)/pytest tests/integration tests/e2e
+	$(BIN)/pytest tests/integration tests/e2e --durations=15
 
 lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)
 	$(BIN)/ruff check .
