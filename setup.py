@@ -17,7 +17,7 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 #: the project content shipped in the wheel, relative to the repository root
 SHIPPED = ["drill.yaml", "conftest.py", "experiments", "loadtests", "probes", "reports", "infra/sandbox", "infra/k8s",
-           "infra/terraform/sandbox", "tests/resilience"]
+           "infra/terraform/sandbox", "infra/monitoring", "tests/resilience"]
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 

@@ -76,9 +76,13 @@ def env_up(
         Path | None, typer.Option(help="Sandbox topology (default infra/sandbox/topology.yaml).")
     ] = None,
     state_dir: StateOpt = None,
+    with_monitoring: Annotated[bool | None, typer.Option(
+        "--with-monitoring/--without-monitoring",
+        help="The sandbox with real Prometheus and Alertmanager (infra/monitoring); default: as the topology says.",
+    )] = None,
 ) -> None:
     """Start the environment (cleans up a stale one first)."""
-    target = targets.env_up(env, state_dir=state_dir, report=_say, topology=topology)
+    target = targets.env_up(env, state_dir=state_dir, report=_say, topology=topology, monitoring=with_monitoring)
     _print_json({"target": target.name, "kind": target.kind, **target.fingerprint(),
                  "api_url": target.endpoints().api_url, "primary": target.primary_region()})  # fmt: skip
 

@@ -114,6 +114,8 @@ def register(app: typer.Typer) -> None:
         suite: Annotated[str | None, typer.Option(help="Run a suite from experiments/suites.yaml instead.")] = None,
         state_dir: StateDirOpt = None,
         topology: Annotated[Path | None, typer.Option(help="Sandbox topology, if the drill starts it.")] = None,
+        with_monitoring: Annotated[bool, typer.Option(
+            "--with-monitoring", help="Measure alert latency: the sandbox with Prometheus and Alertmanager.")] = False,
         operator: Annotated[str | None, typer.Option(help="Who runs it (default $DRILL_OPERATOR).")] = None,
         scope: ScopeOpt = None,
         objectives: ObjectivesOpt = None,
@@ -147,7 +149,8 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"  {line}")
             _server_dry_run(env, state_dir)
             return
-        options = RunOptions(env=env, out=out, state_dir=state_dir, topology=topology, keep=keep or len(plans) > 1,
+        options = RunOptions(env=env, out=out, state_dir=state_dir, topology=topology,
+                             monitoring=True if with_monitoring else None, keep=keep or len(plans) > 1,
                              operator=operator, tty=False if plain else None, say=_say,
                              audit=AuditFields(scope=scope, objectives=objectives, participants=participant or [],
                                                approver=approver))  # fmt: skip

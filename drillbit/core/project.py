@@ -94,7 +94,7 @@ def current() -> Project:
 
 #: what ``drill init`` copies from the shipped project (reports/schemas is drillbit's, not the team's)
 INIT_CONTENT = ("drill.yaml", "conftest.py", "experiments", "loadtests", "probes", "infra/sandbox", "infra/k8s",
-                "infra/terraform/sandbox", "tests/resilience")  # fmt: skip
+                "infra/terraform/sandbox", "infra/monitoring", "tests/resilience")  # fmt: skip
 
 
 def init_project(dest: Path, *, force: bool = False) -> list[Path]:

@@ -171,7 +171,7 @@ def env_up(name: str, *, state_dir: Path | str | None = None, config: Path | Non
     unknown = sorted(set(given) - set(type(t.spec).model_fields))
     if unknown:
         raise ConfigError("drill env up", f"--{unknown[0]} does not apply to a {t.kind.name} target: remove it")
-    spec = t.spec.model_copy(update={k: str(v) for k, v in given.items()})
+    spec = t.spec.model_copy(update={k: v if isinstance(v, bool) else str(v) for k, v in given.items()})
     return t.kind.up(t.name, spec, state_dir, report)
 
 

@@ -28,6 +28,9 @@ class Endpoints:
     heartbeat_via: str = "api"  # "api": acknowledged orders through the service; "database": direct inserts
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
+    # host:port where the drill runs its Alertmanager webhook receiver (drillbit.probes.alerts);
+    # None: the target has no Alertmanager wired to drillbit (the alert SLAs are then INCONCLUSIVE)
+    alert_receiver: str | None = None
 
 
 class Target(Protocol):

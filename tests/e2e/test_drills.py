@@ -36,6 +36,13 @@ def _plan(name: str, **settings: Any) -> DrillPlan:
     return dataclasses.replace(plan, settings=plan.settings.model_copy(update=update))
 
 
+def _with_arguments(plan: DrillPlan, step: int, **arguments: Any) -> DrillPlan:
+    """The plan with the ``step``-th method activity's provider arguments changed."""
+    exp = json.loads(json.dumps(plan.experiment))
+    exp["method"][step]["provider"]["arguments"] = {**exp["method"][step]["provider"].get("arguments", {}), **arguments}
+    return dataclasses.replace(plan, experiment=exp)
+
+
 def _drill(sandbox: Sandbox, plan: DrillPlan, out: Path) -> DrillResult:
     options = RunOptions(state_dir=sandbox.layout.state_dir, out=out, tty=False, say=print)
     result = run_drill(plan, options)
@@ -152,10 +159,8 @@ def test_db_failover_drill_measures_rto_and_rpo(sandbox_env: Sandbox, tmp_path: 
 
 
 def test_a_fault_that_cannot_land_makes_the_drill_inconclusive_exit_3(sandbox_env: Sandbox, tmp_path: Path) -> None:
-    plan = _plan("pod-kill", max_recovery_s=10)
-    exp = json.loads(json.dumps(plan.experiment))
-    exp["method"] = [exp["method"][0]]
-    exp["method"][0]["provider"]["arguments"] = {"count": 99}  # more replicas than there are
+    plan = _with_arguments(_plan("pod-kill", max_recovery_s=10, baseline_s=2.0, cooldown_s=2.0), 0, count=99)
+    exp = {**plan.experiment, "method": plan.experiment["method"][:1]}  # more replicas than there are
     plan = dataclasses.replace(plan, experiment=exp, faults=[exp["method"][0]["name"]])
     result = _drill(sandbox_env, plan, tmp_path)
     assert result.exit_code == 3
@@ -191,7 +196,8 @@ def test_load_spike_drill_scales_out_and_reports_the_reaction_time(sandbox_env: 
     decisions = sandbox_env.layout.logs / "autoscaler.jsonl"
     seen = len(decisions.read_text().splitlines()) if decisions.exists() else 0
     try:
-        result = _drill(sandbox_env, _plan("load-spike"), tmp_path)
+        # a 30 s spike rather than the shipped 60 s: the first new replica comes within seconds
+        result = _drill(sandbox_env, _with_arguments(_plan("load-spike"), 0, duration=30), tmp_path)
         m = _measurements(result)
         assert m.faults[0].landed, m.faults
         assert m.autoscaling is not None, m.unmeasured

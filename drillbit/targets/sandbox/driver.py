@@ -49,7 +49,10 @@ class SandboxTarget:
 
     def endpoints(self) -> Endpoints:
         # the heartbeat goes through the trading API: an acknowledged order is the write that must not be lost
-        return Endpoints(api_url=self.sb.front_door_url, dsn=self.sb.dsn, heartbeat_via="api")
+        mon = self.sb.monitoring_urls() or {}
+        return Endpoints(api_url=self.sb.front_door_url, dsn=self.sb.dsn, heartbeat_via="api",
+                         prometheus_url=mon.get("prometheus"), alertmanager_url=mon.get("alertmanager"),
+                         alert_receiver=mon.get("alert_receiver"))  # fmt: skip
 
     def fingerprint(self) -> dict[str, Any]:
         topo = Path(self.sb.state.topology_file)
@@ -62,7 +65,16 @@ class SandboxTarget:
             "topology_sha256": hashlib.sha256(topo.read_bytes()).hexdigest() if topo.exists() else None,
             "regions": self.sb.regions,
             "front_door": self.sb.front_door_url,
+            "monitoring": self._monitoring_fingerprint(),
         }
+
+    def _monitoring_fingerprint(self) -> dict[str, Any] | None:
+        """The rules and routes the drill's alerts came from (the copies the sandbox runs), hashed."""
+        if self.sb.monitoring_urls() is None:
+            return None
+        root = self.sb.layout.root
+        files = [*sorted((root / "rules").glob("*.yml")), root / "alertmanager.yml", root / "prometheus.yml"]
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files if p.is_file()}
 
     def ready(self) -> bool:
         try:
@@ -157,6 +169,7 @@ class SandboxSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state_dir: str | None = Field(default=None, min_length=1)  # default: .drill (or $DRILL_STATE_DIR)
     topology: str | None = Field(default=None, min_length=1)  # default: the project's infra/sandbox/topology.yaml
+    monitoring: bool | None = None  # Prometheus and Alertmanager beside it; None: as the topology says
 
 
 class SandboxKind:
@@ -181,7 +194,8 @@ class SandboxKind:
         return state is not None and state.status == "up"
 
     def up(self, name: str, spec: SandboxSpec, state_dir: Path | str | None, report: Report) -> SandboxTarget:
-        return SandboxTarget(sandbox.up(spec.topology, self._state(spec, state_dir), report=report), name)
+        sb = sandbox.up(spec.topology, self._state(spec, state_dir), report=report, monitoring=spec.monitoring)
+        return SandboxTarget(sb, name)
 
     def down(self, name: str, spec: SandboxSpec, state_dir: Path | str | None, report: Report) -> None:
         sandbox.down(self._state(spec, state_dir), report=report)

@@ -17,6 +17,7 @@ import yaml
 
 from drillbit.targets.sandbox.binaries import etcd_binary, pg_bin_dir
 from drillbit.targets.sandbox.layout import Layout
+from drillbit.targets.sandbox.monitoring import alertmanager_cmd, prometheus_cmd
 from drillbit.targets.sandbox.procs import ENV_SANDBOX, ENV_UNIT, LOOPBACK
 from drillbit.targets.sandbox.topology import Topology
 from drillbit.targets.sandbox.unpriv import db_command_prefix
@@ -48,14 +49,23 @@ class Ports:
     etcd_peer: int
     postgres: dict[str, int]
     restapi: dict[str, int]
+    # monitoring (0: off): Prometheus, Alertmanager, the sandbox exporter, and the port a drill's
+    # alert receiver listens on while it runs (Alertmanager's webhooks point there)
+    prometheus: int = 0
+    alertmanager: int = 0
+    exporter: int = 0
+    alert_receiver: int = 0
 
     def all(self) -> list[int]:
+        """The ports the sandbox's own processes hold (not the receiver's: a drill holds it)."""
+        monitoring = [p for p in (self.prometheus, self.alertmanager, self.exporter) if p]
         return [
             self.front_door,
             self.etcd_client,
             self.etcd_peer,
             *self.postgres.values(),
             *self.restapi.values(),
+            *monitoring,
         ]
 
 
@@ -286,6 +296,13 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
             ]
         )
         watcher("autoscaler", "autoscaler", cmd, {"respawn": "True", "autostart": "False", "stop_signal": "TERM"})
+    if topo.monitoring.enabled:
+        on_demand = {"respawn": "True", "autostart": "False", "stop_signal": "TERM", "graceful_timeout": "5"}
+        watcher("prometheus", "monitoring/prometheus", prometheus_cmd(layout, ports.prometheus), on_demand)
+        watcher("alertmanager", "monitoring/alertmanager", alertmanager_cmd(layout, ports.alertmanager), on_demand)
+        exporter = shlex.join([py, "-m", "drillbit.targets.sandbox.exporter", "--state-dir", str(layout.state_dir),
+                               "--port", str(ports.exporter)])  # fmt: skip
+        watcher("exporter", "monitoring/exporter", exporter, on_demand)
     out = io.StringIO()
     ini.write(out)
     return out.getvalue()

@@ -37,6 +37,7 @@ from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.sut.db import migrate
 from drillbit.targets.sandbox import loopback, procs, rollout
 from drillbit.targets.sandbox.layout import Layout
+from drillbit.targets.sandbox.monitoring import alertmanager_config, monitoring_sources, prometheus_config, receiver_url
 from drillbit.targets.sandbox.render import (
     SUPERUSER,
     Ports,
@@ -270,7 +271,17 @@ class Sandbox:
                 {k: m.get(k) for k in ("name", "role", "state", "lag", "timeline")} for m in self.cluster()
             ],
             "replicas": self.replicas(),
+            "monitoring": self.monitoring_urls(),
         }
+
+    def monitoring_urls(self) -> dict[str, str] | None:
+        """Prometheus's and Alertmanager's URLs and the drill's alert receiver address; None without monitoring."""
+        ports = self.state.port_map
+        if not (self.topology.monitoring.enabled and ports.prometheus):
+            return None
+        base = f"http://{procs.LOOPBACK}"
+        return {"prometheus": f"{base}:{ports.prometheus}", "alertmanager": f"{base}:{ports.alertmanager}",
+                "alert_receiver": f"{procs.LOOPBACK}:{ports.alert_receiver}"}  # fmt: skip
 
     # -- faults ----------------------------------------------------------------------------
     def kill_replicas(
@@ -434,6 +445,8 @@ def _resolve_ports(topo: Topology, source: str) -> Ports:
     wanted = [topo.front_door.port, topo.etcd.client_port, topo.etcd.peer_port]
     regions = [r.name for r in topo.regions]
     wanted += [0] * (2 * len(regions))
+    monitoring = 4 if topo.monitoring.enabled else 0  # prometheus, alertmanager, exporter, the alert receiver
+    wanted += [0] * monitoring
     try:
         got = procs.free_ports(wanted)
     except procs.PortInUse as err:
@@ -444,7 +457,8 @@ def _resolve_ports(topo: Topology, source: str) -> Ports:
     it = iter(got[3:])
     postgres = {r: next(it) for r in regions}
     restapi = {r: next(it) for r in regions}
-    return Ports(front_door=got[0], etcd_client=got[1], etcd_peer=got[2], postgres=postgres, restapi=restapi)
+    extra = dict(zip(("prometheus", "alertmanager", "exporter", "alert_receiver"), it, strict=False))
+    return Ports(front_door=got[0], etcd_client=got[1], etcd_peer=got[2], postgres=postgres, restapi=restapi, **extra)
 
 
 def _teardown(layout: Layout, sandbox_id: str | None, report: Report) -> dict[str, Any]:
@@ -533,20 +547,28 @@ def _create_app_database(topo: Topology, ports: Ports, region: str, secrets: Sec
 
 
 def up(
-    topology_file: Path | str | None = None, state_dir: Path | str | None = None, report: Report = log.info
+    topology_file: Path | str | None = None, state_dir: Path | str | None = None, report: Report = log.info,
+    *, monitoring: bool | None = None,
 ) -> Sandbox:
-    """Start the sandbox (or return the one already up); clean a stale one first."""
+    """Start the sandbox (or return the one already up); clean a stale one first. ``monitoring``:
+    with (True) or without (False) Prometheus and Alertmanager, whatever the topology says."""
     layout = Layout.at(state_dir)
 
     topo_path = Path(topology_file).resolve() if topology_file else default_topology()
     topo = load_topology(topo_path)
+    if monitoring is not None:
+        topo = topo.model_copy(update={"monitoring": topo.monitoring.model_copy(update={"enabled": monitoring})})
     with _locked(layout):
         old = SandboxState.load(layout)
         if old is not None:
             sb = Sandbox(layout, old, topo)
             if old.status == "up" and sb.supervisor_alive() and _http_ok(f"{old.front_door_url}/healthz"):
+                running = _resolved_topology(layout, old)
+                if monitoring and not running.monitoring.enabled:
+                    raise EnvironmentFailure(f"sandbox {old.id} is up without monitoring: `drill env down`, then "
+                                             "`drill env up --with-monitoring`")  # fmt: skip
                 report(f"sandbox {old.id} is already up: {old.front_door_url}")
-                return Sandbox(layout, old, _resolved_topology(layout, old))
+                return Sandbox(layout, old, running)
             report(f"found a stale sandbox {old.id} (started {old.created_at}, not healthy): cleaning it up first")
             _teardown(layout, old.id, report)
         elif layout.root.exists():
@@ -600,6 +622,8 @@ def _bring_up(
             layout.patroni_config(region),
             patroni_config(topo, region, ports, secrets, layout, f"drillbit-{sandbox_id}"),
         )
+    if topo.monitoring.enabled:
+        _write_monitoring(topo, topo_path, ports, layout)
     _write_private(layout.circus_ini, circus_ini(topo, ports, layout, sandbox_id, dsn))
     pid = _start_supervisor(layout, sandbox_id)
     state = SandboxState(**{**asdict(state), "supervisor_pid": pid})
@@ -636,11 +660,45 @@ def _bring_up(
         sb.supervisor.start("autoscaler")
     state = SandboxState(**{**asdict(state), "status": "up"})
     state.save(layout)
+    took = ""
+    if topo.monitoring.enabled:  # after "up": the exporter attaches to the sandbox
+        took = f" (monitoring {_start_monitoring(sb):.1f} s of it)"
     report(
-        f"sandbox {sandbox_id} up in {time.monotonic() - t0:.1f} s: front door {state.front_door_url}, "
+        f"sandbox {sandbox_id} up in {time.monotonic() - t0:.1f} s{took}: front door {state.front_door_url}, "
         f"primary {sb.primary()}"
     )
     return Sandbox(layout, state, topo)
+
+
+def _write_monitoring(topo: Topology, topo_path: Path, ports: Ports, layout: Layout) -> None:
+    """prometheus.yml, alertmanager.yml and a copy of the rule files they use, under the sandbox root."""
+    rules, am = monitoring_sources(topo, topo_path)
+    kept = layout.root / "rules"
+    kept.mkdir(exist_ok=True)
+    copies = []
+    for path in rules:
+        copy = kept / path.name
+        shutil.copyfile(path, copy)
+        copies.append(copy)
+    layout.root.joinpath("prometheus.yml").write_text(prometheus_config(
+        topo, exporter=ports.exporter, alertmanager=ports.alertmanager, restapi=ports.restapi, rule_files=copies))
+    layout.root.joinpath("alertmanager.yml").write_text(alertmanager_config(am, receiver_url(ports.alert_receiver)))
+
+
+def _start_monitoring(sb: Sandbox) -> float:
+    """Start the exporter, Alertmanager and Prometheus; wait until each answers. Returns seconds taken."""
+    t0 = time.monotonic()
+    ports, logs = sb.state.port_map, sb.layout.logs
+    for name in ("exporter", "alertmanager", "prometheus"):
+        sb.supervisor.start(name)
+    base = f"http://{procs.LOOPBACK}"
+    _wait("the sandbox exporter answering", lambda: _http_ok(f"{base}:{ports.exporter}/probe"), 20.0,
+          f"see {logs / 'exporter.log'}")  # fmt: skip
+    _wait("Alertmanager ready", lambda: _http_ok(f"{base}:{ports.alertmanager}/-/ready"), 20.0,
+          f"see {logs / 'alertmanager.log'}")  # fmt: skip
+    _wait("Prometheus ready", lambda: _http_ok(f"{base}:{ports.prometheus}/-/ready"), 30.0,
+          f"see {logs / 'prometheus.log'}")  # fmt: skip
+    return time.monotonic() - t0
 
 
 def down(state_dir: Path | str | None = None, report: Report = log.info) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from drillbit.core.yamlio import load_document
 from drillbit.manifests.render import render
 from drillbit.manifests.sizes import DEFAULT_WORKLOAD, api_sizes, spread
 
-__all__ = ["Topology", "default_topology", "load_topology"]
+__all__ = ["Monitoring", "Topology", "default_topology", "load_topology"]
 
 def default_topology() -> Path:
     """The project's sandbox topology (infra/sandbox/topology.yaml)."""
@@ -122,6 +122,17 @@ class Patroni(_Model):
         return self
 
 
+class Monitoring(_Model):
+    """Real Prometheus and Alertmanager (Debian's) beside the sandbox, with the platform's own rules
+    (infra/monitoring): off by default (``drill env up --with-monitoring`` turns it on)."""
+
+    enabled: bool = False
+    scrape_interval_s: float = Field(default=1.0, ge=0.5, le=60)
+    evaluation_interval_s: float = Field(default=1.0, ge=0.5, le=60)
+    rules: str = Field(default="../monitoring/rules", min_length=1)  # relative to the topology file
+    alertmanager: str = Field(default="../monitoring/alertmanager.yml", min_length=1)
+
+
 class Topology(_Model):
     regions: list[Region] = Field(min_length=2, max_length=4)
     # the deployment manifests this sandbox stands in for (a kustomize overlay, relative to the
@@ -136,6 +147,7 @@ class Topology(_Model):
     etcd: Etcd = Etcd()
     database: Database = Database()
     patroni: Patroni = Patroni()
+    monitoring: Monitoring = Monitoring()
 
     @model_validator(mode="after")
     def _unique(self) -> Topology:
