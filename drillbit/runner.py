@@ -79,6 +79,7 @@ class RunOptions:
     out: Path = Path("runs")
     state_dir: Path | None = None
     topology: Path | None = None
+    monitoring: bool | None = None  # the sandbox with Prometheus and Alertmanager (--with-monitoring)
     keep: bool = False
     operator: str | None = None
     audit: AuditFields = field(default_factory=AuditFields)
@@ -250,8 +251,13 @@ def _stop_everything(drill: Drill, *, interrupted: bool) -> bool:
 def bring_up(options: RunOptions) -> bool:
     """Bring the target up if it is not; True when this drill started it (and should stop it)."""
     if is_up(options.env, state_dir=options.state_dir):
+        running = resolve_target(options.env, state_dir=options.state_dir) if options.monitoring else None
+        if running is not None and running.endpoints().alert_receiver is None:
+            raise EnvironmentFailure(f"{options.env} is up without monitoring: `drill env down --env {options.env}`, "
+                                     "then run again with --with-monitoring")  # fmt: skip
         return False
-    env_up(options.env, state_dir=options.state_dir, report=options.say, topology=options.topology)
+    env_up(options.env, state_dir=options.state_dir, report=options.say, topology=options.topology,
+           monitoring=options.monitoring)  # fmt: skip
     return True
 
 
