@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from drillbit.annotations import GrafanaConfig, annotate_run
 from drillbit.core.redact import MASK, Redactor, redact_url, url_secrets
 
 CANARY = "canary-0b5e7c1d-token"
@@ -96,3 +97,46 @@ def test_urls_keep_their_query_keys_and_lose_their_values(url: str, shown: str, 
     assert redact_url(url) == shown
     assert url_secrets(url) == secrets
     assert Redactor().text(f"GET {url} failed") == f"GET {shown} failed"
+
+
+class _EchoesAuth(BaseHTTPRequestHandler):
+    """A failing Grafana that echoes the request's Authorization header in its error."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = f'{{"message": "denied for {self.headers.get("Authorization")}"}}'.encode()
+        self.send_response(403)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        return
+
+
+def test_the_grafana_token_reaches_no_file_no_log_and_no_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+
+    monkeypatch.setenv("DRILL_GRAFANA_AUTH", CANARY)  # a variable name the redactor does not know for a secret
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoesAuth)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    run_dir = tmp_path / "20261202T170000Z-pod-kill"
+    run_dir.mkdir()
+    (run_dir / "events.jsonl").write_text('{"t": 1796000000.0, "kind": "phase", "name": "baseline"}\n'
+                                          '{"t": 1796000005.0, "kind": "drill.end"}\n')  # fmt: skip
+    try:
+        config = GrafanaConfig(url=f"http://127.0.0.1:{server.server_address[1]}", token_env="DRILL_GRAFANA_AUTH")
+        result = annotate_run(run_dir, config)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.posted == 0 and "HTTP 403" in result.errors[0] and "Bearer ***" in result.errors[0]
+    out = capsys.readouterr()
+    for text in (result.model_dump_json(), caplog.text, out.out, out.err, config.model_dump_json()):
+        assert CANARY not in text
+    for p in tmp_path.rglob("*"):
+        if p.is_file():
+            assert CANARY.encode() not in p.read_bytes(), f"the canary leaked into {p}"
