@@ -154,7 +154,8 @@ class Region(_Strict):
 
 
 class FailOver(_Strict):
-    mode: Literal["kill-node", "kill-postgres", "switchover"] = "kill-node"
+    # kill-node, kill-postgres, switchover: the sandbox's; failover, global, global-unplanned: Aurora's (aws)
+    mode: Literal["kill-node", "kill-postgres", "switchover", "failover", "global", "global-unplanned"] = "kill-node"
 
 
 class RollOut(_Strict):

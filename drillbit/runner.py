@@ -21,6 +21,7 @@ import getpass
 import json
 import logging
 import os
+import signal
 import socket
 import time
 import uuid
@@ -31,7 +32,7 @@ from typing import Any
 
 from drillbit.control import control_entry
 from drillbit.core.clock import Clock, installed
-from drillbit.core.errors import EXIT_ENVIRONMENT, DrillError, EnvironmentFailure
+from drillbit.core.errors import EXIT_ENVIRONMENT, EXIT_INCONCLUSIVE, DrillError, EnvironmentFailure
 from drillbit.core.events import EventLog, read_events
 from drillbit.core.redact import Redactor, secret_values
 from drillbit.core.results import (
@@ -64,7 +65,7 @@ from drillbit.runs import (
     tool_versions,
     write_slas,
 )
-from drillbit.session import LIVE_STATS, LoadSpec, Session
+from drillbit.session import LIVE_STATS, LoadSpec, Session, stop_condition
 from drillbit.sla import default_sla_file
 from drillbit.targets import Target, env_down, env_up, is_up, resolve_target
 
@@ -114,6 +115,7 @@ class Drill:
             heartbeat_via=endpoints.heartbeat_via, replicas=target,
             load=LoadSpec(settings.profile, settings.locustfile, settings.processes),
             cover_s=settings.baseline_s + settings.max_recovery_s + settings.cooldown_s + 600,
+            on_stop_condition=_interrupt_self,
         )  # fmt: skip
         self.view = LiveView(f"drill {run_dir.name}", self._snapshot, tty=options.tty)
 
@@ -216,6 +218,13 @@ class Drill:
             self.view.event(f"healed: restored {', '.join(healed['restored'])}")
         if healed.get("whole") is not True:
             raise EnvironmentFailure("the target is not whole after healing it: check it by hand (drill env status)")
+
+
+def _interrupt_self(why: str) -> None:
+    """A stop condition fired (a sampler's thread): interrupt the drill as SIGINT does, through the
+    same path (the control during the experiment, ``Signals`` outside it): rollbacks, heal, stop."""
+    log.warning("stop condition %s: interrupting the drill", why)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _interrupted_during(run_dir: Path, journal: dict[str, Any]) -> bool:
@@ -378,9 +387,12 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger)
             drill.phase("after")
             drill.wait(plan.settings.cooldown_s)
     except DrillInterrupted as why:
-        status = RunStatus.INTERRUPTED
+        status, reason = RunStatus.INTERRUPTED, str(why)
         signals.shield()
-        drill.view.event(f"interrupted ({why}): rolling back, stopping the load, keeping what was measured")
+        if (fired := stop_condition(run_dir)) is not None:  # a stop condition, not an operator, interrupted it
+            status, reason = RunStatus.STOPPED, f"stop condition: alarm {fired.get('alarm')}"
+            info = info.model_copy(update={"notes": [*info.notes, _stopped_note(fired)]})
+        drill.view.event(f"interrupted ({reason}): rolling back, stopping the load, keeping what was measured")
     except Exception as err:  # noqa: BLE001  (the clean-up below must run; the error ends the drill as ERROR)
         signals.shield()
         status, error = RunStatus.ERROR, f"{type(err).__name__}: {err}" if not isinstance(err, DrillError) else str(err)
@@ -402,8 +414,17 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger)
         verdicts = finish_run(run_dir, info, plan.slas, status, drill.redactor, plan.settings.stability_s)
     finally:
         drill.events.close()
-    code = EXIT_ENVIRONMENT if status is RunStatus.ERROR else verdicts.exit_code
+    code = {RunStatus.ERROR: EXIT_ENVIRONMENT, RunStatus.STOPPED: EXIT_INCONCLUSIVE}.get(status, verdicts.exit_code)
     return DrillResult(run_dir, status, verdicts, code, error)
+
+
+def _stopped_note(fired: dict[str, Any]) -> str:
+    def utc(t: Any) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(t))) if t is not None else "?"
+
+    return (f"stopped by a stop condition: {fired.get('source', '')} alarm {fired.get('alarm')} went to ALARM at "
+            f"{utc(fired.get('changed_at'))} (seen {utc(fired.get('seen_at'))}; {fired.get('reason') or 'no reason'}): "
+            "the faults were rolled back and the target healed")  # fmt: skip
 
 
 def faults_landed(run_dir: Path) -> list[dict[str, Any]]:

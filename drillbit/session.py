@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,21 @@ import yaml
 
 from drillbit.core.clock import Clock
 from drillbit.core.errors import EnvironmentFailure
-from drillbit.core.events import EventLog
+from drillbit.core.events import EventLog, read_events
 from drillbit.core.rundir import EVENTS, REPLICAS, REPLICAS_SCHEMA
 from drillbit.core.safeio import write_text
 from drillbit.load.profiles import load_profile
 from drillbit.load.runner import start_load
 from drillbit.probes.availability import AvailabilitySampler, HttpCheck, PlaceCancelOrder, Transaction
+from drillbit.probes.aws import STOP_CONDITION
+from drillbit.probes.aws import for_target as aws_samplers
 from drillbit.probes.definitions import load_probe_definitions
 from drillbit.probes.replicas import ReplicaSource, ReplicasSampler
 from drillbit.probes.rpo import HeartbeatWriter
 from drillbit.probes.samplers import ParquetSink, Sampler, SamplerDied, TickSampler
 from drillbit.targets.kubewatch import ClusterWatch, for_target
 
-__all__ = ["LoadSpec", "Session", "WatchedReplicas", "drill_profile"]
+__all__ = ["LoadSpec", "Session", "WatchedReplicas", "drill_profile", "stop_condition"]
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +110,17 @@ class WatchedReplicas(Sampler):
             raise SamplerDied(f"replicas sampler: {self.watch.died}")
 
 
+def stop_condition(run_dir: Path) -> dict[str, Any] | None:
+    """The stop condition that fired during the run (the first ``stop_condition`` event), else None."""
+    path = run_dir / EVENTS
+    return next((e for e in read_events(path) if e.get("kind") == STOP_CONDITION), None) if path.exists() else None
+
+
 class Session:
-    """Availability probe, heartbeat writer, replica sampler and load generator, on one clock."""
+    """Availability probe, heartbeat writer, replica sampler and load generator, on one clock.
+
+    An AWS target's samplers come too (``drillbit.probes.aws``): its stop-condition alarms
+    call ``on_stop_condition`` (the runner's: interrupt the drill) when one goes to ALARM."""
 
     def __init__(
         self,
@@ -124,11 +136,13 @@ class Session:
         load: LoadSpec | None = None,
         cover_s: float = 600.0,
         availability_interval: float = 0.1,
+        on_stop_condition: Callable[[str], None] | None = None,
     ) -> None:
         self.run_dir, self.clock, self.api_url, self.run_id = run_dir, clock, api_url.rstrip("/"), run_id
         self.dsn, self.heartbeat_via, self.replica_source = dsn, heartbeat_via, replicas
         self.load_spec, self.cover_s, self.write_path = load, cover_s, write_path
         self.availability_interval = availability_interval
+        self.on_stop_condition = on_stop_condition
         self.probes = load_probe_definitions()  # the platform's own (probes/trading.yaml): bad input fails here
         self.samplers: list[Sampler] = []
         self.heartbeat: HeartbeatWriter | None = None
@@ -157,6 +171,9 @@ class Session:
             replicas = (ReplicasSampler(self.replica_source, self.run_dir, clock=self.clock) if watch is None
                         else WatchedReplicas(watch, self.run_dir, clock=self.clock))  # fmt: skip
             self.samplers.append(replicas.start())
+            for sampler in aws_samplers(self.replica_source, self.run_dir, clock=self.clock,
+                                        on_stop=self.on_stop_condition):  # fmt: skip
+                self.samplers.append(sampler.start())
         if self.load_spec is not None:
             profile = drill_profile(self.load_spec.profile, self.run_dir, self.cover_s)
             live_stats = ["--csv", str(self.run_dir / LIVE_STATS), "--csv-full-history"]

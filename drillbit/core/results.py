@@ -98,6 +98,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"  # the drill process is (or was, if it crashed) still going
     COMPLETED = "completed"
     INTERRUPTED = "interrupted"  # SIGINT/SIGTERM: faults rolled back, what was measured kept
+    STOPPED = "stopped"  # a stop condition fired (a CloudWatch alarm): rolled back and healed, exit 3
     CRASHED = "crashed"  # found by a later invocation: the drill process died without finishing
     ERROR = "error"  # the harness or the environment failed (exit 4)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from drillbit.annotations import GrafanaConfig, annotate_run
-from drillbit.core.redact import MASK, Redactor, redact_url, url_secrets
+from drillbit.core.redact import MASK, Redactor, redact_url, secret_values, url_secrets
 
 CANARY = "canary-0b5e7c1d-token"
 
@@ -140,3 +140,39 @@ def test_the_grafana_token_reaches_no_file_no_log_and_no_result(
     for p in tmp_path.rglob("*"):
         if p.is_file():
             assert CANARY.encode() not in p.read_bytes(), f"the canary leaked into {p}"
+
+
+#: AWS credentials as canaries: an access key ID, a secret access key and a session token, from the
+#: environment (what boto3 and chaosaws read) and from an experiment's chaosaws ``secrets:`` block
+AWS_CANARIES = {"AWS_ACCESS_KEY_ID": "AKIACANARY0B5E7C1D00", "AWS_SECRET_ACCESS_KEY": "canary/0b5e7c1d+SecretAccessKey",
+                "AWS_SESSION_TOKEN": "IQoJcanary0b5e7c1dSessionToken//////////wEaCXVz"}  # fmt: skip
+
+
+def test_aws_keys_and_session_tokens_are_masked_in_journals_logs_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in AWS_CANARIES.items():
+        monkeypatch.setenv(name, value)
+    block = {"aws": {"aws_access_key_id": "AKIAEXPERIMENTCANARY1", "aws_secret_access_key": "exp/canary+secret",
+                     "aws_session_token": "exp-canary-session-token"}}  # fmt: skip
+    leaked = [*AWS_CANARIES.values(), *block["aws"].values()]
+    journal = {"secrets": block, "run": [{"output": {"signed": f"Credential={v}/20260101/eu-west-1/sts"},
+                                          "exception": [f"botocore: {v} rejected"]} for v in leaked]}  # fmt: skip
+    redact = Redactor(secret_values(block))
+    text = json.dumps(redact(journal)) + redact.text(" ".join(f"log line {v}" for v in leaked))
+    assert all(v not in text for v in leaked) and text.count(MASK) >= 2 * len(leaked)
+
+
+def test_aws_credentials_never_reach_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AWS target's fields echoed in a validation error (a key pasted into the wrong field) are masked."""
+    from drillbit.core.errors import ConfigError
+    from drillbit.targets import load_targets
+
+    for name, value in AWS_CANARIES.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "drill.yaml"
+    config.write_text(f"targets:\n  aws: {{kind: aws, accounts: ['{AWS_CANARIES['AWS_ACCESS_KEY_ID']}'], regions: "
+                      f"{{primary: eu-west-1}}, api_url: x, app_tier: {{a: b}}, "
+                      f"profile: '{AWS_CANARIES['AWS_SECRET_ACCESS_KEY']}', "
+                      f"endpoint_url: '{AWS_CANARIES['AWS_SESSION_TOKEN']}'}}\n")  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        load_targets(config)
+    assert "accounts" in str(err.value) and all(v not in str(err.value) for v in AWS_CANARIES.values())
