@@ -527,7 +527,8 @@ class AwsTarget:
         got = self.aws.call("cloudwatch", "get_metric_statistics", Namespace="AWS/RDS",
                             MetricName=self.spec.lag_metric, Period=60, Statistics=["Maximum"],
                             Dimensions=[{"Name": "DBClusterIdentifier", "Value": cluster}],
-                            StartTime=now - dt.timedelta(seconds=LAG_WINDOW_S), EndTime=now)  # fmt: skip
+                            StartTime=now - dt.timedelta(seconds=LAG_WINDOW_S),
+                            EndTime=now + dt.timedelta(seconds=60))  # fmt: skip
         points = sorted(got.get("Datapoints", []), key=lambda p: p["Timestamp"])
         if not points:
             raise EnvironmentFailure(f"no {self.spec.lag_metric} datapoint for {cluster} in the last {LAG_WINDOW_S} s")

@@ -91,9 +91,9 @@ class AwsSpec(_Strict):
     @field_validator("accounts")
     @classmethod
     def _accounts(cls, value: list[str]) -> list[str]:
-        bad = [a for a in value if not ACCOUNT.match(a)]
-        if bad:
-            raise ValueError(f"12-digit AWS account IDs, quoted in YAML (got {', '.join(map(repr, bad))})")
+        bad = [str(n) for n, a in enumerate(value) if not ACCOUNT.match(a)]
+        if bad:  # by position: a value pasted here by mistake (an access key) is never echoed
+            raise ValueError(f"12-digit AWS account IDs, quoted in YAML (entry {', '.join(bad)} is not)")
         return value
 
     @field_validator("health_check")
