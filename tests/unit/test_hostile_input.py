@@ -407,7 +407,8 @@ CASES = [
     Case("count-and-percent", lambda c: _dry(c, method=_method(count=1, percent=5)), 2,
          r"method\[0\]\.provider\.arguments: give count .* or percent .*, exactly one"),
     Case("failover-mode-nuke-it", lambda c: _dry(c, method=_fault("fail_over_database", mode="nuke-it")), 2,
-         r"arguments\.mode: Input should be 'kill-node', 'kill-postgres' or 'switchover' \(got 'nuke-it'\)"),
+         r"arguments\.mode: Input should be 'kill-node', 'kill-postgres', 'switchover', 'failover', 'global' or "
+         r"'global-unplanned' \(got 'nuke-it'\)"),
     Case("region-zz", lambda c: _dry(c, method=_fault("lose_region", region="region-zz"),
                                      rollbacks=_fault("restore_region", region="region-a")), 2,
          r"method\[0\]\.provider\.arguments\.region: unknown region 'region-zz': use one of region-a, region-b"),
