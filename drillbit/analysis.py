@@ -26,6 +26,7 @@ from drillbit.core.errors import validation_problems
 from drillbit.core.events import faults_from_events, first_event, first_fault, read_events
 from drillbit.core.results import (
     JOURNAL,
+    AlertsMeasurement,
     AutoscalingMeasurement,
     AvailabilityMeasurement,
     ExperimentMeasurement,
@@ -51,6 +52,7 @@ from drillbit.core.rundir import (
     REPLICAS_SCHEMA,
     REQUESTS_DIR,
 )
+from drillbit.probes.alerts import ALERTS_META, analyze_alerts
 from drillbit.probes.autoscaling import autoscaling_report
 from drillbit.probes.availability import (
     DEFAULT_TIMEOUT,
@@ -88,7 +90,7 @@ def _json(path: Path) -> dict[str, Any] | None:
 SECTION_MODELS: dict[str, type[BaseModel]] = {
     "rto": RtoMeasurement, "rpo": RpoMeasurement, "latency": LatencyMeasurement,
     "availability": AvailabilityMeasurement, "replicas": ReplicasMeasurement, "autoscaling": AutoscalingMeasurement,
-    "spike": SpikeMeasurement, "experiment": ExperimentMeasurement,
+    "spike": SpikeMeasurement, "experiment": ExperimentMeasurement, "alerts": AlertsMeasurement,
 }  # fmt: skip
 
 
@@ -317,6 +319,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     if (run_dir / SPIKE_DIR / REQUESTS_DIR).exists():
         s.run("spike", _spike, run_dir, events, phases)
     s.run("experiment", _journal_summary, run_dir)
+    _alerts(run_dir, events, fault_at, s, faults)
     return Measurements(
         fault_at=fault_at,
         fault_source=source,
@@ -329,11 +332,30 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         replicas=s.values.get("replicas"),
         autoscaling=s.values.get("autoscaling"),
         spike=s.values.get("spike"),
+        alerts=s.values.get("alerts"),
         load=_load(run_dir, s),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,
         coverage=_coverages(s.values),
     )
+
+
+def _alerts(run_dir: Path, events: list[dict[str, Any]], fault_at: float | None, s: _Sections,
+            faults: list[Fault]) -> None:  # fmt: skip
+    """Alert latency, when an Alertmanager was wired to the drill and the experiment says what it expects."""
+    meta = _json(run_dir / ALERTS_META)
+    if meta is None:
+        s.unmeasured["alerts"] = ("no Alertmanager was wired to the drill (on the sandbox: drill env up "
+                                  "--with-monitoring, or drill run --with-monitoring)")  # fmt: skip
+    elif not meta.get("declared"):
+        s.unmeasured["alerts"] = "the experiment declares no expected alerts (expect_alerts in its drillbit extension)"
+    elif fault_at is None:
+        s.unmeasured["alerts"] = "no fault was injected or marked: no alert latency"
+    else:
+        rto = s.values.get("rto")
+        s.run("alerts", analyze_alerts, events, meta, fault_at=fault_at,
+              recovered_at=rto.recovered_at if rto is not None and rto.recovered else None,
+              fault_details=[f.detail for f in faults])  # fmt: skip
 
 
 def _load(run_dir: Path, s: _Sections) -> LoadMeasurement | None:

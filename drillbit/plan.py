@@ -39,6 +39,18 @@ log = logging.getLogger(__name__)
 NEEDS_ROLLBACK = {"lose_region": "restore_region", "switch_traffic": "switch_traffic_back"}
 
 
+class ExpectedAlert(BaseModel):
+    """An alert the drill expects to fire (by its alertname); ``when``: only if a fault reported this
+    fact true (e.g. ``primary_lost``: the lost region held the database primary)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alert: str = Field(min_length=1, pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$")
+    when: str | None = Field(default=None, min_length=1)
+    # False: it may fire (an honest page for this fault, e.g. the error budget's burn while a region is
+    # lost), so it is neither missing when silent nor unexpected when it fires; its latency is not judged
+    required: bool = True
+
+
 class DrillSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "drillbit"
@@ -49,6 +61,14 @@ class DrillSettings(BaseModel):
     cooldown_s: float = Field(default=10.0, ge=0, le=3600, allow_inf_nan=False)
     max_recovery_s: float = Field(default=120.0, gt=0, le=24 * 3600, allow_inf_nan=False)
     stability_s: float = Field(default=5.0, gt=0, le=600, allow_inf_nan=False)
+    # the alerts this fault must raise (alert latency, seeds R3.3, R10.1); [] expects none; None
+    # (not declared) leaves the alert SLAs unmeasured. A name alone is {alert: NAME}.
+    expect_alerts: list[ExpectedAlert] | None = None
+
+    @field_validator("expect_alerts", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return [{"alert": v} if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
 
     @field_validator("profile", "locustfile")
     @classmethod

@@ -30,9 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from drillbit.annotations import GrafanaConfig, annotate_run
 from drillbit.control import control_entry
 from drillbit.core.clock import Clock, installed
-from drillbit.core.errors import EXIT_ENVIRONMENT, EXIT_INCONCLUSIVE, DrillError, EnvironmentFailure
+from drillbit.core.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INCONCLUSIVE,
+    ConfigError,
+    DrillError,
+    EnvironmentFailure,
+    validation_problems,
+)
 from drillbit.core.events import EventLog, read_events
 from drillbit.core.redact import Redactor, secret_values
 from drillbit.core.results import (
@@ -65,9 +75,9 @@ from drillbit.runs import (
     tool_versions,
     write_slas,
 )
-from drillbit.session import LIVE_STATS, LoadSpec, Session, stop_condition
+from drillbit.session import LIVE_STATS, AlertWiring, LoadSpec, Session, stop_condition
 from drillbit.sla import default_sla_file
-from drillbit.targets import Target, env_down, env_up, is_up, resolve_target
+from drillbit.targets import Target, env_down, env_up, is_up, load_section, resolve_target
 
 __all__ = ["DrillResult", "RunOptions", "bring_up", "clean_orphan", "run_drill"]
 
@@ -113,6 +123,9 @@ class Drill:
         self.session = Session(
             run_dir, clock, api_url=endpoints.api_url, run_id=uuid.uuid4().hex[:16], dsn=endpoints.dsn,
             heartbeat_via=endpoints.heartbeat_via, replicas=target,
+            alerts=AlertWiring(endpoints.alert_receiver, None if settings.expect_alerts is None else
+                               [e.model_dump() for e in settings.expect_alerts], endpoints.prometheus_url,
+                               endpoints.alertmanager_url),
             load=LoadSpec(settings.profile, settings.locustfile, settings.processes),
             cover_s=settings.baseline_s + settings.max_recovery_s + settings.cooldown_s + 600,
             on_stop_condition=_interrupt_self,
@@ -310,6 +323,7 @@ def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
     One signal handler covers the whole run, set-up included; the active-drill record is taken
     before anything touches the target, so a second drill cannot heal the first one's fault.
     """
+    grafana = grafana_config()  # bad settings: a usage error before anything touches the target
     with Signals() as signals, installed(Clock()):  # one clock anchor for every process of the run
         try:
             clean_orphan(options)
@@ -319,7 +333,8 @@ def run_drill(plan: DrillPlan, options: RunOptions) -> DrillResult:
         started_env = False
         try:
             started_env = bring_up(options)
-            return dataclasses.replace(_run(plan, options, signals, ledger), started_env=started_env)
+            result = _run(plan, options, signals, ledger, grafana)
+            return dataclasses.replace(result, started_env=started_env)
         except DrillInterrupted:
             raise DrillError("interrupted before the drill started: nothing was injected") from None
         finally:
@@ -353,7 +368,19 @@ def _steady_before_baseline(target: Target) -> str | None:
     return None
 
 
-def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger) -> DrillResult:
+def grafana_config(config: Path | None = None) -> GrafanaConfig | None:
+    """drill.yaml's ``grafana:`` (annotations of each drill's phases and faults), validated; None when absent."""
+    source, raw = load_section("grafana", config)
+    if raw is None:
+        return None
+    try:
+        return GrafanaConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(str(source), [f"grafana.{p}" for p in validation_problems(err)]) from None
+
+
+def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger,
+         grafana: GrafanaConfig | None = None) -> DrillResult:  # fmt: skip
     target = resolve_target(options.env, state_dir=options.state_dir)
     ledger.update(state_dir=str(target.state_dir()))
     unsettled = _steady_before_baseline(target)
@@ -410,6 +437,10 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger)
         drill.events.emit("sampler.died", error=death)
     info = info.model_copy(update={"ended_at": clock.now(),
                                    "notes": [*info.notes, *(f"a sampler died during the run: {w}" for w in died)]})
+    if grafana is not None:  # before sealing: what was posted is part of the record; never fails the drill
+        posted = annotate_run(run_dir, grafana)
+        drill.events.emit("grafana.annotations", url=posted.url, posted=posted.posted, attempted=posted.attempted,
+                          errors=posted.errors[:5])  # fmt: skip
     try:
         verdicts = finish_run(run_dir, info, plan.slas, status, drill.redactor, plan.settings.stability_s)
     finally:

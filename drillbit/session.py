@@ -25,6 +25,7 @@ from drillbit.core.rundir import EVENTS, REPLICAS, REPLICAS_SCHEMA
 from drillbit.core.safeio import write_text
 from drillbit.load.profiles import load_profile
 from drillbit.load.runner import start_load
+from drillbit.probes.alerts import AlertReceiver
 from drillbit.probes.availability import AvailabilitySampler, HttpCheck, PlaceCancelOrder, Transaction
 from drillbit.probes.aws import STOP_CONDITION
 from drillbit.probes.aws import for_target as aws_samplers
@@ -34,7 +35,7 @@ from drillbit.probes.rpo import HeartbeatWriter
 from drillbit.probes.samplers import ParquetSink, Sampler, SamplerDied, TickSampler
 from drillbit.targets.kubewatch import ClusterWatch, for_target
 
-__all__ = ["LoadSpec", "Session", "WatchedReplicas", "drill_profile", "stop_condition"]
+__all__ = ["AlertWiring", "LoadSpec", "Session", "WatchedReplicas", "drill_profile", "stop_condition"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,16 @@ def stop_condition(run_dir: Path) -> dict[str, Any] | None:
     return next((e for e in read_events(path) if e.get("kind") == STOP_CONDITION), None) if path.exists() else None
 
 
+@dataclass(frozen=True)
+class AlertWiring:
+    """Where the target's Alertmanager sends webhooks (the drill listens there), and what the drill expects."""
+
+    bind: str | None  # host:port; None: no Alertmanager is wired to drillbit
+    expect: list[dict[str, Any]] | None  # the experiment's expect_alerts ({alert, when}); None: not declared
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
+
+
 class Session:
     """Availability probe, heartbeat writer, replica sampler and load generator, on one clock.
 
@@ -137,12 +148,15 @@ class Session:
         cover_s: float = 600.0,
         availability_interval: float = 0.1,
         on_stop_condition: Callable[[str], None] | None = None,
+        alerts: AlertWiring | None = None,
     ) -> None:
         self.run_dir, self.clock, self.api_url, self.run_id = run_dir, clock, api_url.rstrip("/"), run_id
         self.dsn, self.heartbeat_via, self.replica_source = dsn, heartbeat_via, replicas
         self.load_spec, self.cover_s, self.write_path = load, cover_s, write_path
         self.availability_interval = availability_interval
         self.on_stop_condition = on_stop_condition
+        self.alert_wiring = alerts
+        self.alert_receiver: AlertReceiver | None = None
         self.probes = load_probe_definitions()  # the platform's own (probes/trading.yaml): bad input fails here
         self.samplers: list[Sampler] = []
         self.heartbeat: HeartbeatWriter | None = None
@@ -159,6 +173,11 @@ class Session:
 
     def start(self) -> None:
         """Start samplers, then the load. Raises EnvironmentFailure when the target cannot be measured."""
+        wiring = self.alert_wiring
+        if wiring is not None and wiring.bind:  # first: an alert firing in the baseline is evidence too
+            self.alert_receiver = AlertReceiver(wiring.bind, self.run_dir, self.clock, expect=wiring.expect,
+                                                prometheus_url=wiring.prometheus_url,
+                                                alertmanager_url=wiring.alertmanager_url).start()  # fmt: skip
         self.samplers.append(AvailabilitySampler(self._transaction(), self.run_dir, clock=self.clock,
                                                  interval=self.availability_interval).start())  # fmt: skip
         if self.dsn is not None:
@@ -202,6 +221,9 @@ class Session:
                 sampler.stop()
             except SamplerDied as err:
                 died.append(str(err))
+        if self.alert_receiver is not None:  # last: a notification still on its way counts
+            self.alert_receiver.stop()
+            self.alert_receiver = None
         if died:
             raise SamplerDied("; ".join(died))
 

@@ -48,6 +48,9 @@ METRICS: dict[str, str] = {
     "first_new_replica_s": "s",  # load step -> first new ready replica
     "capacity_s": "s",  # load step -> target capacity
     "scale_out_p95_ms": "ms",  # worst windowed p95 while scaling out
+    "alert_latency_s": "s",  # fault -> the last expected alert's first notification at drillbit's receiver
+    "alerts_missing": "count",  # expected alerts that never fired
+    "unexpected_critical_alerts": "count",  # critical alerts that fired and nobody expected
 }
 
 #: the phases a drill has (``all``: the whole run)

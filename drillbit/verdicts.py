@@ -14,10 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from drillbit.core.results import LatencyStats, Measurements, Outcome, Verdict, VerdictSet, exit_code_for
+from drillbit.core.results import (
+    AlertsMeasurement,
+    LatencyStats,
+    Measurements,
+    Outcome,
+    Verdict,
+    VerdictSet,
+    exit_code_for,
+)
 from drillbit.sla import Sla
 
-__all__ = ["AVAILABILITY_PHASES", "Reading", "drill_problems", "evaluate"]
+__all__ = ["AVAILABILITY_PHASES", "Reading", "alert_group_wait", "drill_problems", "evaluate"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
@@ -200,11 +208,57 @@ def _autoscaling(m: Measurements, sla: Sla) -> Reading:
     return Reading(value, how)
 
 
+def _chain(a: AlertsMeasurement) -> str:
+    c = a.chain
+
+    def sec(v: float | None) -> str:
+        return "?" if v is None else f"{v:g} s"
+
+    fors = ", ".join(f"{n} {a.chain.for_s[n]:g} s" for n in a.expected if n in c.for_s) or "?"
+    wait = alert_group_wait(a)
+    bound = [v for v in (c.scrape_interval_s, c.evaluation_interval_s, wait) if v is not None]
+    known = (f"; beyond its for, an alert is late by at most {sum(bound) + 1:g} s (scrape + evaluation + group_wait "
+             "+ 1 s of delivery and clocks)") if len(bound) == 3 else ""  # fmt: skip
+    doubt = f"; chain partly unknown: {'; '.join(c.problems)}" if c.problems else ""
+    return (f"fault -> first firing notification at drillbit's receiver ({a.receiver}, {a.notifications} "
+            f"notifications); chain: scrape {sec(c.scrape_interval_s)} + evaluation {sec(c.evaluation_interval_s)} "
+            f"+ for ({fors}) + group_wait {sec(wait)} + delivery{known}{doubt}")  # fmt: skip
+
+
+def alert_group_wait(a: AlertsMeasurement) -> float | None:
+    """The longest group_wait among the routes the expected alerts take (by their severity)."""
+    severities = {r.severity for r in a.alerts if r.expected and r.severity}
+    waits = [a.chain.group_wait_by_severity.get(s, a.chain.group_wait_s) for s in severities] or [a.chain.group_wait_s]
+    known = [w for w in waits if w is not None]
+    return max(known) if known else None
+
+
+def _alerts(m: Measurements, sla: Sla) -> Reading:
+    a = m.alerts
+    if a is None:
+        return Reading(None, "Alertmanager webhooks", m.unmeasured.get("alerts", "not measured"))
+    how = _chain(a)
+    doubt = (f"alert(s) {', '.join(a.firing_before_fault)} already firing before the fault: the target was not "
+             "healthy to begin with") if a.firing_before_fault else None  # fmt: skip
+    never = f"expected alert(s) {', '.join(a.missing)} never fired" if a.missing else None
+    if sla.metric == "alerts_missing":
+        return Reading(float(len(a.missing)), how, doubt=doubt)
+    if sla.metric == "unexpected_critical_alerts":
+        extra = f"; fired: {', '.join(a.unexpected_critical)}" if a.unexpected_critical else ""
+        return Reading(float(len(a.unexpected_critical)), how + extra, doubt=doubt)
+    if not a.expected:
+        why = "the drill expects no alert" + (f" ({'; '.join(f'{k}: {v}' for k, v in a.not_expected.items())})"
+                                               if a.not_expected else "")  # fmt: skip
+        return Reading(None, how, why + ": no latency to measure")
+    return Reading(a.latency_s, how, "no expected alert fired", breach=never, doubt=doubt)
+
+
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "rto_s": _rto, "detect_s": _rto, "downtime_s": _rto, "rpo_s": _rpo, "lost_writes": _rpo,
     "p50_ms": _latency, "p95_ms": _latency, "p99_ms": _latency, "errors": _errors, "error_rate_percent": _errors,
     "availability_percent": _availability, "replicas_restored_s": _replicas,
     "first_new_replica_s": _autoscaling, "capacity_s": _autoscaling, "scale_out_p95_ms": _autoscaling,
+    "alert_latency_s": _alerts, "alerts_missing": _alerts, "unexpected_critical_alerts": _alerts,
 }  # fmt: skip
 
 
@@ -222,6 +276,9 @@ def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
         load.append("the load generator did not stop cleanly: its records are incomplete")
     if lat is not None and lat.generator_saturated is None:
         load.append("the load generator left no verdict on itself (no load.json): saturation unknown")
+    if m.alerts is not None and m.alerts.firing_before_fault:
+        fault.append(f"alert(s) {', '.join(m.alerts.firing_before_fault)} already firing before the fault: the "
+                     "target was not healthy to begin with")  # fmt: skip
     if m.experiment is not None and m.experiment.deviated:
         fault.append("the steady-state hypothesis did not hold after the method (chaostoolkit: deviated)")
     return fault, load

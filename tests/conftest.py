@@ -22,7 +22,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One real sandbox for the whole test session (start-up costs seconds); tests leave it whole."""
     state = tmp_path_factory.mktemp("sandbox") / ".drill"
-    box = sandbox.up(state_dir=state, report=print)
+    box = sandbox.up(state_dir=state, report=print, monitoring=True)  # alert latency is measured in the drills
     try:
         yield box
     finally:

@@ -18,6 +18,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 __all__ = [
+    "AlertChain",
+    "AlertRecord",
+    "AlertsMeasurement",
     "AutoscalingMeasurement",
     "AvailabilityMeasurement",
     "AvailabilityPhase",
@@ -302,3 +305,47 @@ class LoadMeasurement(BaseModel):
     reason: str | None = None
     reasons: list[str] = Field(default_factory=list)
     complete: bool | None = None
+
+
+class AlertChain(_Section):
+    """What stands between a condition and its notification, as the monitoring itself reports it
+    (Prometheus's configuration and rules, Alertmanager's routes); None where it could not be read."""
+
+    scrape_interval_s: float | None = None
+    evaluation_interval_s: float | None = None
+    group_wait_s: float | None = None  # the root route's
+    group_wait_by_severity: dict[str, float] = Field(default_factory=dict)  # a child route on severity="X": its
+    for_s: dict[str, float] = Field(default_factory=dict)  # alert name -> its rule's ``for`` (the longest)
+    problems: list[str] = Field(default_factory=list)  # what could not be read, and why
+
+
+class AlertRecord(_Section):
+    """One alert name's course in the drill, from the webhook notifications that reached drillbit."""
+
+    name: str
+    severity: str | None = None
+    expected: bool
+    fired_at: float | None = None  # startsAt of its first firing after the fault (Prometheus: when it fired)
+    notified_at: float | None = None  # arrival of that firing notification at drillbit's receiver
+    resolved_at: float | None = None  # endsAt of its first resolved notification after that
+    resolved_notified_at: float | None = None
+    fired_s: float | None = None  # fault -> fired_at
+    notified_s: float | None = None  # fault -> notified_at (the alert latency the SLA judges)
+    resolved_s: float | None = None  # recovery -> resolved notification (None: no recovery, or not seen)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertsMeasurement(_Section):
+    """Alert latency per expected alert (``drillbit.probes.alerts``)."""
+
+    receiver: str  # host:port the receiver listened on
+    notifications: int  # webhook posts received
+    expected: list[str]  # the alerts this drill expects (conditions applied)
+    not_expected: dict[str, str] = Field(default_factory=dict)  # conditional expectation -> why it did not apply
+    allowed: list[str] = Field(default_factory=list)  # may fire (required: false): neither missing nor unexpected
+    alerts: list[AlertRecord] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)  # expected and never fired
+    unexpected_critical: list[str] = Field(default_factory=list)
+    firing_before_fault: list[str] = Field(default_factory=list)  # the target was not healthy to begin with
+    latency_s: float | None = None  # the worst notified_s over the expected alerts that fired
+    chain: AlertChain = Field(default_factory=AlertChain)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drillbit.core.errors import ConfigError, validation_problems
 from drillbit.core.measurements import (
+    AlertsMeasurement,
     AutoscalingMeasurement,
     AvailabilityMeasurement,
     AvailabilityPhase,
@@ -47,6 +48,7 @@ __all__ = [
     "MEASUREMENTS",
     "RUN",
     "VERDICTS",
+    "AlertsMeasurement",
     "AuditFields",
     "AutoscalingMeasurement",
     "AvailabilityMeasurement",
@@ -208,6 +210,7 @@ class Measurements(_Model):
     replicas: ReplicasMeasurement | None = None  # after the fault
     autoscaling: AutoscalingMeasurement | None = None
     spike: SpikeMeasurement | None = None  # spike_load's own requests: per-phase latency and errors, whether it landed
+    alerts: AlertsMeasurement | None = None  # alert latency, from the Alertmanager webhooks drillbit received
     coverage: dict[str, SamplerCoverage] = Field(default_factory=dict)  # sampler -> what it covered
     load: LoadMeasurement | None = None  # load.json
     experiment: ExperimentMeasurement | None = None  # journal status, deviated, steady state before/after

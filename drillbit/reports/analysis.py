@@ -61,11 +61,16 @@ def fault_spans(data: RunData) -> list[tuple[float, float | None, str]]:
 
 
 def marks(data: RunData) -> list[tuple[float, str]]:
+    """Marks, load steps, and each alert's first firing and resolved notification (drillbit.probes.alerts)."""
     out = []
+    seen: set[tuple[str, str]] = set()
     for e in data.events:
         if e.get("kind") in MARK_KINDS:
             text = e.get("name") or e.get("label") or e.get("message") or e["kind"]
             out.append((float(e["t"]), str(text) if e["kind"] == "mark" else f"{e['kind']}"))
+        elif e.get("kind") == "alert" and (key := (str(e.get("name")), str(e.get("status")))) not in seen:
+            seen.add(key)
+            out.append((float(e["t"]), f"alert {key[0]} {key[1]}"))
     return sorted(out)
 
 

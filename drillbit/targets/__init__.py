@@ -42,6 +42,7 @@ __all__ = [
     "env_up",
     "is_up",
     "load_kind",
+    "load_section",
     "load_targets",
     "registered_kinds",
     "resolve",
@@ -50,7 +51,9 @@ __all__ = [
 
 GROUP = "drillbit.targets"
 BUILTIN = "sandbox"  # always a target name, of this kind, with the kind's defaults
-BUILTINS = (BUILTIN, "sandbox-k8s")  # the same: the sandbox, and the sandbox drilled through a Kubernetes API
+BUILTINS = (BUILTIN, "sandbox-k8s")
+#: drill.yaml's top-level keys: the targets, and settings of other parts of drillbit
+SECTIONS = ("targets", "grafana")  # the same: the sandbox, and the sandbox drilled through a Kubernetes API
 
 
 def _entry_points() -> dict[str, EntryPoint]:
@@ -98,8 +101,9 @@ def load_targets(path: Path | None = None) -> tuple[Path, dict[str, ResolvedTarg
     data = load_document(source, missing=f"no such targets file: {fix}")
     if data is None:
         return source, {}
-    if not isinstance(data, dict) or set(data) - {"targets"}:
-        raise ConfigError(str(source), "expected a mapping with one key, targets: (NAME: {kind: KIND, ...})")
+    if not isinstance(data, dict) or set(data) - set(SECTIONS):
+        raise ConfigError(str(source), "expected a mapping of targets: (NAME: {kind: KIND, ...}) and optionally "
+                                       "grafana: ({url: ..., token_env: ...})")  # fmt: skip
     entries = data.get("targets") or {}
     if not isinstance(entries, dict):
         raise ConfigError(str(source), "targets: expected a mapping of target names to {kind: KIND, ...}")
@@ -127,6 +131,17 @@ def load_targets(path: Path | None = None) -> tuple[Path, dict[str, ResolvedTarg
     if problems:
         raise ConfigError(str(source), problems)
     return source, targets
+
+
+def load_section(name: str, path: Path | None = None) -> tuple[Path, Any]:
+    """drill.yaml's top-level ``name`` section as parsed (None when absent), and the file it is in;
+    the module the section belongs to validates it (``grafana``: drillbit.annotations.GrafanaConfig)."""
+    source, named = _config_path(path)
+    if not named and not os.path.lexists(source):
+        return source, None
+    load_targets(path)  # the file's shape first: one error for a file that is wrong as a whole
+    data = load_document(source, missing="no such targets file")
+    return source, data.get(name) if isinstance(data, dict) else None
 
 
 def resolve(name: str, config: Path | None = None) -> ResolvedTarget:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import psycopg
 import pytest
+import yaml
 
+from drillbit.core.events import read_events
 from drillbit.core.results import MEASUREMENTS, RUN, VERDICTS, Measurements, Outcome, RunInfo, RunStatus, read_model
 from drillbit.core.rundir import HEARTBEAT
 from drillbit.manifests import render
@@ -24,6 +28,7 @@ from drillbit.plan import DrillPlan, load_plan
 from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox
+from tests.grafana_fake import recording_grafana
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +94,24 @@ def _lost_by_the_database(result: DrillResult, sandbox: Sandbox) -> list[int]:
     return sorted(acked - present)
 
 
-def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(sandbox_env: Sandbox, tmp_path: Path) -> None:
-    result = _drill(sandbox_env, _plan("pod-kill"), tmp_path)
+def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(
+    sandbox_env: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also: drill.yaml's grafana: posts the drill's phases and faults as annotations (a recording
+    stand-in for Grafana), with the token from the variable it names."""
+    with recording_grafana() as grafana:
+        config = tmp_path / "drill.yaml"
+        config.write_text(yaml.safe_dump({"targets": {}, "grafana": {"url": grafana.url, "token_env": "GRAFANA_T"}}))
+        monkeypatch.setenv("DRILL_CONFIG", str(config))
+        monkeypatch.setenv("GRAFANA_T", "glsa_canary-token-4d2f")
+        result = _drill(sandbox_env, _plan("pod-kill"), tmp_path / "runs")
+    tags = [r["body"]["tags"] for r in grafana.requests]
+    assert {"baseline", "fault", "recovery"} <= {t[-1] for t in tags if "phase" in t}, tags
+    assert sum(t[-2] == "fault" for t in tags) == 2, tags  # one region per kill (tags: ..., "fault", action)
+    assert all(r["headers"]["Authorization"] == "Bearer glsa_canary-token-4d2f" for r in grafana.requests)
+    posted = [e for e in read_events(result.run_dir / "events.jsonl") if e["kind"] == "grafana.annotations"]
+    assert [(e["posted"], e["errors"]) for e in posted] == [(len(grafana.requests), [])], posted
+    assert not any("canary-token" in p.read_text(errors="replace") for p in result.run_dir.rglob("*") if p.is_file())
     m = _measurements(result)
     _passed(result)
     assert [f.landed for f in m.faults] == [True, True]
@@ -126,23 +147,62 @@ def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(sandbox_
     _assert_whole(sandbox_env)
 
 
-def test_region_loss_drill_measures_failover_rto_and_rpo_that_hold_against_the_database(
+def _primary_in(sandbox: Sandbox, region: str) -> None:
+    """Move the primary to ``region`` (a planned switchover) and let the alerts it raised resolve."""
+    if sandbox.primary() != region:
+        sandbox.failover_db("switchover")
+        assert sandbox.primary() == region, sandbox.status()
+        time.sleep(3)  # a switchover is shorter than any alert's for: nothing fires, nothing pending stays
+
+
+def _fired_per_prometheus(sandbox: Sandbox, name: str, start: float) -> float | None:
+    """Ground truth read from Prometheus itself (not drillbit's receiver): the first time since ``start``
+    its ALERTS series says ``name`` is firing (1 s resolution)."""
+    urls = sandbox.monitoring_urls()
+    assert urls is not None, "the session's sandbox runs with monitoring"
+    query = f'ALERTS{{alertname="{name}", alertstate="firing"}}'
+    got = httpx.get(f"{urls['prometheus']}/api/v1/query_range", params={"query": query, "start": start,
+                    "end": time.time(), "step": 1}, timeout=5, trust_env=False).json()  # fmt: skip
+    times = [float(t) for series in got["data"]["result"] for t, _ in series["values"]]
+    return min(times) if times else None
+
+
+def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold_against_ground_truth(
     sandbox_env: Sandbox, tmp_path: Path
 ) -> None:
-    primary_before = sandbox_env.primary()
+    """Losing the primary's region: the RTO is about one Patroni leader lease; RPO holds against the
+    database; ApiDown and DbPrimaryMissing fire, and their latencies hold against the chain's own
+    bounds: DbPrimaryMissing's condition (no member is primary) starts at the kill itself, so it fires
+    after its for (10 s) plus at most a scrape and an evaluation, and notifies group_wait (5 s) later."""
+    _primary_in(sandbox_env, "region-a")
     result = _drill(sandbox_env, _plan("region-loss"), tmp_path)
     m = _measurements(result)
-    assert m.faults[0].landed, m.faults
-    assert m.rto is not None and m.rto.recovered
-    # losing the primary's region costs about one Patroni leader lease (ttl 20 s); losing the
-    # standby's region costs the writes nothing but the killed replicas' in-flight requests
-    if primary_before == "region-a":
-        assert 10 < m.rto.rto_s < 60, m.rto
+    assert m.faults[0].landed and m.faults[0].detail["primary_lost"] is True, m.faults
+    assert m.rto is not None and m.rto.recovered and 10 < m.rto.rto_s < 60, m.rto
     assert m.rpo is not None
     assert m.rpo.lost_seqs == _lost_by_the_database(result, sandbox_env)
-    assert _verdict(result, "region_failover").verdict in (Outcome.PASS, Outcome.FAIL)
     assert _verdict(result, "region_failover").measured == pytest.approx(m.rto.rto_s)
-    assert result.exit_code in (0, 1), result
+    a = m.alerts
+    assert a is not None, m.unmeasured
+    assert a.expected == ["ApiDown", "DbPrimaryMissing"] and a.missing == [] and a.firing_before_fault == [], a
+    chain = a.chain
+    assert (chain.scrape_interval_s, chain.evaluation_interval_s, chain.group_wait_by_severity["critical"]) == (
+        1.0, 1.0, 5.0), chain  # fmt: skip
+    assert chain.for_s["DbPrimaryMissing"] == 10.0 and chain.for_s["ApiDown"] == 10.0, chain
+    db = next(r for r in a.alerts if r.name == "DbPrimaryMissing")
+    slack = chain.scrape_interval_s + chain.evaluation_interval_s + 1.0
+    assert db.fired_s is not None and 10.0 <= db.fired_s <= 10.0 + slack, db
+    assert db.notified_s is not None and 10.0 + 5.0 <= db.notified_s <= 10.0 + 5.0 + slack, db
+    api = next(r for r in a.alerts if r.name == "ApiDown")
+    assert api.notified_s is not None and 10.0 + 5.0 <= api.notified_s < 30, api
+    assert a.latency_s == max(db.notified_s, api.notified_s)
+    for r in (db, api):  # Prometheus's own record of when each fired is the one drillbit measured
+        truth = _fired_per_prometheus(sandbox_env, r.name, m.fault_at)
+        assert truth is not None and r.fired_at is not None and abs(truth - r.fired_at) <= 1.0, (truth, r)
+    for sla in ("alert_latency", "alert_expected_fired", "no_unexpected_critical"):
+        assert _verdict(result, sla).verdict is Outcome.PASS, _verdict(result, sla)
+    assert "DbPrimaryMissing" in (result.run_dir / "report.html").read_text()
+    _passed(result)
     _assert_whole(sandbox_env)
 
 

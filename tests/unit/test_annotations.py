@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from drillbit.annotations import GrafanaConfig, annotate_run, annotations_from_events, post_annotations
+from tests.grafana_fake import Recorder, recording_grafana
 
 TOKEN = "glsa_token-4f1e9a7c-canary"
 TOKEN_ENV = "DRILL_GRAFANA_AUTH"  # a name the redactor does not take for a secret by itself
@@ -45,44 +43,10 @@ EVENTS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-@dataclass
-class Recorder:
-    url: str
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
-
-
 @pytest.fixture
 def grafana() -> Iterator[Recorder]:
-    recorder = Recorder(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            recorder.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-            if recorder.status == 200:
-                answer = json.dumps({"message": "Annotation added", "id": len(recorder.requests)}).encode()
-            else:  # a buggy Grafana that echoes the request's credentials in its error
-                answer = json.dumps({"message": f"internal error for {self.headers['Authorization']}"}).encode()
-            self.send_response(recorder.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: object) -> None:  # quiet
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with recording_grafana() as recorder:
         yield recorder
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _closed_port() -> int:

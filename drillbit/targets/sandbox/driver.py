@@ -95,13 +95,15 @@ class SandboxTarget:
         return self.sb.kill_replicas(count, percent=percent, region=region)
 
     def lose_region(self, region: str) -> dict[str, Any]:
+        primary = self.sb.primary()  # before: a lost primary is the failover the drill measures
         result = self.sb.kill_region(region)
         alive = [r for r in self.sb.regions if r != region]
         # landed: no process of the region is left and none of its replicas answers (Patroni's own view
         # lags: a dead member stays in the DCS until its lease expires)
         left = procs.tagged(self.sb.state.id, prefix=f"{region}/")
         gone = not left and self.sb.replicas()[region]["ready"] == 0
-        return {**result, "landed": gone, "surviving_regions": alive, "left_running": [p.pid for p in left]}
+        return {**result, "landed": gone, "surviving_regions": alive, "left_running": [p.pid for p in left],
+                "primary_lost": primary == region}  # fmt: skip
 
     def restore_region(self, region: str) -> dict[str, Any]:
         result = self.sb.restore_region(region)  # waits until its node runs and its replicas are ready

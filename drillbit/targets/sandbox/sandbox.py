@@ -276,8 +276,10 @@ class Sandbox:
 
     def monitoring_urls(self) -> dict[str, str] | None:
         """Prometheus's and Alertmanager's URLs and the drill's alert receiver address; None without monitoring."""
+        if not self.topology.monitoring.enabled:
+            return None
         ports = self.state.port_map
-        if not (self.topology.monitoring.enabled and ports.prometheus):
+        if not ports.prometheus:
             return None
         base = f"http://{procs.LOOPBACK}"
         return {"prometheus": f"{base}:{ports.prometheus}", "alertmanager": f"{base}:{ports.alertmanager}",
