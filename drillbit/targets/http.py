@@ -16,7 +16,16 @@ from drillbit.core.errors import ConfigError
 from drillbit.core.redact import redact_url, remember_secrets, url_secrets
 from drillbit.targets.base import Endpoints
 
-__all__ = ["HttpTarget", "check_url"]
+__all__ = ["HttpTarget", "check_url", "readyz"]
+
+
+def readyz(api_url: str, *, timeout: float = 2.0) -> bool:
+    """The service's readiness through its public URL: ``GET <api_url>/readyz`` answers 200."""
+    try:
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            return client.get(f"{api_url.rstrip('/')}/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def check_url(url: str) -> str:

@@ -40,11 +40,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.targets.base import Endpoints, Target
+from drillbit.targets.http import readyz
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -291,13 +291,7 @@ class KubernetesTarget:
                 "manifests": str(Path(self.spec.manifests).resolve()) if self.spec.manifests else None}  # fmt: skip
 
     def ready(self) -> bool:
-        if self.spec.api_url is None:
-            return False
-        try:
-            with httpx.Client(timeout=2.0, trust_env=False) as client:
-                return client.get(f"{self.spec.api_url.rstrip('/')}/readyz").status_code == 200
-        except httpx.HTTPError:
-            return False
+        return self.spec.api_url is not None and readyz(self.spec.api_url)
 
     def replicas(self) -> dict[str, dict[str, Any]]:
         """Per zone: pods scheduled there (desired), ready ones and their names; pods the Deployment

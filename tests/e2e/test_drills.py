@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,17 @@ import psycopg
 import pytest
 import yaml
 
+from drillbit.analysis import analyze
 from drillbit.core.events import read_events
 from drillbit.core.results import MEASUREMENTS, RUN, VERDICTS, Measurements, Outcome, RunInfo, RunStatus, read_model
 from drillbit.core.rundir import HEARTBEAT
 from drillbit.manifests import render
 from drillbit.plan import DrillPlan, load_plan
+from drillbit.probes.alerts import ALERTS_META
 from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox
+from drillbit.verdicts import evaluate
 from tests.grafana_fake import recording_grafana
 
 pytestmark = pytest.mark.slow
@@ -175,7 +179,8 @@ def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold
     bounds: DbPrimaryMissing's condition (no member is primary) starts at the kill itself, so it fires
     after its for (10 s) plus at most a scrape and an evaluation, and notifies group_wait (5 s) later."""
     _primary_in(sandbox_env, "region-a")
-    result = _drill(sandbox_env, _plan("region-loss"), tmp_path)
+    plan = _plan("region-loss")
+    result = _drill(sandbox_env, plan, tmp_path / "runs")
     m = _measurements(result)
     assert m.faults[0].landed and m.faults[0].detail["primary_lost"] is True, m.faults
     assert m.rto is not None and m.rto.recovered and 10 < m.rto.rto_s < 60, m.rto
@@ -204,6 +209,16 @@ def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold
     assert "DbPrimaryMissing" in (result.run_dir / "report.html").read_text()
     _passed(result)
     _assert_whole(sandbox_env)
+    # the same notifications, had the experiment expected an alert the rules do not have: FAIL
+    misnamed = tmp_path / "misnamed"
+    shutil.copytree(result.run_dir, misnamed)
+    meta = json.loads((misnamed / ALERTS_META).read_text())
+    meta["expect"] = [{**e, "alert": "DbPrimaryMisnamed"} if e["alert"] == "DbPrimaryMissing" else e
+                      for e in meta["expect"]]  # fmt: skip
+    (misnamed / ALERTS_META).write_text(json.dumps(meta))
+    verdicts = {v.sla: v for v in evaluate(analyze(misnamed, plan.slas, convert_journals=False), plan.slas).verdicts}
+    assert verdicts["alert_expected_fired"].verdict is Outcome.FAIL and verdicts["alert_expected_fired"].measured == 1
+    assert "DbPrimaryMisnamed never fired" in (verdicts["alert_latency"].reason or "")
 
 
 def test_db_failover_drill_measures_rto_and_rpo(sandbox_env: Sandbox, tmp_path: Path) -> None:

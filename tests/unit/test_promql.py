@@ -103,6 +103,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         gauge.set(SECOND)
         switched = time.time()
         _wait("the second value", lambda: query_value("drill_test_gauge", prometheus_url=url) == SECOND)
+        # a range query evaluates at start + k x step: until a step lands after the second sample's
+        # timestamp (up to one step later than the instant query sees it), it shows only the first
+        _wait("the second value in a range query", lambda: query_range_figures(
+            "drill_test_gauge", started, time.time(), step=1, prometheus_url=url)["series"][0]["max"] == SECOND)
         yield Stack(url=url, exporter_url=f"http://{exporter}", started=started, first_seen=first_seen,
                     switched=switched)
     finally:

@@ -34,13 +34,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.targets.aws.client import Aws, AwsApiError
 from drillbit.targets.aws.marks import MARKS, Marks
 from drillbit.targets.aws.spec import AwsSpec
 from drillbit.targets.base import Endpoints
+from drillbit.targets.http import readyz
 
 __all__ = ["AwsTarget"]
 
@@ -144,11 +143,7 @@ class AwsTarget:
                 "writer": self.writer(), "emulator": self.spec.endpoint_url is not None}  # fmt: skip
 
     def ready(self) -> bool:
-        try:
-            with httpx.Client(timeout=2.0, trust_env=False) as client:
-                return client.get(f"{self.spec.api_url.rstrip('/')}/readyz").status_code == 200
-        except httpx.HTTPError:
-            return False
+        return readyz(self.spec.api_url)
 
     def replicas(self) -> dict[str, dict[str, Any]]:
         """Per AZ of every region: the application tier's instances (desired) and the running ones."""
