@@ -1,0 +1,134 @@
+"""The sandbox's link proxy on loopback: bytes pass, a cut refuses and resets, latency is added
+within bounds, bandwidth paces, and clearing the shape heals (driven through its state file, as
+the sandbox drives it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drillbit.targets.sandbox import linkproxy
+from drillbit.targets.sandbox.links import (
+    LinkShape,
+    LinkSpec,
+    links_touching,
+    probe,
+    read_shapes,
+    wait_applied,
+    write_shapes,
+    write_specs,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class _Upstream(socketserver.BaseRequestHandler):
+    """Echo, except an HTTP request, answered like a tiny health endpoint."""
+
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            if data.startswith(b"GET "):
+                self.request.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                return
+            self.request.sendall(data)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class Proxied:
+    def __init__(self, root: Path, spec: LinkSpec) -> None:
+        self.root, self.spec = root, spec
+
+    def shape(self, shape: LinkShape) -> None:
+        assert wait_applied(self.root, write_shapes(self.root, {self.spec.name: shape}))
+
+
+@pytest.fixture
+def link(tmp_path: Path) -> Iterator[Proxied]:
+    upstream = _Server(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=upstream.serve_forever, args=(0.05,), daemon=True).start()
+    write_specs(tmp_path, [LinkSpec("etcd@a", "etcd", "a", 0, upstream.server_address[1])])
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(linkproxy.run(tmp_path, stop),), daemon=True)
+    thread.start()
+    assert wait_applied(tmp_path, 0)
+    port = json.loads((tmp_path / "links-applied.json").read_text())["ports"]["etcd@a"]
+    try:
+        yield Proxied(tmp_path, LinkSpec("etcd@a", "etcd", "a", port, upstream.server_address[1]))
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(5)
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def _echo(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    return got
+
+
+def test_bytes_pass_both_ways(link: Proxied) -> None:
+    payload = bytes(range(256)) * 1000  # 256 kB: several chunks and a full queue
+    assert _echo(link.spec.listen, payload) == payload
+    assert probe(link.spec) is not None
+
+
+def test_a_cut_resets_open_connections_and_refuses_new_ones_then_heals(link: Proxied) -> None:
+    held = socket.create_connection(("127.0.0.1", link.spec.listen), timeout=5)
+    held.sendall(b"x")
+    assert held.recv(1) == b"x"
+    link.shape(LinkShape(cut=True))
+    with pytest.raises(OSError):  # reset: ECONNRESET (or EPIPE) on the open connection
+        held.sendall(b"y")
+        if not held.recv(1):
+            raise ConnectionResetError("closed")
+    held.close()
+    assert probe(link.spec, timeout=1) is None
+    assert probe(link.spec, direct=True) is not None  # the service itself is fine: only the path is cut
+    link.shape(LinkShape())
+    assert probe(link.spec) is not None
+    assert _echo(link.spec.listen, b"back") == b"back"
+
+
+def test_added_latency_is_measured_within_bounds(link: Proxied) -> None:
+    link.shape(LinkShape(latency_ms=150))
+    slow = [probe(link.spec) for _ in range(3)]
+    assert all(t is not None and 0.145 <= t <= 0.5 for t in slow), slow
+    link.shape(LinkShape(latency_ms=100, jitter_ms=50))
+    jittered = [probe(link.spec) for _ in range(4)]
+    assert all(t is not None and 0.045 <= t <= 0.45 for t in jittered), jittered
+    link.shape(LinkShape())
+    assert (fast := probe(link.spec)) is not None and fast < 0.1
+
+
+def test_bandwidth_paces_a_transfer(link: Proxied) -> None:
+    link.shape(LinkShape(bandwidth_kbps=800))  # 100 kB/s each way
+    started = time.monotonic()
+    assert _echo(link.spec.listen, b"z" * 20_000) == b"z" * 20_000  # 20 kB up, 20 kB back: >= 0.2 s each way
+    assert 0.2 <= time.monotonic() - started <= 2.0
+
+
+def test_shapes_round_trip_and_partition_scope(tmp_path: Path) -> None:
+    assert read_shapes(tmp_path) == (0, {})
+    g = write_shapes(tmp_path, {"postgres@a": LinkShape(cut=True), "etcd@b": LinkShape()})
+    assert read_shapes(tmp_path) == (g, {"postgres@a": LinkShape(cut=True)})  # clear shapes are not kept
+    specs = [LinkSpec(f"{s}@{r}", s, r, 0, 0) for r in ("a", "b") for s in ("postgres", "restapi", "etcd")]
+    names = {s.name for s in links_touching(specs, "a", ["a", "b"])}
+    assert names == {"postgres@a", "restapi@a", "etcd@a", "postgres@b", "restapi@b"}  # not b's way to the witness
