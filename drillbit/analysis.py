@@ -32,6 +32,7 @@ from drillbit.core.results import (
     ExperimentMeasurement,
     Fault,
     FaultRto,
+    IntegrityMeasurement,
     LatencyMeasurement,
     LoadMeasurement,
     Measurements,
@@ -63,6 +64,7 @@ from drillbit.probes.availability import (
     rto_per_fault,
 )
 from drillbit.probes.coverage import coverage
+from drillbit.probes.integrity import analyze_integrity
 from drillbit.probes.latency import analyze_latency, analyze_run, load_requests, phases_of
 from drillbit.probes.replicas import load_replicas
 from drillbit.probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
@@ -91,6 +93,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "rto": RtoMeasurement, "rpo": RpoMeasurement, "latency": LatencyMeasurement,
     "availability": AvailabilityMeasurement, "replicas": ReplicasMeasurement, "autoscaling": AutoscalingMeasurement,
     "spike": SpikeMeasurement, "experiment": ExperimentMeasurement, "alerts": AlertsMeasurement,
+    "integrity": IntegrityMeasurement,
 }  # fmt: skip
 
 
@@ -319,6 +322,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     if (run_dir / SPIKE_DIR / REQUESTS_DIR).exists():
         s.run("spike", _spike, run_dir, events, phases)
     s.run("experiment", _journal_summary, run_dir)
+    s.run("integrity", analyze_integrity, run_dir)
     _alerts(run_dir, events, fault_at, s, faults)
     return Measurements(
         fault_at=fault_at,
@@ -333,6 +337,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         autoscaling=s.values.get("autoscaling"),
         spike=s.values.get("spike"),
         alerts=s.values.get("alerts"),
+        integrity=s.values.get("integrity"),
         load=_load(run_dir, s),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,

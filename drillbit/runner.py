@@ -260,13 +260,14 @@ def _step(what: str, fn: Callable[[], Any]) -> bool:
 
 def _stop_everything(drill: Drill, *, interrupted: bool) -> bool:
     """Heal the target first (a fault must not outlive the drill), then stop the load and the
-    samplers and read the heartbeat back; each step isolated. True when the target is whole."""
+    samplers, read the heartbeat back and check trading integrity; each step isolated. True when the target is whole."""
     healed = _step("healing the target", drill.heal)
     if healed and interrupted:
         _step("waiting for recovery", drill.await_recovery)
     _step("stopping the load", drill.session.stop_load)
     _step("stopping the samplers", drill.session.stop)
     _step("reading the heartbeat back", drill.session.readback)
+    _step("checking trading integrity", drill.session.check_integrity)
     return healed
 
 

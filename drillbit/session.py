@@ -30,6 +30,7 @@ from drillbit.probes.availability import AvailabilitySampler, HttpCheck, PlaceCa
 from drillbit.probes.aws import STOP_CONDITION
 from drillbit.probes.aws import for_target as aws_samplers
 from drillbit.probes.definitions import load_probe_definitions
+from drillbit.probes.integrity import acked_heartbeat_orders, check_integrity, load_integrity_definitions
 from drillbit.probes.replicas import ReplicaSource, ReplicasSampler
 from drillbit.probes.rpo import HeartbeatWriter
 from drillbit.probes.samplers import ParquetSink, Sampler, SamplerDied, TickSampler
@@ -158,6 +159,7 @@ class Session:
         self.alert_wiring = alerts
         self.alert_receiver: AlertReceiver | None = None
         self.probes = load_probe_definitions()  # the platform's own (probes/trading.yaml): bad input fails here
+        self.integrity, self.integrity_source = load_integrity_definitions()  # probes/integrity.yaml: likewise
         self.samplers: list[Sampler] = []
         self.heartbeat: HeartbeatWriter | None = None
         self.load: Any = None  # drillbit.load.runner.LoadRun
@@ -241,3 +243,11 @@ class Session:
             log.error("heartbeat read-back failed: %s", err)
             return False
         return True
+
+    def check_integrity(self, retry_for: float = 30.0) -> None:
+        """The trading-integrity checks against the database after recovery (``samples/integrity.json``);
+        the heartbeat's acknowledged orders (through the API) must each exist exactly once."""
+        via_api = self.heartbeat is not None and self.heartbeat.api_url is not None
+        acked = acked_heartbeat_orders(self.run_dir, self.run_id) if via_api else []
+        check_integrity(self.run_dir, self.dsn, acked=acked, clock=self.clock, definitions=self.integrity,
+                        source=str(self.integrity_source), retry_for=retry_for)  # fmt: skip

@@ -51,6 +51,7 @@ METRICS: dict[str, str] = {
     "alert_latency_s": "s",  # fault -> the last expected alert's first notification at drillbit's receiver
     "alerts_missing": "count",  # expected alerts that never fired
     "unexpected_critical_alerts": "count",  # critical alerts that fired and nobody expected
+    "integrity_violations": "count",  # rows the trading-integrity checks found after recovery (probes/integrity.yaml)
 }
 
 #: the phases a drill has (``all``: the whole run)

@@ -253,12 +253,25 @@ def _alerts(m: Measurements, sla: Sla) -> Reading:
     return Reading(a.latency_s, how, "no expected alert fired", breach=never, doubt=doubt)
 
 
+def _integrity(m: Measurements, sla: Sla) -> Reading:
+    r = m.integrity
+    if r is None:
+        return Reading(None, "trading-integrity checks after recovery", m.unmeasured.get("integrity", "not measured"))
+    found = [f"{c.name} {c.violations}" for c in r.checks if c.violations]
+    how = (f"{len(r.checks)} read-only SQL checks ({r.source}) after recovery, {r.acked_orders} acknowledged "
+           f"heartbeat orders among them; violations: {', '.join(found) or 'none'}")  # fmt: skip
+    doubt = (f"check(s) {', '.join(r.failed_checks)} could not run: their invariants are unverified"
+             if r.failed_checks else None)  # fmt: skip
+    return Reading(float(r.violations), how, doubt=doubt)
+
+
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "rto_s": _rto, "detect_s": _rto, "downtime_s": _rto, "rpo_s": _rpo, "lost_writes": _rpo,
     "p50_ms": _latency, "p95_ms": _latency, "p99_ms": _latency, "errors": _errors, "error_rate_percent": _errors,
     "availability_percent": _availability, "replicas_restored_s": _replicas,
     "first_new_replica_s": _autoscaling, "capacity_s": _autoscaling, "scale_out_p95_ms": _autoscaling,
     "alert_latency_s": _alerts, "alerts_missing": _alerts, "unexpected_critical_alerts": _alerts,
+    "integrity_violations": _integrity,
 }  # fmt: skip
 
 

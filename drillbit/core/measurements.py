@@ -26,6 +26,9 @@ __all__ = [
     "AvailabilityPhase",
     "ExperimentMeasurement",
     "FaultRto",
+    "IntegrityCheckResult",
+    "IntegrityMeasurement",
+    "IntegrityViolation",
     "LatencyMeasurement",
     "LatencyStats",
     "LoadMeasurement",
@@ -349,3 +352,35 @@ class AlertsMeasurement(_Section):
     firing_before_fault: list[str] = Field(default_factory=list)  # the target was not healthy to begin with
     latency_s: float | None = None  # the worst notified_s over the expected alerts that fired
     chain: AlertChain = Field(default_factory=AlertChain)
+
+
+class IntegrityViolation(_Section):
+    """One row a check returned: its id (first column) and the other columns, ``name=value``."""
+
+    id: str
+    detail: str | None = None
+
+
+class IntegrityCheckResult(_Section):
+    """One integrity check (``drillbit.probes.integrity``): its violations, or why it did not run."""
+
+    name: str
+    description: str
+    violations: int | None  # None: the check did not run (error, timeout); exact up to ``truncated``
+    truncated: bool = False  # more rows than the checker fetches: ``violations`` is a lower bound
+    ids: list[IntegrityViolation] = Field(default_factory=list)  # the first ``max_ids``
+    error: str | None = None
+    elapsed_s: float
+
+
+class IntegrityMeasurement(_Section):
+    """The trading-integrity checks after recovery (``drillbit.probes.integrity.analyze_integrity``)."""
+
+    checked_at: float  # epoch s: when the checker ran (after recovery)
+    source: str  # the SQL file the checks came from
+    acked_orders: int  # acknowledged heartbeat orders checked to exist exactly once
+    violations: int  # over the checks that ran
+    failed_checks: list[str]  # checks that could not run: their absence of violations proves nothing
+    checks: list[IntegrityCheckResult]
+    elapsed_s: float
+    method: str

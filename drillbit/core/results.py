@@ -30,6 +30,9 @@ from drillbit.core.measurements import (
     AvailabilityPhase,
     ExperimentMeasurement,
     FaultRto,
+    IntegrityCheckResult,
+    IntegrityMeasurement,
+    IntegrityViolation,
     LatencyMeasurement,
     LatencyStats,
     LoadMeasurement,
@@ -57,6 +60,9 @@ __all__ = [
     "Fault",
     "FaultRto",
     "FileRef",
+    "IntegrityCheckResult",
+    "IntegrityMeasurement",
+    "IntegrityViolation",
     "LatencyMeasurement",
     "LatencyStats",
     "LoadMeasurement",
@@ -211,6 +217,7 @@ class Measurements(_Model):
     autoscaling: AutoscalingMeasurement | None = None
     spike: SpikeMeasurement | None = None  # spike_load's own requests: per-phase latency and errors, whether it landed
     alerts: AlertsMeasurement | None = None  # alert latency, from the Alertmanager webhooks drillbit received
+    integrity: IntegrityMeasurement | None = None  # trading-integrity checks against the database after recovery
     coverage: dict[str, SamplerCoverage] = Field(default_factory=dict)  # sampler -> what it covered
     load: LoadMeasurement | None = None  # load.json
     experiment: ExperimentMeasurement | None = None  # journal status, deviated, steady state before/after

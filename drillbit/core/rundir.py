@@ -18,6 +18,7 @@ __all__ = [
     "HEARTBEAT_READBACK",
     "HEARTBEAT_READBACK_SCHEMA",
     "HEARTBEAT_SCHEMA",
+    "INTEGRITY",
     "LOAD_META",
     "REPLICAS",
     "REPLICAS_SCHEMA",
@@ -71,6 +72,10 @@ HEARTBEAT_SCHEMA = pa.schema(
 #: samples/heartbeat_readback.parquet: which sequence numbers survived, read after recovery
 HEARTBEAT_READBACK = "samples/heartbeat_readback.parquet"
 HEARTBEAT_READBACK_SCHEMA = pa.schema([("seq", pa.int64()), ("count", pa.int32())])
+
+#: samples/integrity.json: the trading-integrity checks run against the database after recovery
+#: (drillbit.probes.integrity): each check's violating ids, or why the checker could not run
+INTEGRITY = "samples/integrity.json"
 
 #: samples/replicas.parquet: desired/ready replicas per region over time, and which replicas were
 #: ready (their identities, e.g. pids; null when the target cannot tell)

@@ -70,6 +70,7 @@ __all__ = [
     "RpoResult",
     "analyze_rpo",
     "heartbeat_meta",
+    "heartbeat_order_id",
     "load_heartbeats",
     "lost_writes",
     "rpo_report",
@@ -187,7 +188,7 @@ class HeartbeatWriter(Sampler):
         if self._http is None:
             self._http = httpx.Client(timeout=self.timeout)
         order = {"symbol": _api_symbol(self.run_id), "side": "buy", "price": "0.00000001", "qty": 1,
-                 "client_order_id": f"hb-{self.run_id}-{seq}"}  # fmt: skip
+                 "client_order_id": heartbeat_order_id(self.run_id, seq)}  # fmt: skip
         try:
             r = self._http.post(f"{self.api_url}/orders", json=order)
         except httpx.ConnectError:
@@ -271,6 +272,11 @@ class HeartbeatWriter(Sampler):
                     (len(prefix) + 1, prefix),
                 )
             return [(int(s), int(c)) for s, c in cur.fetchall()]
+
+
+def heartbeat_order_id(run_id: str, seq: int) -> str:
+    """The client order id of heartbeat ``seq`` through the trading API (read back by its prefix)."""
+    return f"hb-{run_id}-{seq}"
 
 
 def _api_symbol(run_id: str) -> str:

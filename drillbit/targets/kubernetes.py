@@ -69,6 +69,9 @@ class KubernetesSpec(BaseModel):
     namespace: str | None = Field(default=None, min_length=1)  # the only namespace it acts in
     server: str | None = Field(default=None, min_length=1)  # the cluster's API server as recorded: refused if not
     api_url: str | None = Field(default=None, min_length=1)  # the service's public URL (probes, load)
+    # the environment variable holding the service's database DSN (e.g. through a port-forward): the RPO
+    # read-back and the integrity checks; unset: neither is measured (INCONCLUSIVE), never a secret in drill.yaml
+    dsn_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     api_deployment: str = Field(default="trading-api", min_length=1)
     api_selector: str = Field(default="app.kubernetes.io/name=trading-api", min_length=1)
     db_selector: str = Field(default="app.kubernetes.io/name=trading-db", min_length=1)
@@ -179,11 +182,13 @@ def _ready(pod: Any) -> bool:
 class KubernetesTarget:
     kind = "kubernetes"
 
-    def __init__(self, name: str, spec: KubernetesSpec, state_dir: Path | str | None = None) -> None:
+    def __init__(self, name: str, spec: KubernetesSpec, state_dir: Path | str | None = None, *,
+                 dsn: str | None = None) -> None:  # fmt: skip
         if spec.namespace is None:
             raise ConfigError("drill.yaml", f"targets.{name}.namespace: required to drill a cluster (the one "
                                             "namespace drillbit may act in)")  # fmt: skip
         self.name, self.spec, self.namespace = name, spec, spec.namespace
+        self._dsn = dsn  # given by a kind that knows it (sandbox-k8s); else spec.dsn_env's value
         self._state_dir = Path(state_dir) if state_dir else Path(".drill") / "kubernetes" / name
         self._client: ApiClient | None = None
         self.api_calls = 0
@@ -281,7 +286,8 @@ class KubernetesTarget:
         if self.spec.api_url is None:
             raise ConfigError("drill.yaml", f"targets.{self.name}.api_url: required to probe the service (its "
                                             "public URL: ingress or load balancer)")  # fmt: skip
-        return Endpoints(api_url=self.spec.api_url.rstrip("/"), heartbeat_via="api")
+        dsn = self._dsn or (os.environ.get(self.spec.dsn_env) or None if self.spec.dsn_env else None)
+        return Endpoints(api_url=self.spec.api_url.rstrip("/"), dsn=dsn, heartbeat_via="api")
 
     def fingerprint(self) -> dict[str, Any]:
         d = self._deployment()

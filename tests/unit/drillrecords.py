@@ -29,6 +29,7 @@ from drillbit.core.rundir import (
     HEARTBEAT_READBACK,
     HEARTBEAT_READBACK_SCHEMA,
     HEARTBEAT_SCHEMA,
+    INTEGRITY,
     REPLICAS,
     REPLICAS_SCHEMA,
     REQUEST_SCHEMA,
@@ -129,6 +130,11 @@ def judge(run_dir: Path, experiment: str | dict[str, Sla], **load: Any) -> tuple
     import json
 
     (run_dir / "load.json").write_text(json.dumps({"saturated": False, "complete": True, "reasons": [], **load}))
+    integrity = run_dir / INTEGRITY
+    if not integrity.exists():  # the integrity checker ran after recovery and found nothing
+        integrity.parent.mkdir(parents=True, exist_ok=True)
+        integrity.write_text(json.dumps({"ran": True, "reason": None, "checked_at": T0, "source": "test",
+                                         "acked_orders": 0, "checks": [], "elapsed_s": 0.0}))  # fmt: skip
     slas = slas_for(load_sla_file(), experiment) if isinstance(experiment, str) else experiment
     m = analyze(run_dir, slas)
     return m, evaluate(m, slas)

@@ -21,7 +21,7 @@ def test_the_default_sla_file_holds_the_seed_targets() -> None:
 
 def test_an_experiment_gets_its_own_slas_with_overrides_applied() -> None:
     slas = slas_for(load_sla_file(), "rolling-update")
-    assert list(slas) == ["zero_failed_requests", "availability", "p95", "error_rate"]
+    assert list(slas) == ["zero_failed_requests", "availability", "p95", "error_rate", "integrity"]
     assert slas["p95"].phases == ["baseline", "fault", "recovery", "after"]
     assert slas["availability"].phases == ["fault", "recovery"]  # "while the fault runs", not the whole drill
 

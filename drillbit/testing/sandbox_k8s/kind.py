@@ -99,8 +99,9 @@ class SandboxK8sKind:
         sb = Sandbox.attach(layout.state_dir)
         k8s = KubernetesSpec(context=bridge.context, kubeconfig=bridge.kubeconfig, namespace=bridge.namespace,
                              server=bridge.url, api_url=sb.front_door_url, manifests=bridge.manifests)  # fmt: skip
-        # the faults resolve this target again by name from this state dir: the sandbox's
-        return KubernetesTarget(name, k8s, state_dir=layout.state_dir)
+        # the faults resolve this target again by name from this state dir: the sandbox's (and its
+        # database, for the RPO read-back and the integrity checks)
+        return KubernetesTarget(name, k8s, state_dir=layout.state_dir, dsn=sb.dsn)
 
     def attach(self, name: str, spec: SandboxSpec, state_dir: Path | str | None) -> KubernetesTarget:
         layout = _layout(spec, state_dir)
