@@ -42,10 +42,14 @@ from drillbit.targets import Target, resolve_target
 __all__ = [
     "FAULTS",
     "await_service",
+    "degrade_link",
     "fail_over_database",
+    "heal_links",
     "heal_target",
+    "isolate_witness",
     "kill_replicas",
     "lose_region",
+    "partition_region",
     "primary_region",
     "replicas",
     "restore_region",
@@ -63,9 +67,9 @@ Configuration = dict[str, Any] | None
 
 #: the functions that inject a fault (the control times them and checks ``landed``)
 FAULTS = frozenset({"kill_replicas", "lose_region", "fail_over_database", "roll_out", "spike_load",
-                    "switch_traffic"})  # fmt: skip
+                    "switch_traffic", "partition_region", "degrade_link", "isolate_witness"})  # fmt: skip
 #: the functions that undo one
-REVERTS = frozenset({"restore_region", "heal_target", "switch_traffic_back"})
+REVERTS = frozenset({"restore_region", "heal_target", "switch_traffic_back", "heal_links"})
 SPIKE_DIR = "spike"  # drillbit.probes.spike.SPIKE_DIR
 
 
@@ -76,6 +80,29 @@ class TrafficSwitch(Protocol):
     def switch_traffic(self, to: str | None = None) -> dict[str, Any]: ...
 
     def switch_traffic_back(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class NetworkFaults(Protocol):
+    """A target whose inter-region links drillbit shapes (the sandbox with ``links: {enabled: true}``)."""
+
+    def partition_region(self, region: str, wait_failover_s: float = 0.0) -> dict[str, Any]: ...
+
+    def degrade_link(self, region: str, latency_ms: float = 0.0, jitter_ms: float = 0.0,
+                     bandwidth_kbps: float = 0.0) -> dict[str, Any]: ...  # fmt: skip
+
+    def isolate_witness(self) -> dict[str, Any]: ...
+
+    def heal_links(self) -> dict[str, Any]: ...
+
+
+def _network(configuration: Configuration, fault: str) -> NetworkFaults:
+    target = _target(configuration)
+    if not isinstance(target, NetworkFaults):
+        raise ConfigError(f"drillbit.faults.{fault}", f"needs a target whose inter-region links drillbit owns (the "
+                                                      f"sandbox with links.enabled): {target.name!r} is a "
+                                                      f"{target.kind} target; use its own network faults")  # fmt: skip
+    return target
 
 
 def _target(configuration: Configuration) -> Target:
@@ -208,6 +235,33 @@ def _first_intended(out: Path) -> float:
 
     requests = load_requests(out)
     return float(np.nanmin(requests.intended))
+
+
+def partition_region(region: str, wait_failover_s: float = 0.0, configuration: Configuration = None) -> dict[str, Any]:
+    """Cut ``region`` off from the other region and from the witness (clients still reach both
+    sides). Landed when no request gets across a cut link. With ``wait_failover_s``, when the region
+    held the primary: waits (bounded) for its demotion and another region's promotion, and reports
+    ``demoted_after_s``, ``promoted_after_s`` and ``two_primaries_s``. Undo with ``heal_links``."""
+    return _network(configuration, "partition_region").partition_region(region, wait_failover_s)
+
+
+def degrade_link(
+    region: str, latency_ms: float = 0.0, jitter_ms: float = 0.0, bandwidth_kbps: float = 0.0,
+    configuration: Configuration = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Add latency (± jitter) to each round trip across ``region``'s links and/or cap their bandwidth
+    (kilobits/s); landed when a round trip (a transfer) across the link measures it. Undo with ``heal_links``."""
+    return _network(configuration, "degrade_link").degrade_link(region, latency_ms, jitter_ms, bandwidth_kbps)
+
+
+def isolate_witness(configuration: Configuration = None) -> dict[str, Any]:
+    """Cut every region off from the witness (the DCS); landed when etcd answers no region's link."""
+    return _network(configuration, "isolate_witness").isolate_witness()
+
+
+def heal_links(configuration: Configuration = None) -> dict[str, Any]:
+    """Rollback of the network faults: every link clear, then wait until the target is whole."""
+    return _network(configuration, "heal_links").heal_links()
 
 
 def heal_target(configuration: Configuration = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from drillbit.core.errors import ConfigError
 from drillbit.targets.base import Endpoints
 from drillbit.targets.sandbox import loopback, procs, sandbox
 from drillbit.targets.sandbox.layout import Layout
+from drillbit.targets.sandbox.network import Network
 from drillbit.targets.sandbox.sandbox import Report, Sandbox, SandboxState
 
 __all__ = ["SandboxKind", "SandboxSpec", "SandboxTarget"]
@@ -126,6 +127,24 @@ class SandboxTarget:
             return {**result, "landed": False, "error": f"every replica already ran {version}: nothing was rolled"}
         return result
 
+    # -- network faults (links.enabled: drillbit.targets.sandbox.network) --------------------
+    def partition_region(self, region: str, wait_failover_s: float = 0.0) -> dict[str, Any]:
+        return Network(self.sb).partition_region(region, wait_failover_s)
+
+    def degrade_link(self, region: str, latency_ms: float = 0.0, jitter_ms: float = 0.0,
+                     bandwidth_kbps: float = 0.0) -> dict[str, Any]:  # fmt: skip
+        return Network(self.sb).degrade_link(region, latency_ms, jitter_ms, bandwidth_kbps)
+
+    def isolate_witness(self) -> dict[str, Any]:
+        return Network(self.sb).isolate_witness()
+
+    def heal_links(self) -> dict[str, Any]:
+        """Rollback of the network faults: every link clear again, then the whole sandbox (a node
+        demoted by a partition rejoins as a replica) within the heal timeout."""
+        healed = Network(self.sb).heal()
+        whole = self._wait_whole(HEAL_TIMEOUT_S)
+        return {**healed, "whole": whole, "landed": healed["landed"] and whole}
+
     # -- healing ---------------------------------------------------------------------------
     def _broken_regions(self) -> list[str]:
         """Regions with a stopped API watcher or no database node process (lost, or killed and left down)."""
@@ -135,7 +154,13 @@ class SandboxTarget:
         ]  # fmt: skip
 
     def whole(self) -> bool:
-        return self._whole(self.sb.replicas())
+        return not Network(self.sb).shaped() and self._whole(self.sb.replicas())
+
+    def _wait_whole(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not (whole := self.whole()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return whole
 
     def _whole(self, counts: dict[str, dict[str, int]]) -> bool:
         return (
@@ -146,6 +171,8 @@ class SandboxTarget:
         )
 
     def settled(self) -> bool:
+        if Network(self.sb).shaped():
+            return False
         floor = {r.name: r.api_replicas for r in self.sb.topology.regions}
         counts = self.sb.replicas()  # probed once: every replica's /readyz
         above = [r for r, c in counts.items() if c["desired"] > floor.get(r, c["desired"])]
@@ -155,13 +182,14 @@ class SandboxTarget:
         """Restore every region whose database node or replicas are down, then wait (bounded) until
         the whole sandbox is healthy again (a primary elected, every node streaming); idempotent."""
         restored = []
+        links = Network(self.sb).heal()  # first: a node can only rejoin across its links
+        if links["healed"]:
+            restored.append("links: " + ", ".join(links["healed"]))
         for region in self._broken_regions():
             log.warning("healing: restoring %s", region)
             self.sb.restore_region(region)
             restored.append(region)
-        deadline = time.monotonic() + timeout
-        while not (whole := self.whole()) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        whole = self._wait_whole(timeout)
         return {"restored": restored, "whole": whole, "landed": whole}
 
 

@@ -9,7 +9,7 @@ import configparser
 import io
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import yaml
 
 from drillbit.targets.sandbox.binaries import etcd_binary, pg_bin_dir
 from drillbit.targets.sandbox.layout import Layout
+from drillbit.targets.sandbox.links import LINK_SERVICES, LinkSpec, link_name
 from drillbit.targets.sandbox.monitoring import alertmanager_cmd, prometheus_cmd
 from drillbit.targets.sandbox.procs import ENV_SANDBOX, ENV_UNIT, LOOPBACK
 from drillbit.targets.sandbox.topology import Topology
@@ -29,6 +30,7 @@ __all__ = [
     "api_version_file",
     "app_dsn",
     "circus_ini",
+    "link_specs",
     "patroni_config",
     "pgpass",
 ]
@@ -55,6 +57,8 @@ class Ports:
     alertmanager: int = 0
     exporter: int = 0
     alert_receiver: int = 0
+    # the link proxy's ports (links.enabled), by link name (``postgres@region-a``, see links.py); {}: off
+    links: dict[str, int] = field(default_factory=dict)
 
     def all(self) -> list[int]:
         """The ports the sandbox's own processes hold (not the receiver's: a drill holds it)."""
@@ -66,7 +70,12 @@ class Ports:
             *self.postgres.values(),
             *self.restapi.values(),
             *monitoring,
+            *self.links.values(),
         ]
+
+    def link(self, service: str, region: str, direct: int) -> int:
+        """The port another region uses for ``service`` of ``region`` (the link's, or ``direct`` without links)."""
+        return self.links.get(link_name(service, region), direct)
 
 
 @dataclass(frozen=True)
@@ -82,16 +91,32 @@ def api_version_file(layout: Layout) -> Path:
     return layout.root / "api-version"
 
 
-def app_dsn(topo: Topology, ports: Ports, layout: Layout, *, connect_timeout: int = 2) -> str:
-    """The application's libpq multi-host DSN; the password lives in the pgpass file, not here."""
+def app_dsn(
+    topo: Topology, ports: Ports, layout: Layout, *, connect_timeout: int = 2, region: str | None = None
+) -> str:
+    """The application's libpq multi-host DSN; the password lives in the pgpass file, not here. For
+    ``region``'s replicas with links: its own database directly, the other's through its link."""
     regions = [r.name for r in topo.regions]
     hosts = ",".join(LOOPBACK for _ in regions)
-    port_list = ",".join(str(ports.postgres[r]) for r in regions)
+    port_list = ",".join(
+        str(ports.postgres[r] if region in (None, r) else ports.link("postgres", r, ports.postgres[r])) for r in regions
+    )
     return (
         f"host={hosts} port={port_list} dbname={topo.database.name} user={topo.database.user} "
         f"target_session_attrs=read-write connect_timeout={connect_timeout} "
         f"passfile={layout.pgpass}"
     )
+
+
+def link_specs(topo: Topology, ports: Ports) -> list[LinkSpec]:
+    """The link proxy's links (links.enabled; [] without): see drillbit.targets.sandbox.links."""
+    upstream = {"postgres": ports.postgres, "restapi": ports.restapi}
+    return [
+        LinkSpec(name, service, r.name, ports.links[name],
+                 ports.etcd_client if service == "etcd" else upstream[service][r.name])
+        for r in topo.regions for service in LINK_SERVICES
+        if (name := link_name(service, r.name)) in ports.links
+    ]  # fmt: skip
 
 
 def pgpass(topo: Topology, secrets: Secrets) -> str:
@@ -102,16 +127,19 @@ def patroni_config(topo: Topology, region: str, ports: Ports, secrets: Secrets, 
     p = topo.patroni
     pg_port = ports.postgres[region]
     api_port = ports.restapi[region]
+    etcd3: dict[str, Any] = {"hosts": f"{LOOPBACK}:{ports.link('etcd', region, ports.etcd_client)}"}
+    if ports.links:  # through the region's link to the witness; without use_proxies Patroni asks etcd for its members
+        etcd3["use_proxies"] = True  # and would then reach it directly, around the link
     cfg: dict[str, Any] = {
         "scope": scope,
         "namespace": "/drillbit/",
         "name": region,
         "restapi": {
             "listen": f"{LOOPBACK}:{api_port}",
-            "connect_address": f"{LOOPBACK}:{api_port}",
+            "connect_address": f"{LOOPBACK}:{ports.link('restapi', region, api_port)}",  # what the other node asks
             "authentication": {"username": RESTAPI_USER, "password": secrets.restapi},
         },
-        "etcd3": {"hosts": f"{LOOPBACK}:{ports.etcd_client}"},
+        "etcd3": etcd3,
         "log": {"level": "INFO"},
         "bootstrap": {
             "dcs": {
@@ -139,7 +167,7 @@ def patroni_config(topo: Topology, region: str, ports: Ports, secrets: Secrets, 
         },
         "postgresql": {
             "listen": f"{LOOPBACK}:{pg_port}",
-            "connect_address": f"{LOOPBACK}:{pg_port}",
+            "connect_address": f"{LOOPBACK}:{ports.link('postgres', region, pg_port)}",  # the other node streams
             "data_dir": str(layout.pg_data(region)),
             "bin_dir": str(pg_bin_dir()),
             "pgpass": str(layout.root / f"pgpass-patroni-{region}"),
@@ -222,6 +250,9 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
         ini[f"env:{name}"] = {ENV_SANDBOX: sandbox_id, ENV_UNIT: unit}
 
     watcher("etcd", "etcd", _etcd_cmd(ports, layout), {"respawn": "True", "stop_signal": "TERM"})
+    if ports.links:  # the inter-region links: up before any database node, and for as long as the sandbox
+        links = shlex.join([py, "-m", "drillbit.targets.sandbox.linkproxy", "--root", str(layout.root)])
+        watcher("links", "links", links, {"respawn": "True", "stop_signal": "TERM", "graceful_timeout": "2"})
     prefix = list(db_command_prefix())
     for r in topo.regions:
         patroni = shlex.join([*prefix, py, "-m", "patroni", str(layout.patroni_config(r.name))])
@@ -263,7 +294,7 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
         )
         ini[f"env:api-{r.name}"].update(
             {
-                "DRILL_SUT_DSN": dsn,
+                "DRILL_SUT_DSN": app_dsn(topo, ports, layout, region=r.name) if ports.links else dsn,
                 "DRILL_SUT_WRITE_POOL_SIZE": str(topo.api.write_pool_size),
                 "DRILL_SUT_READ_POOL_SIZE": str(topo.api.read_pool_size),
                 "DRILL_SUT_REQUEST_TIMEOUT": str(topo.api.request_timeout_s),

@@ -37,6 +37,7 @@ from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.sut.db import migrate
 from drillbit.targets.sandbox import loopback, procs, rollout
 from drillbit.targets.sandbox.layout import Layout
+from drillbit.targets.sandbox.links import LINK_SERVICES, applied_generation, link_name, write_specs
 from drillbit.targets.sandbox.monitoring import alertmanager_config, monitoring_sources, prometheus_config, receiver_url
 from drillbit.targets.sandbox.render import (
     SUPERUSER,
@@ -44,6 +45,7 @@ from drillbit.targets.sandbox.render import (
     Secrets,
     app_dsn,
     circus_ini,
+    link_specs,
     patroni_config,
     pgpass,
 )
@@ -449,6 +451,8 @@ def _resolve_ports(topo: Topology, source: str) -> Ports:
     wanted += [0] * (2 * len(regions))
     monitoring = 4 if topo.monitoring.enabled else 0  # prometheus, alertmanager, exporter, the alert receiver
     wanted += [0] * monitoring
+    link_names = [link_name(s, r) for r in regions for s in LINK_SERVICES] if topo.links.enabled else []
+    wanted += [0] * len(link_names)
     try:
         got = procs.free_ports(wanted)
     except procs.PortInUse as err:
@@ -459,8 +463,11 @@ def _resolve_ports(topo: Topology, source: str) -> Ports:
     it = iter(got[3:])
     postgres = {r: next(it) for r in regions}
     restapi = {r: next(it) for r in regions}
-    extra = dict(zip(("prometheus", "alertmanager", "exporter", "alert_receiver"), it, strict=False))
-    return Ports(front_door=got[0], etcd_client=got[1], etcd_peer=got[2], postgres=postgres, restapi=restapi, **extra)
+    names = ("prometheus", "alertmanager", "exporter", "alert_receiver")
+    extra = dict(zip(names, [next(it) for _ in range(monitoring)], strict=False))
+    links = {name: next(it) for name in link_names}
+    return Ports(front_door=got[0], etcd_client=got[1], etcd_peer=got[2], postgres=postgres, restapi=restapi,
+                 links=links, **extra)  # fmt: skip
 
 
 def _teardown(layout: Layout, sandbox_id: str | None, report: Report) -> dict[str, Any]:
@@ -626,6 +633,7 @@ def _bring_up(
         )
     if topo.monitoring.enabled:
         _write_monitoring(topo, topo_path, ports, layout)
+    write_specs(layout.root, link_specs(topo, ports))  # [] without links: the proxy is not started then
     _write_private(layout.circus_ini, circus_ini(topo, ports, layout, sandbox_id, dsn))
     pid = _start_supervisor(layout, sandbox_id)
     state = SandboxState(**{**asdict(state), "supervisor_pid": pid})
@@ -634,6 +642,9 @@ def _bring_up(
 
     etcd = f"http://{procs.LOOPBACK}:{ports.etcd_client}/health"
     _wait("etcd healthy", lambda: _http_ok(etcd), 20.0, f"see {layout.logs / 'etcd.log'}")
+    if ports.links:
+        _wait("the link proxy serving", lambda: applied_generation(layout.root) >= 0, 20.0,
+              f"see {layout.logs / 'links.log'}")  # fmt: skip
     first, rest = regions[0], regions[1:]
     sb.supervisor.start(f"db-{first}")
     _wait(

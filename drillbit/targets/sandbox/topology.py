@@ -19,7 +19,7 @@ from drillbit.core.yamlio import load_document
 from drillbit.manifests.render import render
 from drillbit.manifests.sizes import DEFAULT_WORKLOAD, api_sizes, spread
 
-__all__ = ["Monitoring", "Topology", "default_topology", "load_topology"]
+__all__ = ["Links", "Monitoring", "Topology", "default_topology", "load_topology"]
 
 def default_topology() -> Path:
     """The project's sandbox topology (infra/sandbox/topology.yaml)."""
@@ -133,6 +133,14 @@ class Monitoring(_Model):
     alertmanager: str = Field(default="../monitoring/alertmanager.yml", min_length=1)
 
 
+class Links(_Model):
+    """The inter-region links through drillbit's link proxy (``drillbit.targets.sandbox.links``): the
+    replication stream, each region's way to the witness, the API replicas' way to the other region's
+    database. Off by default; the network faults (partition_region, degrade_link, isolate_witness) need it."""
+
+    enabled: bool = False
+
+
 class Topology(_Model):
     regions: list[Region] = Field(min_length=2, max_length=4)
     # the deployment manifests this sandbox stands in for (a kustomize overlay, relative to the
@@ -148,6 +156,7 @@ class Topology(_Model):
     database: Database = Database()
     patroni: Patroni = Patroni()
     monitoring: Monitoring = Monitoring()
+    links: Links = Links()
 
     @model_validator(mode="after")
     def _unique(self) -> Topology:
@@ -165,6 +174,9 @@ class Topology(_Model):
         if empty and self.autoscaling.enabled:
             raise ValueError(f"autoscaling: {', '.join(empty)} run(s) no API replica and the autoscaler scales every "
                              "region from its own size: disable autoscaling or give each region a replica")  # fmt: skip
+        if self.links.enabled and len(self.regions) != 2:
+            raise ValueError("links.enabled models two regions and the witness: give exactly two regions, "
+                             "or disable links")  # fmt: skip
         fixed = [p for p in (self.front_door.port, self.etcd.client_port, self.etcd.peer_port) if p]
         if len(set(fixed)) != len(fixed):
             raise ValueError("front_door.port, etcd.client_port and etcd.peer_port must differ")
