@@ -14,6 +14,7 @@ import pytest
 
 from drillbit import reports
 from drillbit.core.clock import Clock
+from drillbit.core.errors import ConfigError
 from drillbit.core.project import find_project
 from drillbit.core.results import (
     IntegrityCheckResult,
@@ -121,3 +122,15 @@ def test_the_report_lists_violations_per_check_with_their_ids(tmp_path: Path) ->
     part = part[:part.index("</section>")]
     assert "hb-r-19" in part and "hb-r-20" not in part  # capped
     assert "not run" in part and "boom" in part
+
+
+def test_a_drill_project_replaces_the_checks_and_a_bad_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "drill.yaml").write_text("targets: {}\n")
+    (tmp_path / "probes").mkdir()
+    own = tmp_path / "probes" / "integrity.yaml"
+    own.write_text("checks:\n  fills:\n    description: our fills balance\n    sql: SELECT id FROM fills WHERE false\n")
+    definitions, path = load_integrity_definitions(find_project(tmp_path))
+    assert path == own and list(definitions.checks) == ["fills"] and definitions.statement_timeout_ms == 10_000
+    own.write_text("checks:\n  fills: {description: x, sql: SELECT 1, params: [run_secret]}\n")
+    with pytest.raises(ConfigError, match=r"integrity\.yaml"):
+        load_integrity_definitions(find_project(tmp_path))
