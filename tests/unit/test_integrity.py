@@ -134,3 +134,14 @@ def test_a_drill_project_replaces_the_checks_and_a_bad_file_is_named(tmp_path: P
     own.write_text("checks:\n  fills: {description: x, sql: SELECT 1, params: [run_secret]}\n")
     with pytest.raises(ConfigError, match=r"integrity\.yaml"):
         load_integrity_definitions(find_project(tmp_path))
+
+
+def test_a_kubernetes_target_reads_its_dsn_from_the_variable_dsn_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from drillbit.targets.kubernetes import KubernetesSpec, KubernetesTarget
+
+    spec = KubernetesSpec(context="staging", namespace="trading", api_url="https://api.example/", dsn_env="T_DSN")
+    monkeypatch.delenv("T_DSN", raising=False)
+    assert KubernetesTarget("staging", spec).endpoints().dsn is None  # unset: integrity INCONCLUSIVE, not PASS
+    monkeypatch.setenv("T_DSN", "host=db.example dbname=trading")
+    assert KubernetesTarget("staging", spec).endpoints().dsn == "host=db.example dbname=trading"
+    assert KubernetesTarget("staging", spec, dsn="host=given").endpoints().dsn == "host=given"
