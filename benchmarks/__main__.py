@@ -2,6 +2,7 @@
 
 from benchmarks import (
     accuracy,
+    alerts,
     analyzers,
     drill,
     generator,
@@ -14,6 +15,6 @@ from benchmarks import (
 
 if __name__ == "__main__":
     for bench in (sandbox, drill, accuracy, generator, analyzers, reports, samplers, kube_watch_latency,
-                  plugin_overhead):  # fmt: skip
+                  plugin_overhead, alerts):  # fmt: skip
         print(f"\n== {bench.__name__} ==", flush=True)
         bench.main()

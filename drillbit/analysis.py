@@ -36,6 +36,7 @@ from drillbit.core.results import (
     LatencyMeasurement,
     LoadMeasurement,
     Measurements,
+    PromqlMeasurement,
     ReplicasMeasurement,
     RpoMeasurement,
     RtoMeasurement,
@@ -66,6 +67,7 @@ from drillbit.probes.availability import (
 from drillbit.probes.coverage import coverage
 from drillbit.probes.integrity import analyze_integrity
 from drillbit.probes.latency import analyze_latency, analyze_run, load_requests, phases_of
+from drillbit.probes.promql import PROMQL_SAMPLES
 from drillbit.probes.replicas import load_replicas
 from drillbit.probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
 from drillbit.probes.samplers import read_meta, recover_journals
@@ -93,6 +95,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "rto": RtoMeasurement, "rpo": RpoMeasurement, "latency": LatencyMeasurement,
     "availability": AvailabilityMeasurement, "replicas": ReplicasMeasurement, "autoscaling": AutoscalingMeasurement,
     "spike": SpikeMeasurement, "experiment": ExperimentMeasurement, "alerts": AlertsMeasurement,
+    "promql": PromqlMeasurement,
     "integrity": IntegrityMeasurement,
 }  # fmt: skip
 
@@ -324,6 +327,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     s.run("experiment", _journal_summary, run_dir)
     s.run("integrity", analyze_integrity, run_dir)
     _alerts(run_dir, events, fault_at, s, faults)
+    _promql(run_dir, s)
     return Measurements(
         fault_at=fault_at,
         fault_source=source,
@@ -337,6 +341,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         autoscaling=s.values.get("autoscaling"),
         spike=s.values.get("spike"),
         alerts=s.values.get("alerts"),
+        promql=s.values.get("promql"),
         integrity=s.values.get("integrity"),
         load=_load(run_dir, s),
         experiment=s.values.get("experiment"),
@@ -361,6 +366,17 @@ def _alerts(run_dir: Path, events: list[dict[str, Any]], fault_at: float | None,
         s.run("alerts", analyze_alerts, events, meta, fault_at=fault_at,
               recovered_at=rto.recovered_at if rto is not None and rto.recovered else None,
               fault_details=[f.detail for f in faults])  # fmt: skip
+
+
+def _promql(run_dir: Path, s: _Sections) -> None:
+    """The experiment's PromQL figures as the runner recorded them, or why there are none."""
+    data = _json(run_dir / PROMQL_SAMPLES)
+    if data is None:
+        s.unmeasured["promql"] = "the experiment names no PromQL query (promql: in its drillbit extension)"
+    elif "unmeasured" in data:
+        s.unmeasured["promql"] = str(data["unmeasured"])
+    else:
+        s.run("promql", lambda: data)
 
 
 def _load(run_dir: Path, s: _Sections) -> LoadMeasurement | None:

@@ -64,6 +64,9 @@ class DrillSettings(BaseModel):
     # the alerts this fault must raise (alert latency, seeds R3.3, R10.1); [] expects none; None
     # (not declared) leaves the alert SLAs unmeasured. A name alone is {alert: NAME}.
     expect_alerts: list[ExpectedAlert] | None = None
+    # the team's own figures from the target's Prometheus, by name -> PromQL (one series each):
+    # evaluated over the drill, reported beside drillbit's own and judged by SLAs with promql: NAME
+    promql: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("expect_alerts", mode="before")
     @classmethod

@@ -63,6 +63,7 @@ from drillbit.ledger import ActiveDrill, Ledger, find_orphan, forget, state_root
 from drillbit.live import LiveView, Snapshot, locust_now
 from drillbit.manifests import record_manifests
 from drillbit.plan import DrillPlan
+from drillbit.probes.promql import record_promql
 from drillbit.probes.samplers import read_samples
 from drillbit.runs import (
     DrillInterrupted,
@@ -438,6 +439,9 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger,
         drill.events.emit("sampler.died", error=death)
     info = info.model_copy(update={"ended_at": clock.now(),
                                    "notes": [*info.notes, *(f"a sampler died during the run: {w}" for w in died)]})
+    if plan.settings.promql:  # the team's own figures over the drill, from the target's Prometheus
+        record_promql(run_dir, drill.target.endpoints().prometheus_url, plan.settings.promql, info.started_at,
+                      clock.now())  # fmt: skip
     if grafana is not None:  # before sealing: what was posted is part of the record; never fails the drill
         posted = annotate_run(run_dir, grafana)
         drill.events.emit("grafana.annotations", url=posted.url, posted=posted.posted, attempted=posted.attempted,

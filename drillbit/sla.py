@@ -51,6 +51,8 @@ METRICS: dict[str, str] = {
     "alert_latency_s": "s",  # fault -> the last expected alert's first notification at drillbit's receiver
     "alerts_missing": "count",  # expected alerts that never fired
     "unexpected_critical_alerts": "count",  # critical alerts that fired and nobody expected
+    "promql_value": "value",  # a named PromQL query of the experiment (promql:), at the drill's end
+    "promql_max": "value",  # its maximum over the drill
     "integrity_violations": "count",  # rows the trading-integrity checks found after recovery (probes/integrity.yaml)
 }
 
@@ -74,6 +76,7 @@ class Sla(BaseModel):
     failed: Literal["include", "exclude"] = "include"  # latency: failed requests count at their time to failure
     source: Literal["load", "spike"] = "load"  # latency/error metrics: the drill's load or a spike_load's requests
     capacity: int | None = None  # capacity_s: the target number of ready replicas
+    promql: str | None = None  # promql_value/promql_max: the name of the experiment's PromQL query
 
     @model_validator(mode="after")
     def _known_metric(self) -> Sla:
@@ -84,6 +87,9 @@ class Sla(BaseModel):
             raise ValueError(f"phases: unknown phase(s) {', '.join(unknown)}: use {', '.join(PHASES)}")
         if METRICS[self.metric] == "%" and self.target > 100:
             raise ValueError(f"target: {self.target:g} is not a percent: use a value within [0, 100]")
+        if self.metric.startswith("promql_") and not self.promql:
+            raise ValueError(f"promql: required for metric {self.metric} (the name of a query under the "
+                             "experiment's promql:)")  # fmt: skip
         if self.metric == "capacity_s" and not self.capacity:
             raise ValueError("capacity: required for metric capacity_s (the target number of ready replicas)")
         return self

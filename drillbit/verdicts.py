@@ -241,6 +241,10 @@ def _alerts(m: Measurements, sla: Sla) -> Reading:
     doubt = (f"alert(s) {', '.join(a.firing_before_fault)} already firing before the fault: the target was not "
              "healthy to begin with") if a.firing_before_fault else None  # fmt: skip
     never = f"expected alert(s) {', '.join(a.missing)} never fired" if a.missing else None
+    if a.not_yet:  # the drill ended before they were due: not a miss, not a pass
+        short = (f"the drill listened {a.observed_s or 0:.1f} s after the fault, less than {', '.join(a.not_yet)} "
+                 "can take (for + scrape + evaluation + group_wait)")  # fmt: skip
+        doubt = f"{doubt}; {short}" if doubt else short
     if sla.metric == "alerts_missing":
         return Reading(float(len(a.missing)), how, doubt=doubt)
     if sla.metric == "unexpected_critical_alerts":
@@ -265,12 +269,26 @@ def _integrity(m: Measurements, sla: Sla) -> Reading:
     return Reading(float(r.violations), how, doubt=doubt)
 
 
+def _promql(m: Measurements, sla: Sla) -> Reading:
+    p = m.promql
+    if p is None:
+        return Reading(None, "the target's Prometheus", m.unmeasured.get("promql", "not measured"))
+    figure = p.figures.get(sla.promql or "")
+    if figure is None:
+        return Reading(None, "the target's Prometheus", f"no query named {sla.promql!r} under the experiment's promql:")
+    which = "at the drill's end" if sla.metric == "promql_value" else f"the maximum over the drill (step {p.step:g} s)"
+    how = f"PromQL {figure.query!r} on {p.prometheus_url}, {which}: the target's own metrics, beside drillbit's"
+    value = figure.value if sla.metric == "promql_value" else figure.max
+    return Reading(value, how, figure.error or "not measured")
+
+
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "rto_s": _rto, "detect_s": _rto, "downtime_s": _rto, "rpo_s": _rpo, "lost_writes": _rpo,
     "p50_ms": _latency, "p95_ms": _latency, "p99_ms": _latency, "errors": _errors, "error_rate_percent": _errors,
     "availability_percent": _availability, "replicas_restored_s": _replicas,
     "first_new_replica_s": _autoscaling, "capacity_s": _autoscaling, "scale_out_p95_ms": _autoscaling,
     "alert_latency_s": _alerts, "alerts_missing": _alerts, "unexpected_critical_alerts": _alerts,
+    "promql_value": _promql, "promql_max": _promql,
     "integrity_violations": _integrity,
 }  # fmt: skip
 

@@ -33,6 +33,8 @@ __all__ = [
     "LatencyStats",
     "LoadMeasurement",
     "NanFloat",
+    "PromqlFigure",
+    "PromqlMeasurement",
     "ReplicasMeasurement",
     "RpoMeasurement",
     "RtoMeasurement",
@@ -310,6 +312,28 @@ class LoadMeasurement(BaseModel):
     complete: bool | None = None
 
 
+class PromqlFigure(_Section):
+    """One named PromQL query over the drill (``drillbit.probes.promql.promql_figures``)."""
+
+    query: str
+    value: float | None = None  # at the drill's end
+    min: float | None = None  # over the drill
+    max: float | None = None
+    measured: bool
+    error: str | None = None  # why not (never a 0 in its place)
+
+
+class PromqlMeasurement(_Section):
+    """The target's own Prometheus figures, beside drillbit's measurements (never instead of them)."""
+
+    prometheus_url: str
+    start: float
+    end: float
+    step: float
+    figures: dict[str, PromqlFigure] = Field(default_factory=dict)
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
 class AlertChain(_Section):
     """What stands between a condition and its notification, as the monitoring itself reports it
     (Prometheus's configuration and rules, Alertmanager's routes); None where it could not be read."""
@@ -319,6 +343,7 @@ class AlertChain(_Section):
     group_wait_s: float | None = None  # the root route's
     group_wait_by_severity: dict[str, float] = Field(default_factory=dict)  # a child route on severity="X": its
     for_s: dict[str, float] = Field(default_factory=dict)  # alert name -> its rule's ``for`` (the longest)
+    severity: dict[str, str] = Field(default_factory=dict)  # alert name -> its rule's severity label
     problems: list[str] = Field(default_factory=list)  # what could not be read, and why
 
 
@@ -347,7 +372,9 @@ class AlertsMeasurement(_Section):
     not_expected: dict[str, str] = Field(default_factory=dict)  # conditional expectation -> why it did not apply
     allowed: list[str] = Field(default_factory=list)  # may fire (required: false): neither missing nor unexpected
     alerts: list[AlertRecord] = Field(default_factory=list)
-    missing: list[str] = Field(default_factory=list)  # expected and never fired
+    missing: list[str] = Field(default_factory=list)  # expected, and silent for longer than its chain can take
+    not_yet: list[str] = Field(default_factory=list)  # expected, silent, but the drill ended before it was due
+    observed_s: float | None = None  # how long after the fault the receiver listened
     unexpected_critical: list[str] = Field(default_factory=list)
     firing_before_fault: list[str] = Field(default_factory=list)  # the target was not healthy to begin with
     latency_s: float | None = None  # the worst notified_s over the expected alerts that fired

@@ -36,6 +36,7 @@ from drillbit.core.measurements import (
     LatencyMeasurement,
     LatencyStats,
     LoadMeasurement,
+    PromqlMeasurement,
     ReplicasMeasurement,
     RpoMeasurement,
     RtoMeasurement,
@@ -217,6 +218,7 @@ class Measurements(_Model):
     autoscaling: AutoscalingMeasurement | None = None
     spike: SpikeMeasurement | None = None  # spike_load's own requests: per-phase latency and errors, whether it landed
     alerts: AlertsMeasurement | None = None  # alert latency, from the Alertmanager webhooks drillbit received
+    promql: PromqlMeasurement | None = None  # the target's own Prometheus figures (the experiment's promql:)
     integrity: IntegrityMeasurement | None = None  # trading-integrity checks against the database after recovery
     coverage: dict[str, SamplerCoverage] = Field(default_factory=dict)  # sampler -> what it covered
     load: LoadMeasurement | None = None  # load.json

@@ -45,7 +45,7 @@ from drillbit.core.measurements import AlertChain, AlertRecord, AlertsMeasuremen
 from drillbit.core.rundir import EVENTS
 from drillbit.core.safeio import write_text
 
-__all__ = ["ALERTS_META", "AlertReceiver", "analyze_alerts", "parse_duration", "read_chain"]
+__all__ = ["ALERTS_META", "AlertReceiver", "alert_bound_s", "analyze_alerts", "parse_duration", "read_chain"]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _by_severity(route: dict[str, Any], root_wait: float) -> dict[str, float]:
 
 def read_chain(prometheus_url: str | None, alertmanager_url: str | None, *, timeout: float = 2.0) -> AlertChain:
     """The alert chain's settings, as Prometheus and Alertmanager report them (what they run, not a file)."""
-    chain: dict[str, Any] = {"for_s": {}, "problems": []}
+    chain: dict[str, Any] = {"for_s": {}, "severity": {}, "problems": []}
     with httpx.Client(timeout=timeout, trust_env=False) as client:
         if prometheus_url:
             try:
@@ -109,6 +109,9 @@ def read_chain(prometheus_url: str | None, alertmanager_url: str | None, *, time
                     for rule in group.get("rules", []):
                         name, wait = str(rule.get("name")), float(rule.get("duration") or 0.0)
                         chain["for_s"][name] = max(wait, chain["for_s"].get(name, 0.0))
+                        severity = (rule.get("labels") or {}).get("severity")
+                        if severity and chain["severity"].get(name) != "critical":  # the most urgent route
+                            chain["severity"][name] = str(severity)
             except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
                 chain["problems"].append(f"Prometheus {prometheus_url}: {type(err).__name__}: {err}")
         else:
@@ -143,10 +146,12 @@ class AlertReceiver:
         self.notifications = 0
         self.refused = 0
         self.error: str | None = None
+        self.stopped_at: float | None = None  # until when it listened (None: still, or the drill died)
         self._lock = threading.Lock()
 
     def _meta(self) -> dict[str, Any]:
         return {"receiver": f"{self.address[0]}:{self.address[1]}", "listening": self.server is not None,
+                "stopped_at": self.stopped_at,
                 "error": self.error, "declared": self.expect is not None, "expect": self.expect or [],
                 "notifications": self.notifications, "refused": self.refused,
                 "prometheus_url": self.prometheus_url, "alertmanager_url": self.alertmanager_url}  # fmt: skip
@@ -206,6 +211,7 @@ class AlertReceiver:
             self.server.server_close()
         if self.thread is not None:
             self.thread.join(timeout=5)
+        self.stopped_at = self.clock.now()
         self._write_meta()
         if self.events is not None:
             self.events.close()
@@ -248,6 +254,15 @@ def _expected(meta: dict[str, Any], facts: list[dict[str, Any]]) -> tuple[list[s
     return names, [n for n in allowed if n not in names], skipped
 
 
+def alert_bound_s(chain: AlertChain, name: str) -> float:
+    """The longest an alert can take from a condition true at the fault to its notification: its
+    rule's for + a scrape + an evaluation + its route's group_wait + 1 s of delivery. Unknown parts
+    count as Prometheus's and Alertmanager's defaults (1 min scrape and evaluation, 30 s group_wait)."""
+    wait = chain.group_wait_by_severity.get(chain.severity.get(name, ""), chain.group_wait_s)
+    return (chain.for_s.get(name, 0.0) + (chain.scrape_interval_s or 60.0) + (chain.evaluation_interval_s or 60.0)
+            + (30.0 if wait is None else wait) + 1.0)  # fmt: skip
+
+
 def analyze_alerts(events: list[dict[str, Any]], meta: dict[str, Any], *, fault_at: float,
                    recovered_at: float | None, fault_details: list[dict[str, Any]]) -> AlertsMeasurement:  # fmt: skip
     """Each alert's course after the fault, from the ``alert`` events; raises ValueError when the
@@ -281,14 +296,21 @@ def analyze_alerts(events: list[dict[str, Any]], meta: dict[str, Any], *, fault_
     fired = {n for n, r in records.items() if r.notified_at is not None}
     for name in expected:
         records.setdefault(name, AlertRecord(name=name, expected=True))
+    chain = AlertChain.model_validate(meta.get("chain") or {})
+    # how long after the fault drillbit listened: a drill cut short (interrupted, killed) cannot say an
+    # alert never fires, only that it had not fired yet
+    until = meta.get("stopped_at") or max((float(e["t"]) for e in events), default=fault_at)
+    observed = max(0.0, float(until) - fault_at)
+    silent = [n for n in expected if n not in fired]
     latencies = [r.notified_s for n, r in records.items() if n in expected and r.notified_s is not None]
     return AlertsMeasurement(
         receiver=str(meta.get("receiver")), notifications=int(meta.get("notifications") or 0), expected=expected,
         not_expected=skipped, alerts=sorted(records.values(), key=lambda r: (not r.expected, r.name)),
-        missing=[n for n in expected if n not in fired],
+        missing=[n for n in silent if observed >= alert_bound_s(chain, n)],
+        not_yet=[n for n in silent if observed < alert_bound_s(chain, n)], observed_s=observed,
         allowed=allowed,
         unexpected_critical=sorted(n for n in fired if n not in {*expected, *allowed}
                                    and records[n].severity == "critical"),
         firing_before_fault=sorted(before), latency_s=max(latencies) if latencies else None,
-        chain=AlertChain.model_validate(meta.get("chain") or {}),
+        chain=chain,
     )  # fmt: skip

@@ -51,11 +51,13 @@ query that cannot be measured is reported with its reason, never as 0.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import operator
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,15 +65,18 @@ from chaoslib.exceptions import ActivityFailed
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from drillbit.core.redact import redact_url
+from drillbit.core.safeio import write_text
 
 __all__ = [
     "OPS",
     "PROMETHEUS_URL_ENV",
     "PROMETHEUS_URL_KEY",
+    "PROMQL_SAMPLES",
     "promql_figures",
     "query_range_figures",
     "query_value",
     "query_within",
+    "record_promql",
     "resolve_prometheus_url",
 ]
 
@@ -322,3 +327,21 @@ def promql_figures(
                     next(iter(errors.values())))  # fmt: skip
     return {"prometheus_url": redact_url(prometheus_url.rstrip("/")), "start": float(start), "end": float(end),
             "step": step_s, "figures": figures, "errors": errors}  # fmt: skip
+
+
+#: a drill's PromQL figures (the experiment's ``promql:`` queries over the drill), or why there are none
+PROMQL_SAMPLES = "samples/promql.json"
+
+
+def record_promql(run_dir: Path, prometheus_url: str | None, queries: dict[str, str], start: float,
+                  end: float) -> dict[str, Any]:  # fmt: skip
+    """Evaluate the experiment's named queries over ``[start, end]`` into the run directory; a target
+    without a Prometheus leaves the reason instead (the PromQL SLAs are then INCONCLUSIVE)."""
+    if prometheus_url is None:
+        data: dict[str, Any] = {"unmeasured": "the target names no Prometheus (the sandbox: --with-monitoring)"}
+    else:
+        data = promql_figures(prometheus_url, queries, start, end)
+    path = run_dir / PROMQL_SAMPLES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(data, indent=2, sort_keys=True))
+    return data

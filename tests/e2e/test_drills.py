@@ -28,6 +28,7 @@ from drillbit.core.rundir import HEARTBEAT
 from drillbit.manifests import render
 from drillbit.plan import DrillPlan, load_plan
 from drillbit.probes.alerts import ALERTS_META
+from drillbit.probes.promql import query_range_figures
 from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox
@@ -204,6 +205,17 @@ def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold
     for r in (db, api):  # Prometheus's own record of when each fired is the one drillbit measured
         truth = _fired_per_prometheus(sandbox_env, r.name, m.fault_at)
         assert truth is not None and r.fired_at is not None and abs(truth - r.fired_at) <= 1.0, (truth, r)
+    # what Prometheus scraped through the sandbox exporter saw the region go and come back
+    urls = sandbox_env.monitoring_urls()
+    assert urls is not None
+    seen = query_range_figures('drillbit_sandbox_replicas_available{region="region-a"}', m.fault_at, time.time(),
+                               step=1, prometheus_url=urls["prometheus"])["series"]  # fmt: skip
+    assert len(seen) == 1 and seen[0]["min"] == 0.0 and seen[0]["last"] >= 2.0, seen
+    # the platform's own 5xx ratio (PromQL, from its Prometheus) saw the failures drillbit counted
+    assert m.promql is not None and m.latency is not None, m.unmeasured
+    ratio = m.promql.figures["error_ratio_1m"]
+    assert ratio.measured and ratio.max is not None and ratio.max > 0 and m.latency.phases["fault"].errors > 0, ratio
+    assert "error_ratio_1m" in (result.run_dir / "report.html").read_text()
     for sla in ("alert_latency", "alert_expected_fired", "no_unexpected_critical"):
         assert _verdict(result, sla).verdict is Outcome.PASS, _verdict(result, sla)
     assert "DbPrimaryMissing" in (result.run_dir / "report.html").read_text()

@@ -158,7 +158,7 @@ def test_an_alert_resolved_before_the_fault_is_no_doubt() -> None:
 
 
 def test_a_conditional_expectation_applies_only_when_a_fault_reported_its_fact() -> None:
-    meta = _meta({"alert": "DbPrimaryMissing", "when": "primary_lost"})
+    meta = {**_meta({"alert": "DbPrimaryMissing", "when": "primary_lost"}), "stopped_at": FAULT + 60.0}
     lost = analyze_alerts([], meta, fault_at=FAULT, recovered_at=None, fault_details=[{"primary_lost": True}])
     assert lost.expected == ["DbPrimaryMissing"] and lost.missing == ["DbPrimaryMissing"]
     kept = analyze_alerts([], meta, fault_at=FAULT, recovered_at=None, fault_details=[{"primary_lost": False}])
@@ -166,6 +166,19 @@ def test_a_conditional_expectation_applies_only_when_a_fault_reported_its_fact()
     verdicts = {v.sla: v for v in evaluate(Measurements(fault_at=FAULT, alerts=kept), ALERT_SLAS).verdicts}
     assert verdicts["alert_latency"].verdict is Outcome.INCONCLUSIVE  # nothing to time: never a PASS
     assert verdicts["alert_expected_fired"].verdict is Outcome.PASS
+
+
+def test_a_drill_cut_short_before_an_alert_was_due_is_inconclusive_not_a_miss() -> None:
+    """Killed 5 s after the fault: ApiDown (for 10 s) could not have fired yet; once the receiver
+    listened longer than for + scrape + evaluation + group_wait + 1 s (18 s), silence is a miss."""
+    early = analyze_alerts([], {**_meta({"alert": "ApiDown"}), "stopped_at": FAULT + 5.0}, fault_at=FAULT,
+                           recovered_at=None, fault_details=[])  # fmt: skip
+    assert (early.missing, early.not_yet, early.observed_s) == ([], ["ApiDown"], 5.0)
+    result = evaluate(Measurements(fault_at=FAULT, alerts=early), ALERT_SLAS)
+    assert {v.verdict for v in result.verdicts} == {Outcome.INCONCLUSIVE}, result.verdicts
+    late = analyze_alerts([], {**_meta({"alert": "ApiDown"}), "stopped_at": FAULT + 18.5}, fault_at=FAULT,
+                          recovered_at=None, fault_details=[])  # fmt: skip
+    assert (late.missing, late.not_yet) == (["ApiDown"], [])
 
 
 def test_without_monitoring_every_alert_sla_is_inconclusive_with_the_reason() -> None:

@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from drillbit.targets.sandbox import loopback
 from drillbit.targets.sandbox.procs import LOOPBACK
-from drillbit.targets.sandbox.sandbox import Sandbox
+from drillbit.targets.sandbox.sandbox import Sandbox, ready_pid
 
 __all__ = ["Exporter", "main"]
 
@@ -53,9 +53,16 @@ class _Replicas(Collector):
                                       labels=["workload", "region"])  # fmt: skip
         minimum = GaugeMetricFamily("drillbit_sandbox_replicas_min", "the autoscaler's minimum, per region",
                                     labels=["workload", "region"])  # fmt: skip
-        counts = self.sandbox.ready_replicas()
+        # ready replicas per region, asked of each replica's own socket (no supervisor call: this runs
+        # every scrape, and a dead replica's socket refuses at once)
+        counts = {r.name: 0 for r in self.sandbox.topology.regions}
+        path = self.sandbox.topology.api.readiness_path
+        for sock in sorted(self.sandbox.layout.run.glob("api-*.sock")):
+            m = _SOCKET.match(sock.name)
+            if m and m["region"] in counts and ready_pid(sock, path, timeout=PROBE_TIMEOUT_S) is not None:
+                counts[m["region"]] += 1
         for region in self.sandbox.topology.regions:
-            available.add_metric([WORKLOAD, region.name], counts.get(region.name, {}).get("ready", 0))
+            available.add_metric([WORKLOAD, region.name], counts[region.name])
             minimum.add_metric([WORKLOAD, region.name], region.api_replicas)
         yield available
         yield minimum

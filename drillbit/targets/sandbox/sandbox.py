@@ -52,7 +52,7 @@ from drillbit.targets.sandbox.render import (
 from drillbit.targets.sandbox.supervisor import Supervisor
 from drillbit.targets.sandbox.topology import Topology, default_topology, load_topology
 
-__all__ = ["FailoverMode", "Sandbox", "SandboxState", "down", "up"]
+__all__ = ["FailoverMode", "Sandbox", "SandboxState", "down", "ready_pid", "up"]
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def _http_ok(url: str, *, uds: Path | None = None, timeout: float = HTTP_TIMEOUT
         return False
 
 
-def _ready_pid(sock: Path, path: str = "/readyz", timeout: float = READY_TIMEOUT_S) -> str | None:
+def ready_pid(sock: Path, path: str = "/readyz", timeout: float = READY_TIMEOUT_S) -> str | None:
     """The pid of the replica on ``sock`` (its identity) when it is ready, or None. Ready is what a
     Kubernetes readiness probe means: its path (the manifests', ``/readyz`` by default: not draining,
     a pooled connection to a writable primary) answers 200. Alive is not ready: a replica answers
@@ -255,7 +255,7 @@ class Sandbox:
             # 1..desired: probe every socket of the region; a dead replica's socket refuses connections
             sockets = sorted(self.layout.run.glob(f"api-{region}-*.sock"))
             with ThreadPoolExecutor(max_workers=max(1, len(sockets))) as pool:  # one slow replica delays no other
-                probe = functools.partial(_ready_pid, path=self.topology.api.readiness_path)
+                probe = functools.partial(ready_pid, path=self.topology.api.readiness_path)
                 ids = [pid for pid in pool.map(probe, sockets) if pid is not None]
             out[region] = {"desired": desired, "ready": len(ids), "ready_ids": sorted(ids)}
         return out
@@ -401,7 +401,11 @@ class Sandbox:
 
     # -- waits -----------------------------------------------------------------------------
     def node_healthy(self, region: str) -> bool:
-        """The node runs: as leader, or as a replica streaming from the primary."""
+        """The node runs: as leader, or as a replica streaming from the primary. Asked of the node itself
+        too: the cluster's view (the DCS) keeps a dead member as it last was until its key expires (up to
+        the TTL), so a region lost seconds ago would still look healthy from the other node."""
+        if not _http_ok(f"{self._restapi(region)}/health"):  # Patroni answers 200 while its postgres runs
+            return False
         for m in self.cluster():
             if m.get("name") == region:
                 return (m.get("role"), m.get("state")) in (("leader", "running"), ("replica", "streaming"))
