@@ -16,9 +16,11 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import psycopg
 
 from drillbit.core.errors import ConfigError, EnvironmentFailure
+from drillbit.targets.sandbox import loopback
 from drillbit.targets.sandbox.links import (
     LOOPBACK,
     LinkShape,
@@ -117,8 +119,17 @@ class Network:
             "new_primary": new_primary,
             "two_primaries_s": round(both_s, 2),  # both accepted writes (sampled every ~0.1 s)
             "leader_ttl_s": self.sb.topology.patroni.ttl,
-            "synchronous_mode": self.sb.topology.database.synchronous_mode,
+            "synchronous_mode": self.synchronous_mode(),
         }
+
+    def synchronous_mode(self) -> bool | None:
+        """Patroni's synchronous_mode as the cluster runs it (its dynamic configuration), None unknown."""
+        for region in self.sb.regions:
+            with contextlib.suppress(httpx.HTTPError, ValueError), loopback.client(timeout=2.0) as client:
+                answer = client.get(f"{self.sb._restapi(region)}/config")
+                if answer.status_code == 200:
+                    return bool(answer.json().get("synchronous_mode", False))
+        return None
 
     def writable(self, region: str) -> bool:
         """``region``'s database accepts writes (a primary), seen directly, around the links."""

@@ -61,6 +61,7 @@ Report = Callable[[str], None]
 
 STARTUP_TIMEOUT = 60.0
 HTTP_TIMEOUT = 1.0
+STANDBY_ROLES = ("replica", "sync_standby", "quorum_standby")  # Patroni's roles of a streaming standby
 READY_TIMEOUT_S = 1.0  # a replica's readiness answer (Kubernetes' default timeoutSeconds)
 
 
@@ -407,8 +408,9 @@ class Sandbox:
         if not _http_ok(f"{self._restapi(region)}/health"):  # Patroni answers 200 while its postgres runs
             return False
         for m in self.cluster():
-            if m.get("name") == region:
-                return (m.get("role"), m.get("state")) in (("leader", "running"), ("replica", "streaming"))
+            if m.get("name") == region:  # with synchronous_mode Patroni names the synchronous replica sync_standby
+                role, state = m.get("role"), m.get("state")
+                return (role, state) == ("leader", "running") or (role in STANDBY_ROLES and state == "streaming")
         return False
 
     def _wait_node_running(self, region: str, timeout: float) -> float:

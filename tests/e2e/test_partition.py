@@ -1,0 +1,216 @@
+"""Inter-region network faults on a sandbox of its own with links enabled: the region-partition
+drill, asynchronous then synchronous replication, on the same sandbox (Patroni's synchronous_mode
+is dynamic configuration). Ground truth read around the analyzers: the links themselves (a
+request across each cut link fails during the drill, every link answers after), the primary's
+own answer, and the orders table for the lost acknowledged writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pytest
+import yaml
+
+from drillbit.core.results import MEASUREMENTS, Measurements, read_model
+from drillbit.core.rundir import HEARTBEAT
+from drillbit.plan import DrillPlan, load_plan
+from drillbit.runner import DrillResult, RunOptions, run_drill
+from drillbit.targets.sandbox import loopback, sandbox
+from drillbit.targets.sandbox.driver import SandboxTarget
+from drillbit.targets.sandbox.links import probe, read_specs
+from drillbit.targets.sandbox.network import Network
+from drillbit.targets.sandbox.render import RESTAPI_USER
+from drillbit.targets.sandbox.sandbox import Sandbox
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENTS = ROOT / "experiments"
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox of this module's own: the shipped topology with links: {enabled: true}."""
+    src = ROOT / "infra" / "sandbox" / "topology.yaml"
+    data = yaml.safe_load(src.read_text())
+    data["links"] = {"enabled": True}
+    data["manifests"] = str((src.parent / data["manifests"]).resolve())  # relative to the original
+    tmp = tmp_path_factory.mktemp("linked")
+    topo = tmp / "topology.yaml"
+    topo.write_text(yaml.safe_dump(data))
+    state = tmp / ".drill"
+    box = sandbox.up(topology_file=topo, state_dir=state, report=print, monitoring=False)
+    try:
+        yield box
+    finally:
+        sandbox.down(state, report=print)
+
+
+def _plan(region: str) -> DrillPlan:
+    plan = load_plan(EXPERIMENTS / "region-partition.yaml")
+    exp = json.loads(json.dumps(plan.experiment))
+    exp["method"][0]["provider"]["arguments"]["region"] = region  # the primary's region, whichever it is now
+    plan = dataclasses.replace(plan, experiment=exp)
+    return dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 5.0, "cooldown_s": 5.0}))
+
+
+def _lost_by_the_database(result: DrillResult, sb: Sandbox) -> list[int]:
+    """Acknowledged heartbeat orders absent from the orders table (as tests/e2e/test_drills.py reads it)."""
+    beats = pd.read_parquet(result.run_dir / HEARTBEAT)
+    acked = set(beats.loc[beats["outcome"] == "acked", "seq"].astype(int))
+    run_id = json.loads((result.run_dir / "samples" / "heartbeat.json").read_text())["run_id"]
+    prefix = f"hb-{run_id}-"
+    with psycopg.connect(sb.dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT client_order_id FROM orders WHERE starts_with(client_order_id, %s)", (prefix,))
+        present = {int(r[0][len(prefix) :]) for r in rows}
+    return sorted(acked - present)
+
+
+class _CutWatcher:
+    """Polls every link from outside the drill: which ones refused a request while the drill ran."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.specs = read_specs(sb.layout.root)
+        self.refused: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for spec in self.specs:
+                if probe(spec, timeout=1.0) is None and probe(spec, timeout=1.0, direct=True) is not None:
+                    self.refused.add(spec.name)
+
+    def __enter__(self) -> _CutWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _drill(sb: Sandbox, out: Path) -> tuple[DrillResult, Measurements, set[str]]:
+    primary = sb.primary()
+    assert primary is not None, sb.status()
+    started = time.monotonic()
+    with _CutWatcher(sb) as watcher:
+        result = run_drill(_plan(primary), RunOptions(state_dir=sb.layout.state_dir, out=out, tty=False, say=print))
+    print(f"region-partition: exit {result.exit_code} in {time.monotonic() - started:.0f} s")
+    return result, read_model(result.run_dir / MEASUREMENTS, Measurements), watcher.refused
+
+
+def _healed(sb: Sandbox) -> None:
+    assert Network(sb).shaped() == {}
+    assert all(probe(spec) is not None for spec in read_specs(sb.layout.root))  # across every link again
+    assert SandboxTarget(sb).whole(), sb.status()
+
+
+def _check(sb: Sandbox, result: DrillResult, m: Measurements, refused: set[str], *, sync: bool) -> dict[str, Any]:
+    partition = next(f for f in m.faults if f.action.endswith("partition_region"))
+    assert partition.landed, partition
+    d = partition.detail
+    cut = set(d["cut"])
+    assert len(cut) == 5 and cut <= refused, (cut, refused)  # seen cut from outside the drill too
+    assert d["synchronous_mode"] is sync, d
+    assert d["demoted_after_s"] is not None and d["promoted_after_s"] is not None, d
+    assert d["new_primary"] not in (None, d["region"]), d
+    _healed(sb)
+    assert m.rpo is not None, m.unmeasured
+    truth = _lost_by_the_database(result, sb)
+    assert m.rpo.lost_seqs == truth, (m.rpo, truth)
+    figures = {"lost": m.rpo.lost, "lost_after_fault": m.rpo.lost_after_fault, "split_brain": m.rpo.split_brain,
+               "indeterminate": m.rpo.indeterminate, "demoted_after_s": d["demoted_after_s"],
+               "promoted_after_s": d["promoted_after_s"], "two_primaries_s": d["two_primaries_s"],
+               "exit": result.exit_code}  # fmt: skip
+    print(f"region-partition ({'sync' if sync else 'async'}): {json.dumps(figures)}")
+    return figures
+
+
+def test_partition_asynchronous_demotes_the_isolated_primary_and_counts_what_it_lost(
+    linked: Sandbox, tmp_path: Path
+) -> None:
+    result, m, refused = _drill(linked, tmp_path / "runs")
+    figures = _check(linked, result, m, refused, sync=False)
+    # demoted after losing the witness, promoted once the leader key expired (the TTL)
+    assert figures["demoted_after_s"] < figures["promoted_after_s"] <= linked.topology.patroni.ttl + 15, figures
+
+
+def test_partition_synchronous_loses_no_acknowledged_write(linked: Sandbox, tmp_path: Path) -> None:
+    password = json.loads(linked.layout.secrets_file.read_text())["restapi"]
+    with loopback.client(timeout=5) as client:  # Patroni's dynamic configuration: no restart, no new sandbox
+        answer = client.patch(f"{linked._restapi(linked.regions[0])}/config", json={"synchronous_mode": True},
+                              auth=(RESTAPI_USER, password))  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+    def sync_standby() -> bool:
+        return any(m.get("role") == "sync_standby" for m in linked.cluster())
+
+    deadline = time.monotonic() + 30
+    while not sync_standby():
+        assert time.monotonic() < deadline, linked.cluster()
+        time.sleep(0.5)
+    result, m, refused = _drill(linked, tmp_path / "runs")
+    figures = _check(linked, result, m, refused, sync=True)
+    assert figures["lost"] == 0 and not figures["split_brain"], figures
+
+
+def test_degrade_and_isolate_witness_land_and_a_later_heal_clears_them(linked: Sandbox) -> None:
+    """As a later invocation heals what a crashed drill left: the faults' state is in the state dir."""
+    target = SandboxTarget.attach(linked.layout.state_dir)
+    region = linked.regions[1]
+    degraded = target.degrade_link(region, latency_ms=120, jitter_ms=20)
+    assert degraded["landed"] and degraded["measured_added_latency_ms"] >= 80, degraded
+    throttled = target.degrade_link(region, bandwidth_kbps=64)
+    assert throttled["landed"] and throttled["measured_kbps"] <= 96, throttled
+    isolated = target.isolate_witness()
+    assert isolated["landed"] and isolated["witness_up"], isolated
+    etcd = [s for s in read_specs(linked.layout.root) if s.service == "etcd"]
+    assert etcd and all(probe(s, timeout=1.0) is None for s in etcd)
+    healed = SandboxTarget.attach(linked.layout.state_dir).heal()  # another process's view: from the files
+    assert healed["landed"] and any(r.startswith("links:") for r in healed["restored"]), healed
+    _healed(linked)
+
+
+def test_sigint_during_the_partition_heals_it(linked: Sandbox, tmp_path: Path) -> None:
+    primary = linked.primary()
+    assert primary is not None
+    exp = yaml.safe_load((EXPERIMENTS / "region-partition.yaml").read_text())
+    exp["method"][0]["provider"]["arguments"]["region"] = primary
+    for ext in exp["extensions"]:
+        if ext["name"] == "drillbit":
+            ext.update(baseline_s=5, cooldown_s=5)
+    path = tmp_path / "exp" / "region-partition.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(exp, sort_keys=False))
+    out = tmp_path / "runs"
+    env = {**os.environ, "DRILL_STATE_DIR": str(linked.layout.state_dir)}
+    cmd = [sys.executable, "-m", "drillbit.cli", "run", str(path), "--out", str(out), "--plain"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not Network(linked).shaped():  # the cut is in force (its state file says so)
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
+            time.sleep(0.2)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(output[-3000:])
+    assert proc.returncode == 3, output[-3000:]
+    _healed(linked)
