@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> None:
                                   if a.expected and a.notified_s is not None)  # fmt: skip
                 print(f"run {i + 1}: exit {result.exit_code}; {shown or 'no expected alert'}"
                       f"{'; missing ' + ', '.join(m.alerts.missing) if m.alerts and m.alerts.missing else ''}")
+                if result.verdicts is not None:  # why a run did not PASS (the alert SLAs or another)
+                    for v in result.verdicts.verdicts:
+                        if v.verdict.value != "PASS":
+                            print(f"  {v.sla}: {v.verdict.value}: {v.reason}")
+                    for reason in result.verdicts.inconclusive_reasons:
+                        print(f"  drill: {reason}")
             wall = time.monotonic() - t0
             for name, pairs in sorted(latencies.items()):
                 notified = [n for _, n in pairs]

@@ -23,9 +23,10 @@ from drillbit.core.results import (
     VerdictSet,
     exit_code_for,
 )
+from drillbit.probes.alerts import alert_bound_s
 from drillbit.sla import Sla
 
-__all__ = ["AVAILABILITY_PHASES", "Reading", "alert_group_wait", "drill_problems", "evaluate"]
+__all__ = ["AVAILABILITY_PHASES", "Reading", "drill_problems", "evaluate"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
@@ -215,22 +216,17 @@ def _chain(a: AlertsMeasurement) -> str:
         return "?" if v is None else f"{v:g} s"
 
     fors = ", ".join(f"{n} {a.chain.for_s[n]:g} s" for n in a.expected if n in c.for_s) or "?"
-    wait = alert_group_wait(a)
-    bound = [v for v in (c.scrape_interval_s, c.evaluation_interval_s, wait) if v is not None]
-    known = (f"; beyond its for, an alert is late by at most {sum(bound) + 1:g} s (scrape + evaluation + group_wait "
-             "+ 1 s of delivery and clocks)") if len(bound) == 3 else ""  # fmt: skip
+    bounds = {n: alert_bound_s(c, n) for n in a.expected}
+    known = (f"; each expected alert is notified at most {max(bounds.values()):g} s after its condition became "
+             "true (for + scrape + evaluation + group_wait, or group_interval when its group already existed, "
+             "+ 1 s of delivery and clocks)") if bounds and not c.problems else ""  # fmt: skip
     doubt = f"; chain partly unknown: {'; '.join(c.problems)}" if c.problems else ""
+    severities = sorted({c.severity.get(n, "") for n in a.expected})
+    waits = ", ".join(f"{s or 'default'} {sec(c.group_wait_by_severity.get(s, c.group_wait_s))}/"
+                      f"{sec(c.group_interval_by_severity.get(s, c.group_interval_s))}" for s in severities) or "?"
     return (f"fault -> first firing notification at drillbit's receiver ({a.receiver}, {a.notifications} "
             f"notifications); chain: scrape {sec(c.scrape_interval_s)} + evaluation {sec(c.evaluation_interval_s)} "
-            f"+ for ({fors}) + group_wait {sec(wait)} + delivery{known}{doubt}")  # fmt: skip
-
-
-def alert_group_wait(a: AlertsMeasurement) -> float | None:
-    """The longest group_wait among the routes the expected alerts take (by their severity)."""
-    severities = {r.severity for r in a.alerts if r.expected and r.severity}
-    waits = [a.chain.group_wait_by_severity.get(s, a.chain.group_wait_s) for s in severities] or [a.chain.group_wait_s]
-    known = [w for w in waits if w is not None]
-    return max(known) if known else None
+            f"+ for ({fors}) + group_wait/group_interval ({waits}) + delivery{known}{doubt}")  # fmt: skip
 
 
 def _alerts(m: Measurements, sla: Sla) -> Reading:

@@ -342,6 +342,8 @@ class AlertChain(_Section):
     evaluation_interval_s: float | None = None
     group_wait_s: float | None = None  # the root route's
     group_wait_by_severity: dict[str, float] = Field(default_factory=dict)  # a child route on severity="X": its
+    group_interval_s: float | None = None  # the root route's (a group that still exists sends at its ticks)
+    group_interval_by_severity: dict[str, float] = Field(default_factory=dict)
     for_s: dict[str, float] = Field(default_factory=dict)  # alert name -> its rule's ``for`` (the longest)
     severity: dict[str, str] = Field(default_factory=dict)  # alert name -> its rule's severity label
     problems: list[str] = Field(default_factory=list)  # what could not be read, and why

@@ -11,7 +11,9 @@ labels, ``startsAt`` and ``endsAt``.
 The chain from a fault to a notification: the condition becomes true when the fault bites; the
 next scrape sees it (at most one scrape interval); the next rule evaluation (at most one
 evaluation interval) makes the alert pending, ``for`` later firing (Prometheus's ``startsAt``);
-Alertmanager waits ``group_wait`` for a new group, then delivers (loopback: milliseconds). The
+Alertmanager waits ``group_wait`` for a new group (a group that still exists, e.g. with a resolved
+alert of an earlier incident not yet delivered, sends at its next ``group_interval`` tick instead),
+then delivers (loopback: milliseconds). The
 receiver reads these settings from Prometheus and Alertmanager themselves at start
 (:class:`AlertChain`), so the report explains a latency with the monitoring's own figures. Both
 ends of each latency are on the drill's clock (the fault event, the arrival), and ``startsAt`` on
@@ -45,7 +47,8 @@ from drillbit.core.measurements import AlertChain, AlertRecord, AlertsMeasuremen
 from drillbit.core.rundir import EVENTS
 from drillbit.core.safeio import write_text
 
-__all__ = ["ALERTS_META", "AlertReceiver", "alert_bound_s", "analyze_alerts", "parse_duration", "read_chain"]
+__all__ = ["ALERTS_META", "AlertReceiver", "alert_bound_s", "analyze_alerts", "parse_duration", "read_chain",
+           "route_delay_s"]
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,10 @@ def _epoch(text: Any) -> float | None:
 _SEVERITY = re.compile(r"""^\s*severity\s*=\s*"?([^"]*)"?\s*$""")
 
 
-def _by_severity(route: dict[str, Any], root_wait: float) -> dict[str, float]:
-    """group_wait of each first-level route that matches one severity (``matchers: ['severity="critical"']``
-    or the older ``match: {severity: critical}``); a route without its own group_wait inherits the root's."""
+def _by_severity(route: dict[str, Any], key: str, root_value: float) -> dict[str, float]:
+    """``key`` (group_wait, group_interval) of each first-level route that matches one severity
+    (``matchers: ['severity="critical"']`` or the older ``match: {severity: critical}``); a route
+    without its own inherits the root's."""
     out: dict[str, float] = {}
     for child in route.get("routes") or []:
         if not isinstance(child, dict):
@@ -90,7 +94,7 @@ def _by_severity(route: dict[str, Any], root_wait: float) -> dict[str, float]:
         found = [m[1] for m in (_SEVERITY.match(str(x)) for x in child.get("matchers") or []) if m]
         found += [str(v) for k, v in (child.get("match") or {}).items() if k == "severity"]
         for severity in found:
-            out.setdefault(severity, parse_duration(str(child["group_wait"])) if "group_wait" in child else root_wait)
+            out.setdefault(severity, parse_duration(str(child[key])) if key in child else root_value)
     return out
 
 
@@ -120,9 +124,10 @@ def read_chain(prometheus_url: str | None, alertmanager_url: str | None, *, time
             try:
                 cfg = yaml.safe_load(client.get(f"{alertmanager_url}/api/v2/status").json()["config"]["original"])
                 route = cfg.get("route") or {}
-                root = parse_duration(str(route.get("group_wait", "30s")))  # Alertmanager's default
-                chain["group_wait_s"] = root
-                chain["group_wait_by_severity"] = _by_severity(route, root)
+                for key, default in (("group_wait", "30s"), ("group_interval", "5m")):  # Alertmanager's defaults
+                    root = parse_duration(str(route.get(key, default)))
+                    chain[f"{key}_s"] = root
+                    chain[f"{key}_by_severity"] = _by_severity(route, key, root)
             except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
                 chain["problems"].append(f"Alertmanager {alertmanager_url}: {type(err).__name__}: {err}")
         else:
@@ -256,11 +261,18 @@ def _expected(meta: dict[str, Any], facts: list[dict[str, Any]]) -> tuple[list[s
 
 def alert_bound_s(chain: AlertChain, name: str) -> float:
     """The longest an alert can take from a condition true at the fault to its notification: its
-    rule's for + a scrape + an evaluation + its route's group_wait + 1 s of delivery. Unknown parts
+    rule's for + a scrape + an evaluation + its route's grouping delay + 1 s of delivery. Unknown parts
     count as Prometheus's and Alertmanager's defaults (1 min scrape and evaluation, 30 s group_wait)."""
-    wait = chain.group_wait_by_severity.get(chain.severity.get(name, ""), chain.group_wait_s)
     return (chain.for_s.get(name, 0.0) + (chain.scrape_interval_s or 60.0) + (chain.evaluation_interval_s or 60.0)
-            + (30.0 if wait is None else wait) + 1.0)  # fmt: skip
+            + route_delay_s(chain, chain.severity.get(name)) + 1.0)  # fmt: skip
+
+
+def route_delay_s(chain: AlertChain, severity: str | None) -> float:
+    """The longest Alertmanager holds a firing alert of this severity: group_wait for a new group,
+    group_interval when its group still exists (an earlier incident's resolved alert not yet sent)."""
+    wait = chain.group_wait_by_severity.get(severity or "", chain.group_wait_s)
+    interval = chain.group_interval_by_severity.get(severity or "", chain.group_interval_s)
+    return max(30.0 if wait is None else wait, 0.0 if interval is None else interval)
 
 
 def analyze_alerts(events: list[dict[str, Any]], meta: dict[str, Any], *, fault_at: float,

@@ -198,9 +198,12 @@ def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold
     db = next(r for r in a.alerts if r.name == "DbPrimaryMissing")
     slack = chain.scrape_interval_s + chain.evaluation_interval_s + 1.0
     assert db.fired_s is not None and 10.0 <= db.fired_s <= 10.0 + slack, db
-    assert db.notified_s is not None and 10.0 + 5.0 <= db.notified_s <= 10.0 + 5.0 + slack, db
+    # Alertmanager holds it group_wait (5 s) in a new group, or until the group's next group_interval
+    # tick (10 s) when an earlier drill's group still exists
+    assert chain.group_interval_by_severity["critical"] == 10.0, chain
+    assert db.notified_s is not None and db.fired_s <= db.notified_s <= db.fired_s + 10.0 + 1.0, db
     api = next(r for r in a.alerts if r.name == "ApiDown")
-    assert api.notified_s is not None and 10.0 + 5.0 <= api.notified_s < 30, api
+    assert api.notified_s is not None and api.fired_s is not None and 10.0 <= api.fired_s <= api.notified_s < 30, api
     assert a.latency_s == max(db.notified_s, api.notified_s)
     for r in (db, api):  # Prometheus's own record of when each fired is the one drillbit measured
         truth = _fired_per_prometheus(sandbox_env, r.name, m.fault_at)
