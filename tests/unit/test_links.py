@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from drillbit.targets.sandbox import linkproxy
+from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.links import (
     LinkShape,
     LinkSpec,
@@ -26,6 +28,8 @@ from drillbit.targets.sandbox.links import (
     write_shapes,
     write_specs,
 )
+from drillbit.targets.sandbox.render import Ports, Secrets, app_dsn, circus_ini, link_specs, patroni_config
+from drillbit.targets.sandbox.topology import load_topology
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -132,3 +136,29 @@ def test_shapes_round_trip_and_partition_scope(tmp_path: Path) -> None:
     specs = [LinkSpec(f"{s}@{r}", s, r, 0, 0) for r in ("a", "b") for s in ("postgres", "restapi", "etcd")]
     names = {s.name for s in links_touching(specs, "a", ["a", "b"])}
     assert names == {"postgres@a", "restapi@a", "etcd@a", "postgres@b", "restapi@b"}  # not b's way to the witness
+
+
+def test_rendering_routes_the_cross_region_paths_through_the_links_and_nothing_else(tmp_path: Path) -> None:
+    """Patroni's connect addresses and etcd host go through the node's links (use_proxies: no
+    discovery around them); a region's replicas reach their own database directly, the other's
+    through its link; without links nothing changes."""
+    base = Ports(front_door=1, etcd_client=2, etcd_peer=3, postgres={"region-a": 10, "region-b": 11},
+                 restapi={"region-a": 20, "region-b": 21})  # fmt: skip
+    links = {f"{s}@{r}": p for p, (s, r) in enumerate(
+        [(s, r) for r in ("region-a", "region-b") for s in ("postgres", "restapi", "etcd")], start=100)}  # fmt: skip
+    ports = Ports(**{**base.__dict__, "links": links})
+    topo, layout, secrets = load_topology(), Layout(tmp_path), Secrets("s", "r", "a", "p")
+    cfg = yaml.safe_load(patroni_config(topo, "region-a", ports, secrets, layout, "x"))
+    assert cfg["postgresql"]["connect_address"] == "127.0.0.1:100" and cfg["postgresql"]["listen"] == "127.0.0.1:10"
+    assert cfg["restapi"]["connect_address"] == "127.0.0.1:101" and cfg["restapi"]["listen"] == "127.0.0.1:20"
+    assert cfg["etcd3"] == {"hosts": "127.0.0.1:102", "use_proxies": True}
+    assert "port=10,103 " in app_dsn(topo, ports, layout, region="region-a")  # own direct, region-b's via its link
+    assert "port=100,11 " in app_dsn(topo, ports, layout, region="region-b")
+    assert "port=10,11 " in app_dsn(topo, ports, layout)  # the observer's: direct
+    assert "linkproxy" in circus_ini(topo, ports, layout, "sbx", app_dsn(topo, ports, layout))
+    assert [(s.name, s.listen, s.upstream) for s in link_specs(topo, ports)][:3] == [
+        ("postgres@region-a", 100, 10), ("restapi@region-a", 101, 20), ("etcd@region-a", 102, 2)]  # fmt: skip
+    plain = yaml.safe_load(patroni_config(topo, "region-a", base, secrets, layout, "x"))
+    assert plain["etcd3"] == {"hosts": "127.0.0.1:2"} and plain["postgresql"]["connect_address"] == "127.0.0.1:10"
+    assert "linkproxy" not in circus_ini(topo, base, layout, "sbx", app_dsn(topo, base, layout))
+    assert link_specs(topo, base) == []
