@@ -4,12 +4,13 @@ every request it receives and answers as Grafana does."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.quiet_servers import serve
 
 __all__ = ["Recorder", "recording_grafana"]
 
@@ -42,9 +43,7 @@ def recording_grafana() -> Iterator[Recorder]:
         def log_message(self, format: str, *args: object) -> None:  # quiet
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread = serve(Handler)
     recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         yield recorder

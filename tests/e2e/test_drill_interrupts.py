@@ -132,8 +132,15 @@ def test_sigterm_while_a_region_is_lost_restores_it(sandbox_env: Sandbox, tmp_pa
 
 
 def test_sigint_during_recovery_still_heals_the_lost_database_node(sandbox_env: Sandbox, tmp_path: Path) -> None:
+    """The db-failover drill as shipped up to its recovery: the primary's node lost, the other promoted
+    (its RTO and RPO against ground truth: the region-loss e2e, which loses the primary too), then
+    SIGINT: the lost node is restored all the same."""
+    old = sandbox_env.primary()
     code, output, run_dir = _interrupt(sandbox_env, tmp_path, "db-failover", _phase("recovery"), signal.SIGINT)
     assert code == 3
+    events = read_events(run_dir / "events.jsonl")
+    (fault,) = [e for e in events if e["kind"] == "fault.result" and e.get("role") == "fault"]
+    assert fault["output"]["old_primary"] == old and fault["output"]["new_primary"] not in (None, old), fault
     _assert_clean(sandbox_env, run_dir, output)
 
 

@@ -236,18 +236,6 @@ def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold
     assert "DbPrimaryMisnamed never fired" in (verdicts["alert_latency"].reason or "")
 
 
-def test_db_failover_drill_measures_rto_and_rpo(sandbox_env: Sandbox, tmp_path: Path) -> None:
-    old = sandbox_env.primary()
-    result = _drill(sandbox_env, _plan("db-failover"), tmp_path)
-    m = _measurements(result)
-    assert m.faults[0].landed and m.faults[0].detail["old_primary"] == old
-    assert m.faults[0].detail["new_primary"] not in (None, old)
-    assert m.rto is not None and 10 < m.rto.rto_s < 60, m.rto  # the leader lease
-    assert m.rpo is not None and m.rpo.lost_seqs == _lost_by_the_database(result, sandbox_env)
-    assert _verdict(result, "rpo").measured == m.rpo.window_s
-    _assert_whole(sandbox_env)
-
-
 def test_a_fault_that_cannot_land_makes_the_drill_inconclusive_exit_3(sandbox_env: Sandbox, tmp_path: Path) -> None:
     plan = _with_arguments(_plan("pod-kill", max_recovery_s=10, baseline_s=2.0, cooldown_s=2.0), 0, count=99)
     exp = {**plan.experiment, "method": plan.experiment["method"][:1]}  # more replicas than there are
@@ -286,8 +274,8 @@ def test_load_spike_drill_scales_out_and_reports_the_reaction_time(sandbox_env: 
     decisions = sandbox_env.layout.logs / "autoscaler.jsonl"
     seen = len(decisions.read_text().splitlines()) if decisions.exists() else 0
     try:
-        # a 30 s spike rather than the shipped 60 s: the first new replica comes within seconds
-        result = _drill(sandbox_env, _with_arguments(_plan("load-spike"), 0, duration=30), tmp_path)
+        # a 20 s spike rather than the shipped 60 s: the first new replica comes within seconds
+        result = _drill(sandbox_env, _with_arguments(_plan("load-spike"), 0, duration=20), tmp_path)
         m = _measurements(result)
         assert m.faults[0].landed, m.faults
         assert m.autoscaling is not None, m.unmeasured

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from drillbit.targets.sandbox.sandbox import Sandbox
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,12 +79,21 @@ def test_outside_the_checkout_drillbit_imports_from_the_wheel_and_generic_names_
         assert _run(["python", "-c", f"import {name}"], work, env).returncode != 0, name
 
 
-def test_drill_init_then_a_pod_kill_drill_passes_and_its_report_is_sealed(user: tuple[Path, dict[str, str]]) -> None:
+def test_drill_init_then_a_pod_kill_drill_passes_and_its_report_is_sealed(
+    user: tuple[Path, dict[str, str]], sandbox_env: Sandbox
+) -> None:
+    """The installed wheel drills the session's sandbox (its own cold start and stop are the next
+    test's), with the demo's pod-kill at 5 s baseline and cool-down as the other e2e drills."""
     work, env = user
     init = _run(["drill", "init", "demo"], work, env)
     assert init.returncode == 0, init.stderr
     demo = work / "demo"
-    drill = _run(["drill", "run", "experiments/pod-kill.yaml", "--env", "sandbox", "--plain"], demo, env, timeout=600)
+    experiment = demo / "experiments" / "pod-kill.yaml"
+    experiment.write_text(experiment.read_text().replace("baseline_s: 10", "baseline_s: 5").replace(
+        "cooldown_s: 10", "cooldown_s: 5"))  # fmt: skip
+    shared = {**env, "DRILL_STATE_DIR": str(sandbox_env.layout.state_dir)}
+    drill = _run(["drill", "run", "experiments/pod-kill.yaml", "--env", "sandbox", "--plain"], demo, shared,
+                 timeout=600)  # fmt: skip
     runs = sorted((demo / "runs").glob("*-pod-kill"))
     assert runs, drill.stderr[-3000:]
     load = json.loads((runs[-1] / "load.json").read_text())

@@ -34,6 +34,7 @@ from drillbit.core.results import RUN, RunInfo, RunStatus, read_model
 from drillbit.plan import load_plan
 from drillbit.runner import RunOptions, run_drill
 from drillbit.targets.aws import AwsSpec, AwsTarget
+from tests.quiet_servers import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
@@ -118,9 +119,7 @@ class _Api(BaseHTTPRequestHandler):
 
 
 def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, _ = serve(handler)  # quiet: it lives all session, beside other tests' output checks
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 

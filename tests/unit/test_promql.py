@@ -18,9 +18,10 @@ import pytest
 import yaml
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.experiment import run_experiment
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from drillbit.probes.promql import promql_figures, query_range_figures, query_value, query_within
+from tests.quiet_servers import serve_wsgi
 
 PROMETHEUS = "/usr/bin/prometheus"
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +75,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     orders.labels("error").inc(ORDERS_ERROR)
     latency = Histogram("sut_http_request_duration_seconds", "request latency", ["route", "method", "status"],
                         registry=registry, buckets=(0.001, 0.005, 0.01, 0.1, 1.0))  # fmt: skip
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    server, thread = serve_wsgi(make_wsgi_app(registry))  # quiet: Prometheus scrapes it all session long
     exporter = f"127.0.0.1:{server.server_address[1]}"
     stop = threading.Event()
 
