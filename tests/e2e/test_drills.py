@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
-import psycopg
 import pytest
 import yaml
 
 from drillbit.analysis import analyze
 from drillbit.core.events import read_events
 from drillbit.core.results import MEASUREMENTS, RUN, VERDICTS, Measurements, Outcome, RunInfo, RunStatus, read_model
-from drillbit.core.rundir import HEARTBEAT
 from drillbit.manifests import render
 from drillbit.plan import DrillPlan, load_plan
 from drillbit.probes.alerts import ALERTS_META
@@ -33,6 +30,7 @@ from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox
 from drillbit.verdicts import evaluate
+from tests.e2e.rpo_truth import lost_by_the_database
 from tests.grafana_fake import recording_grafana
 
 pytestmark = pytest.mark.slow
@@ -85,18 +83,6 @@ def _passed(result: DrillResult) -> bool:
 
 def _assert_whole(sandbox: Sandbox) -> None:
     assert SandboxTarget(sandbox).whole(), sandbox.status()
-
-
-def _lost_by_the_database(result: DrillResult, sandbox: Sandbox) -> list[int]:
-    """Ground truth for RPO, without the analyzer: acknowledged heartbeat orders absent from the orders table."""
-    beats = pd.read_parquet(result.run_dir / HEARTBEAT)
-    acked = set(beats.loc[beats["outcome"] == "acked", "seq"].astype(int))
-    run_id = json.loads((result.run_dir / "samples" / "heartbeat.json").read_text())["run_id"]
-    prefix = f"hb-{run_id}-"
-    with psycopg.connect(sandbox.dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT client_order_id FROM orders WHERE starts_with(client_order_id, %s)", (prefix,))
-        present = {int(r[0][len(prefix):]) for r in rows}
-    return sorted(acked - present)
 
 
 def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(
@@ -186,7 +172,7 @@ def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold
     assert m.faults[0].landed and m.faults[0].detail["primary_lost"] is True, m.faults
     assert m.rto is not None and m.rto.recovered and 10 < m.rto.rto_s < 60, m.rto
     assert m.rpo is not None
-    assert m.rpo.lost_seqs == _lost_by_the_database(result, sandbox_env)
+    assert m.rpo.lost_seqs == lost_by_the_database(result, sandbox_env.dsn)
     assert _verdict(result, "region_failover").measured == pytest.approx(m.rto.rto_s)
     a = m.alerts
     assert a is not None, m.unmeasured

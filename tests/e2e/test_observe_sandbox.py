@@ -11,7 +11,7 @@ from drillbit.core.results import MEASUREMENTS, Measurements, read_model
 from drillbit.observe import ObserveOptions, observe
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox
-from tests.e2e.test_drills import _lost_by_the_database
+from tests.e2e.rpo_truth import lost_by_the_database
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def test_observing_a_manual_primary_kill_measures_rto_and_reads_the_heartbeat_ba
     assert m.rto is not None and m.rto.recovered and 0.5 < m.rto.rto_s < 60, m.rto
     assert m.rpo is not None, m.unmeasured
     assert m.rpo.writes > 20
-    assert m.rpo.lost_seqs == _lost_by_the_database(result, sandbox_env)
+    assert m.rpo.lost_seqs == lost_by_the_database(result, sandbox_env.dsn)
     assert m.replicas is not None
     SandboxTarget(sandbox_env).heal()
     assert SandboxTarget(sandbox_env).whole()

@@ -19,13 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import psycopg
 import pytest
 import yaml
 
 from drillbit.core.results import MEASUREMENTS, Measurements, read_model
-from drillbit.core.rundir import HEARTBEAT
 from drillbit.plan import DrillPlan, load_plan
 from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.sandbox import loopback, sandbox
@@ -34,6 +31,7 @@ from drillbit.targets.sandbox.links import probe, read_specs
 from drillbit.targets.sandbox.network import Network
 from drillbit.targets.sandbox.render import RESTAPI_USER
 from drillbit.targets.sandbox.sandbox import Sandbox
+from tests.e2e.rpo_truth import lost_by_the_database
 
 pytestmark = pytest.mark.slow
 
@@ -65,18 +63,6 @@ def _plan(region: str) -> DrillPlan:
     exp["method"][0]["provider"]["arguments"]["region"] = region  # the primary's region, whichever it is now
     plan = dataclasses.replace(plan, experiment=exp)
     return dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 5.0, "cooldown_s": 5.0}))
-
-
-def _lost_by_the_database(result: DrillResult, sb: Sandbox) -> list[int]:
-    """Acknowledged heartbeat orders absent from the orders table (as tests/e2e/test_drills.py reads it)."""
-    beats = pd.read_parquet(result.run_dir / HEARTBEAT)
-    acked = set(beats.loc[beats["outcome"] == "acked", "seq"].astype(int))
-    run_id = json.loads((result.run_dir / "samples" / "heartbeat.json").read_text())["run_id"]
-    prefix = f"hb-{run_id}-"
-    with psycopg.connect(sb.dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT client_order_id FROM orders WHERE starts_with(client_order_id, %s)", (prefix,))
-        present = {int(r[0][len(prefix) :]) for r in rows}
-    return sorted(acked - present)
 
 
 class _CutWatcher:
@@ -130,7 +116,7 @@ def _check(sb: Sandbox, result: DrillResult, m: Measurements, refused: set[str],
     assert d["new_primary"] not in (None, d["region"]), d
     _healed(sb)
     assert m.rpo is not None, m.unmeasured
-    truth = _lost_by_the_database(result, sb)
+    truth = lost_by_the_database(result, sb.dsn)
     assert m.rpo.lost_seqs == truth, (m.rpo, truth)
     figures = {"lost": m.rpo.lost, "lost_after_fault": m.rpo.lost_after_fault, "split_brain": m.rpo.split_brain,
                "indeterminate": m.rpo.indeterminate, "demoted_after_s": d["demoted_after_s"],
