@@ -143,7 +143,25 @@ def _rto(m: Measurements, sla: Sla) -> Reading:
     if sla.metric == "detect_s" and r.detect_s is None:
         return Reading(None, how, "no probe failed after the fault: nothing to detect")
     value = {"rto_s": r.rto_s, "detect_s": r.detect_s, "downtime_s": r.downtime_s}[sla.metric]
-    return Reading(value, how, doubt=r.coverage_problem)
+    doubts = [r.coverage_problem] if r.coverage_problem else []
+    if sla.metric == "downtime_s":
+        bound = r.downtime_error_bound_s
+        how += f"; downtime error bound {'unknown' if bound is None else f'±{bound:.3f} s'}"
+        if bound is None and value is not None and _OPS[sla.op](value, sla.target):
+            doubts.append(f"the downtime {value:.3f} s has no error bound (an outage still open when the samples "
+                          "ended, or too few probes): it is a floor")  # fmt: skip
+    else:
+        bound = r.error_bound_s if sla.metric == "rto_s" else None
+    if value is not None and bound is not None and math.isfinite(bound) and _straddles(sla, value, bound):
+        doubts.append(f"{value:.3f} s ± {bound:.3f} s straddles the target {sla.op} {sla.target:g} s: the truth may "
+                      "breach it (sample more often)")  # fmt: skip
+    return Reading(value, how, doubt="; ".join(doubts) or None)
+
+
+def _straddles(sla: Sla, value: float, bound: float) -> bool:
+    """The estimate meets the target but somewhere within its error bound the truth would not."""
+    check = _OPS[sla.op]
+    return check(value, sla.target) and not (check(value - bound, sla.target) and check(value + bound, sla.target))
 
 
 def _rpo(m: Measurements, sla: Sla) -> Reading:

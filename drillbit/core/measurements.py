@@ -83,6 +83,7 @@ class RtoOutage(_Section):
     end_s: float
     length_s: float
     failed_probes: int
+    error_s: float | None = None  # |length_s - truth| <= this; None: still failing at the end (or an older run)
 
 
 class FaultRto(_Section):
@@ -111,6 +112,7 @@ class RtoMeasurement(_Section):
     detect_s: float | None
     downtime_s: float
     outages: list[RtoOutage]
+    downtime_error_bound_s: float | None = None  # |downtime_s - truth| <= this; None: open-ended (or an older run)
     failed_probes: int
     probes: int
     interval_s: NanFloat

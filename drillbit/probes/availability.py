@@ -206,14 +206,15 @@ class Outage:
     start: float
     end: float
     failed_probes: int
+    error_s: float | None  # |length_s - truth| <= this; None: still failing at the last observation (a floor)
 
     @property
     def length_s(self) -> float:
         return max(0.0, self.end - self.start)
 
-    def to_dict(self, fault_at: float) -> dict[str, float | int]:
+    def to_dict(self, fault_at: float) -> dict[str, float | int | None]:
         return {"start": self.start, "end": self.end, "start_s": self.start - fault_at, "end_s": self.end - fault_at,
-                "length_s": self.length_s, "failed_probes": self.failed_probes}  # fmt: skip
+                "length_s": self.length_s, "failed_probes": self.failed_probes, "error_s": self.error_s}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ class RtoResult:
     recovered_at: float | None
     detect_s: float | None  # None when no probe failed after the fault
     downtime_s: float  # the sum of the outages' lengths
+    downtime_error_bound_s: float | None  # |downtime_s - truth| <= this; None: no bound (the last outage is open)
     outages: list[dict[str, float | int]]  # every failing run after the fault: Outage.to_dict
     failed_probes: int
     probes: int
@@ -322,12 +324,13 @@ def analyze_rto(
     step = interval if interval is not None else float(np.median(np.diff(np.sort(all_t)))) if len(all_t) > 1 \
         else math.nan  # fmt: skip
     bad = np.flatnonzero(~g)
-    outages = _outages(k, g, sent, fault_at, obs.prev_key)
+    outages = _outages(k, g, sent, fault_at, obs.prev_key, obs.precision)
     common: dict[str, Any] = {
         "fault_at": fault_at, "probes": int(k.size), "interval_s": step, "stability_window_s": stability_window,
         "max_error_rate": max_error_rate, "slow_after_s": slow, "timeout_s": timeout, "until": until,
         "observed_until_s": float(k[-1] - fault_at), "failed_probes": int(bad.size),
         "downtime_s": sum(o.length_s for o in outages), "outages": [o.to_dict(fault_at) for o in outages],
+        "downtime_error_bound_s": _downtime_bound(outages, step),
         "first_failed_at": float(sent[bad].min()) if bad.size else None,
         "method": (f"synthetic transaction every {step * 1000:.0f} ms; good = 2xx within {slow:g} s; recovery = "
                    f"midway between the last failure and the first good observation (by evidence time) of the "
@@ -372,7 +375,9 @@ def _last_stable_run(k: np.ndarray, good: np.ndarray, after: int, window: float,
     return int(candidates[0])
 
 
-def _outages(k: np.ndarray, good: np.ndarray, sent: np.ndarray, fault_at: float, prev_key: float) -> list[Outage]:
+def _outages(
+    k: np.ndarray, good: np.ndarray, sent: np.ndarray, fault_at: float, prev_key: float, precision: float
+) -> list[Outage]:
     """Every failing run (in evidence order) with its estimated extent; see the module docstring."""
     bad = (~good).astype(np.int8)
     edges = np.diff(np.concatenate([[0], bad, [0]]))
@@ -383,10 +388,27 @@ def _outages(k: np.ndarray, good: np.ndarray, sent: np.ndarray, fault_at: float,
         before = float(k[a - 1]) if a > 0 else prev_key
         earliest = float(sent[a : b + 1].min())  # a failing request shows the service failing from its send
         begin = max(fault_at, prev_end, (before + earliest) / 2 if before < earliest else earliest)
-        end = (float(k[b]) + float(k[b + 1])) / 2 if b + 1 < k.size else float(k[b])
-        out.append(Outage(start=begin, end=max(begin, end), failed_probes=int(b - a + 1)))
+        # the true start lies in [the last good evidence, the first failed send]; the true end in
+        # [the last failure, the next good evidence]; each edge also up to a round trip off
+        # (an outage after the fault starts no earlier than the fault, nor than the previous one's end)
+        start_err = max(begin - min(max(before, fault_at, prev_end), begin), earliest - begin, 0.0) + precision
+        if b + 1 < k.size:
+            end = (float(k[b]) + float(k[b + 1])) / 2
+            error: float | None = start_err + (float(k[b + 1]) - float(k[b])) / 2 + precision
+        else:
+            end, error = float(k[b]), None
+        out.append(Outage(start=begin, end=max(begin, end), failed_probes=int(b - a + 1), error_s=error))
         prev_end = max(prev_end, end)
     return out
+
+
+def _downtime_bound(outages: list[Outage], step: float) -> float | None:
+    """|downtime_s - truth| <= this: the outages' edge errors added up; with none, one sampling interval
+    (a shorter outage can fall between probes). None: no bound (an outage still open, too few probes)."""
+    if not outages:
+        return step if math.isfinite(step) else None
+    errors = [o.error_s for o in outages]
+    return None if None in errors else float(sum(e for e in errors if e is not None))
 
 
 def failing_since(samples: pd.DataFrame, at: float, window: float) -> float | None:

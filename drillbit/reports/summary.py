@@ -83,6 +83,7 @@ class MeasurementSummary(_Model):
     rto_recovered: bool | None = None
     detect_s: float | None = None
     downtime_s: float | None = None
+    downtime_error_bound_s: float | None = None  # |downtime_s - truth| <= this; None: no bound (or not measured)
     outages: list[RtoOutage] = Field(default_factory=list)  # every failing run after the fault (sum: downtime_s)
     rpo_lost: int | None = None
     rpo_window_s: float | None = None
@@ -175,6 +176,7 @@ def _measurements(m: Measurements) -> MeasurementSummary:
         fault_at=m.fault_at, rto_s=_finite(rto.rto_s) if rto else None,
         rto_error_bound_s=_finite(rto.error_bound_s) if rto else None, rto_recovered=rto.recovered if rto else None,
         detect_s=_finite(rto.detect_s) if rto else None, downtime_s=_finite(rto.downtime_s) if rto else None,
+        downtime_error_bound_s=rto.downtime_error_bound_s if rto else None,
         outages=list(rto.outages) if rto else [],
         rpo_lost=rpo.lost if rpo else None, rpo_window_s=_finite(rpo.window_s) if rpo else None,
         rpo_indeterminate=rpo.indeterminate if rpo else None, rpo_duplicates=len(rpo.duplicates) if rpo else None,

@@ -4,7 +4,8 @@ Truth: drillbit.testing.groundtruth (its own process, loopback) fails (503) or f
 until the window ends) for exactly D seconds and reports the window in its own clock. The
 sampler probes it every 100 ms; the fault time given to the analyzer is the true outage start
 (written as the run's ``fault.inject`` event, read back by the Chaos Toolkit probe function).
-Requirement: |measured RTO - D| <= max(100 ms, one sampling interval), and the stated bounds hold.
+Requirement: |measured RTO - D| <= max(100 ms, one sampling interval), and the stated bounds hold
+(the RTO's and the downtime's: measured - truth within the bound the report states).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def test_rto_of_a_fail_fast_outage(groundtruth: GroundTruth, tmp_path: Path, dur
     report, truth = measure(groundtruth, tmp_path, "fail", duration, window=1.0)
     check(report, truth)
     assert report["detect_s"] <= INTERVAL + SLACK
-    assert abs(report["downtime_s"] - truth) <= INTERVAL
+    # each edge of the outage is a midpoint between probes: half an interval off at most, each end
+    assert abs(report["downtime_s"] - truth) <= report["downtime_error_bound_s"] + SLACK, report
+    assert report["downtime_error_bound_s"] <= INTERVAL + 2 * SLACK, report
     assert report["failed_probes"] == pytest.approx(truth / INTERVAL, abs=2)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from drillbit.core.results import (
     ExperimentMeasurement,
     Fault,
@@ -142,3 +144,26 @@ def test_an_unknown_generator_state_makes_latency_inconclusive() -> None:
     result = evaluate(_measurements(saturated=None), {"rto": RTO, "p95": P95})
     rto, p95 = result.verdicts
     assert rto.verdict is Outcome.PASS and p95.verdict is Outcome.INCONCLUSIVE
+
+
+def test_an_rto_whose_error_bound_straddles_the_target_is_inconclusive_never_pass() -> None:
+    """899.95 s ± 0.1 s against < 900 s: the estimate passes, the truth may not."""
+    rto = _rto(899.95).model_copy(update={"error_bound_s": 0.1})
+    verdict = evaluate(_measurements().model_copy(update={"rto": rto}), {"rto": RTO}).verdicts[0]
+    assert verdict.verdict is Outcome.INCONCLUSIVE and "straddles the target < 900 s" in (verdict.reason or "")
+    clear = _rto(899.85).model_copy(update={"error_bound_s": 0.1})
+    assert evaluate(_measurements().model_copy(update={"rto": clear}), {"rto": RTO}).verdicts[0].verdict is Outcome.PASS
+
+
+NO_OUTAGE = Sla(metric="downtime_s", op="<", target=0.5, requirement="R1.5", text="downtime < 0.5 s")
+
+
+@pytest.mark.parametrize(("downtime", "bound", "outcome"), [
+    (0.3, 0.12, Outcome.PASS), (0.42, 0.12, Outcome.INCONCLUSIVE), (0.55, 0.12, Outcome.FAIL),
+    (0.3, None, Outcome.INCONCLUSIVE), (0.6, None, Outcome.FAIL),
+])  # fmt: skip
+def test_downtime_is_judged_with_its_stated_error_bound(downtime: float, bound: float | None, outcome: Outcome) -> None:
+    """Within the bound of the target: INCONCLUSIVE; no bound (an outage still open): a floor, FAIL if it breaches."""
+    rto = _rto(3.0).model_copy(update={"downtime_s": downtime, "downtime_error_bound_s": bound})
+    verdict = evaluate(_measurements().model_copy(update={"rto": rto}), {"no_outage": NO_OUTAGE}).verdicts[0]
+    assert verdict.verdict is outcome, verdict
