@@ -11,6 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHECKOV := .tools/checkov/bin/checkov
 
 $(STAMP): pyproject.toml
+	@command -v pg_config >/dev/null || { echo "make: pg_config not found: barman (the sandbox's backups) builds psycopg2 against libpq; install it: apt-get install libpq-dev" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

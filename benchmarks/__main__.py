@@ -7,6 +7,7 @@ from benchmarks import (
     drill,
     generator,
     kube_watch_latency,
+    pitr,
     plugin_overhead,
     reports,
     samplers,
@@ -15,6 +16,6 @@ from benchmarks import (
 
 if __name__ == "__main__":
     for bench in (sandbox, drill, accuracy, generator, analyzers, reports, samplers, kube_watch_latency,
-                  plugin_overhead, alerts):  # fmt: skip
+                  plugin_overhead, alerts, pitr):  # fmt: skip
         print(f"\n== {bench.__name__} ==", flush=True)
         bench.main()

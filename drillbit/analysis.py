@@ -36,6 +36,7 @@ from drillbit.core.results import (
     LatencyMeasurement,
     LoadMeasurement,
     Measurements,
+    PitrMeasurement,
     PromqlMeasurement,
     ReplicasMeasurement,
     RpoMeasurement,
@@ -50,6 +51,7 @@ from drillbit.core.rundir import (
     HEARTBEAT,
     HEARTBEAT_SCHEMA,
     LOAD_META,
+    PITR,
     REPLICAS,
     REPLICAS_SCHEMA,
     REQUESTS_DIR,
@@ -67,6 +69,7 @@ from drillbit.probes.availability import (
 from drillbit.probes.coverage import coverage
 from drillbit.probes.integrity import analyze_integrity
 from drillbit.probes.latency import analyze_latency, analyze_run, load_requests, phases_of
+from drillbit.probes.pitr import analyze_pitr
 from drillbit.probes.promql import PROMQL_SAMPLES
 from drillbit.probes.replicas import load_replicas
 from drillbit.probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
@@ -97,6 +100,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "spike": SpikeMeasurement, "experiment": ExperimentMeasurement, "alerts": AlertsMeasurement,
     "promql": PromqlMeasurement,
     "integrity": IntegrityMeasurement,
+    "pitr": PitrMeasurement,
 }  # fmt: skip
 
 
@@ -326,6 +330,10 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         s.run("spike", _spike, run_dir, events, phases)
     s.run("experiment", _journal_summary, run_dir)
     s.run("integrity", analyze_integrity, run_dir)
+    if (run_dir / PITR).exists():
+        s.run("pitr", analyze_pitr, run_dir, faults)
+    else:
+        s.unmeasured["pitr"] = "no point-in-time restore in this drill (drillbit.faults.restore_to_point)"
     _alerts(run_dir, events, fault_at, s, faults)
     _promql(run_dir, s)
     return Measurements(
@@ -343,6 +351,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         alerts=s.values.get("alerts"),
         promql=s.values.get("promql"),
         integrity=s.values.get("integrity"),
+        pitr=s.values.get("pitr"),
         load=_load(run_dir, s),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,

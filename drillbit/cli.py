@@ -80,9 +80,15 @@ def env_up(
         "--with-monitoring/--without-monitoring",
         help="The sandbox with real Prometheus and Alertmanager (infra/monitoring); default: as the topology says.",
     )] = None,
+    with_backups: Annotated[bool | None, typer.Option(
+        "--with-backups/--without-backups",
+        help="The sandbox archiving its WAL and base backups to an S3 bucket on loopback (pitr-restore); "
+             "default: as the topology says.",
+    )] = None,
 ) -> None:
     """Start the environment (cleans up a stale one first)."""
-    target = targets.env_up(env, state_dir=state_dir, report=_say, topology=topology, monitoring=with_monitoring)
+    target = targets.env_up(env, state_dir=state_dir, report=_say, topology=topology, monitoring=with_monitoring,
+                            backups=with_backups)  # fmt: skip
     _print_json({"target": target.name, "kind": target.kind, **target.fingerprint(),
                  "api_url": target.endpoints().api_url, "primary": target.primary_region()})  # fmt: skip
 

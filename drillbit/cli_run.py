@@ -10,6 +10,7 @@ import typer
 
 from drillbit.core.errors import ConfigError, DrillError, EnvironmentFailure
 from drillbit.core.results import AuditFields, RunStatus, VerdictSet
+from drillbit.faults import needs_backups
 from drillbit.ledger import state_root
 from drillbit.plan import load_plan, region_problems
 from drillbit.runner import DrillResult, RunOptions, bring_up, run_drill
@@ -149,8 +150,10 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"  {line}")
             _server_dry_run(env, state_dir)
             return
+        backups = True if target.kind.name == "sandbox" and any(needs_backups(p.experiment) for p in plans) else None
         options = RunOptions(env=env, out=out, state_dir=state_dir, topology=topology,
-                             monitoring=True if with_monitoring else None, keep=keep or len(plans) > 1,
+                             monitoring=True if with_monitoring else None, backups=backups,
+                             keep=keep or len(plans) > 1,
                              operator=operator, tty=False if plain else None, say=_say,
                              audit=AuditFields(scope=scope, objectives=objectives, participants=participant or [],
                                                approver=approver))  # fmt: skip

@@ -20,6 +20,7 @@ switch (a Kubernetes Service whose selector names the live colour) has one; anot
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -31,8 +32,8 @@ import yaml
 
 from drillbit.core.clock import Clock
 from drillbit.core.errors import ConfigError
-from drillbit.core.events import EventLog
-from drillbit.core.rundir import EVENTS
+from drillbit.core.events import EventLog, read_events
+from drillbit.core.rundir import EVENTS, PITR
 from drillbit.core.safeio import write_text
 from drillbit.load.runner import start_load
 from drillbit.probes.latency import load_requests
@@ -43,21 +44,27 @@ __all__ = [
     "FAULTS",
     "await_service",
     "degrade_link",
+    "drop_orders",
     "fail_over_database",
+    "heal_data",
     "heal_links",
     "heal_target",
     "isolate_witness",
     "kill_replicas",
     "lose_region",
+    "mark_restore_point",
+    "needs_backups",
     "partition_region",
     "primary_region",
     "replicas",
     "restore_region",
+    "restore_to_point",
     "roll_out",
     "service_ready",
     "spike_load",
     "switch_traffic",
     "switch_traffic_back",
+    "take_backup",
     "target_whole",
 ]
 
@@ -67,10 +74,21 @@ Configuration = dict[str, Any] | None
 
 #: the functions that inject a fault (the control times them and checks ``landed``)
 FAULTS = frozenset({"kill_replicas", "lose_region", "fail_over_database", "roll_out", "spike_load",
-                    "switch_traffic", "partition_region", "degrade_link", "isolate_witness"})  # fmt: skip
+                    "switch_traffic", "partition_region", "degrade_link", "isolate_witness",
+                    "drop_orders"})  # fmt: skip
 #: the functions that undo one
-REVERTS = frozenset({"restore_region", "heal_target", "switch_traffic_back", "heal_links"})
+REVERTS = frozenset({"restore_region", "heal_target", "switch_traffic_back", "heal_links", "heal_data"})
 SPIKE_DIR = "spike"  # drillbit.probes.spike.SPIKE_DIR
+#: the functions that need a target with backups (the sandbox brings itself up with them for such a drill)
+BACKUP_ACTIONS = frozenset({"take_backup", "mark_restore_point", "drop_orders", "restore_to_point", "heal_data"})
+
+
+def needs_backups(experiment: dict[str, Any]) -> bool:
+    """Whether an experiment calls a point-in-time recovery action of this module."""
+    activities = [*(experiment.get("method") or []), *(experiment.get("rollbacks") or [])]
+    return any((a.get("provider") or {}).get("module") == __name__
+               and (a.get("provider") or {}).get("func") in BACKUP_ACTIONS
+               for a in activities if isinstance(a, dict))  # fmt: skip
 
 
 @runtime_checkable
@@ -94,6 +112,32 @@ class NetworkFaults(Protocol):
     def isolate_witness(self) -> dict[str, Any]: ...
 
     def heal_links(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class PointInTimeRecovery(Protocol):
+    """A target that backs its database up to a bucket and restores it to a point in time (the sandbox
+    with ``backups: {enabled: true}``: drillbit.targets.sandbox.pointintime)."""
+
+    def take_backup(self) -> dict[str, Any]: ...
+
+    def mark_restore_point(self, name: str) -> dict[str, Any]: ...
+
+    def drop_orders(self) -> dict[str, Any]: ...
+
+    def restore_to_point(self, target_time: float, run_id: str | None = None,
+                         margin_s: float = 5.0) -> dict[str, Any]: ...  # fmt: skip
+
+    def heal_data(self) -> dict[str, Any]: ...
+
+
+def _pitr(configuration: Configuration, action: str) -> PointInTimeRecovery:
+    target = _target(configuration)
+    if not isinstance(target, PointInTimeRecovery):
+        raise ConfigError(f"drillbit.faults.{action}", f"needs a target whose backups drillbit restores (the sandbox "
+                                                       f"with backups.enabled): {target.name!r} is a {target.kind} "
+                                                       f"target")  # fmt: skip
+    return target
 
 
 def _network(configuration: Configuration, fault: str) -> NetworkFaults:
@@ -262,6 +306,68 @@ def isolate_witness(configuration: Configuration = None) -> dict[str, Any]:
 def heal_links(configuration: Configuration = None) -> dict[str, Any]:
     """Rollback of the network faults: every link clear, then wait until the target is whole."""
     return _network(configuration, "heal_links").heal_links()
+
+
+def take_backup(configuration: Configuration = None) -> dict[str, Any]:
+    """A base backup of the primary to the target's bucket, while it serves (WAL archiving runs all along)."""
+    return _pitr(configuration, "take_backup").take_backup()
+
+
+def mark_restore_point(name: str = "drillbit", configuration: Configuration = None) -> dict[str, Any]:
+    """T, the point in time a later ``restore_to_point`` restores to (the database's clock; a named
+    restore point is created too). Recorded in the run's events as ``pitr.target``."""
+    result = _pitr(configuration, "mark_restore_point").mark_restore_point(name)
+    run_dir = _run_dir(configuration)
+    if run_dir is not None:
+        with EventLog(run_dir / EVENTS, Clock.from_env()) as events:
+            events.emit("pitr.target", t=result["target_time"], lsn=result.get("lsn"), name=name)
+    return result
+
+
+def drop_orders(configuration: Configuration = None) -> dict[str, Any]:
+    """The disaster of the pitr-restore drill: the orders table is gone for the application. Landed
+    when ``orders`` no longer resolves. Undo with ``heal_data`` (the rollback)."""
+    return _pitr(configuration, "drop_orders").drop_orders()
+
+
+def restore_to_point(margin_s: float = 5.0, configuration: Configuration = None) -> dict[str, Any]:
+    """Restore the database, into a fresh node, to the last ``mark_restore_point``'s T, and compare the
+    restored rows with the source's (those created before T - ``margin_s``: a transaction commits after
+    its rows' creation, at most the API's request timeout later); the evidence goes to
+    ``samples/pitr.json`` (judged by the pitr SLAs). A restore that fails is recorded, not raised: its
+    SLAs then say why."""
+    run_dir = _run_dir(configuration)
+    marks = [e for e in read_events(run_dir / EVENTS) if e.get("kind") == "pitr.target"] if run_dir else []
+    if not marks:
+        raise ConfigError("drillbit.faults.restore_to_point", "no restore point in this drill: call "
+                                                              "mark_restore_point before restore_to_point")  # fmt: skip
+    run_id = (configuration or {}).get("drillbit_run_id")
+    if margin_s < 0:
+        raise ConfigError("drillbit.faults.restore_to_point", "margin_s must be >= 0")
+    evidence = _pitr(configuration, "restore_to_point").restore_to_point(float(marks[-1]["t"]), run_id, margin_s)
+    assert run_dir is not None
+    write_text(run_dir / PITR, json.dumps(evidence, indent=2, default=str))
+    if evidence.get("served_at"):
+        with EventLog(run_dir / EVENTS, Clock.from_env()) as events:
+            backup = (evidence.get("backup") or {}).get("backup_id")
+            events.emit("pitr.restored", t=evidence["served_at"], backup=backup)
+    tables = evidence.get("tables") or {}
+    return {"restored": evidence["restored"], "error": evidence.get("error"),
+            "restore_s": (evidence["served_at"] - evidence["started_at"]) if evidence.get("served_at") else None,
+            "missing_rows": sum(t["missing_count"] for t in tables.values()),
+            "extra_rows": sum(t["extra_count"] for t in tables.values()),
+            "rows_after_target": sum(t["after_target_count"] for t in tables.values()),
+            "evidence": PITR}  # fmt: skip
+
+
+def heal_data(configuration: Configuration = None) -> dict[str, Any]:
+    """Rollback of ``drop_orders`` and ``restore_to_point``: the restored node stopped, the orders table put back."""
+    return _pitr(configuration, "heal_data").heal_data()
+
+
+def _run_dir(configuration: Configuration) -> Path | None:
+    raw = (configuration or {}).get("drillbit_run_dir")
+    return Path(raw) if raw else None
 
 
 def heal_target(configuration: Configuration = None) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class RunOptions:
     state_dir: Path | None = None
     topology: Path | None = None
     monitoring: bool | None = None  # the sandbox with Prometheus and Alertmanager (--with-monitoring)
+    backups: bool | None = None  # the sandbox with backups to a bucket (a drill that restores from them)
     keep: bool = False
     operator: str | None = None
     audit: AuditFields = field(default_factory=AuditFields)
@@ -197,7 +198,8 @@ class Drill:
         config = exp.setdefault("configuration", {})
         # the faults act on exactly the target the drill measures (its own state, never a default)
         config.update({"drillbit_target": self.target.name, "drillbit_run_dir": str(self.run_dir),
-                       "drillbit_state_dir": str(self.target.state_dir())})  # fmt: skip
+                       "drillbit_state_dir": str(self.target.state_dir()),
+                       "drillbit_run_id": self.session.run_id})  # fmt: skip
         exp.setdefault("controls", []).append(control_entry(self.run_dir / EVENTS))
         try:
             self.redactor = Redactor(secret_values(load_secrets(exp.get("secrets") or {}, config)))
@@ -279,9 +281,14 @@ def bring_up(options: RunOptions) -> bool:
         if running is not None and running.endpoints().alert_receiver is None:
             raise EnvironmentFailure(f"{options.env} is up without monitoring: `drill env down --env {options.env}`, "
                                      "then run again with --with-monitoring")  # fmt: skip
+        if options.backups and not getattr(resolve_target(options.env, state_dir=options.state_dir),
+                                           "backups_enabled", True):  # fmt: skip
+            raise EnvironmentFailure(f"{options.env} is up without backups, which this drill restores from: "
+                                     f"`drill env down --env {options.env}`, then `drill env up --env {options.env} "
+                                     "--with-backups` (or let the drill start it)")  # fmt: skip
         return False
     env_up(options.env, state_dir=options.state_dir, report=options.say, topology=options.topology,
-           monitoring=options.monitoring)  # fmt: skip
+           monitoring=options.monitoring, backups=options.backups)  # fmt: skip
     return True
 
 

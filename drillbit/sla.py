@@ -54,6 +54,13 @@ METRICS: dict[str, str] = {
     "promql_value": "value",  # a named PromQL query of the experiment (promql:), at the drill's end
     "promql_max": "value",  # its maximum over the drill
     "integrity_violations": "count",  # rows the trading-integrity checks found after recovery (probes/integrity.yaml)
+    # a point-in-time restore (restore_to_point; drillbit.probes.pitr)
+    "restore_time_s": "s",  # the disaster -> the restored node serving
+    "pitr_lost_writes": "count",  # heartbeat orders acknowledged before T, absent from the restored node
+    "pitr_overshoot": "count",  # heartbeat orders sent after T and rows created after T, present in it
+    "pitr_mismatched_rows": "count",  # orders/trades created before T - margin missing, differing or extra
+    "backup_age_s": "s",  # the disaster -> the end of the base backup restored
+    "wal_archive_age_s": "s",  # the newest archived WAL's age when the restore began
 }
 
 #: the phases a drill has (``all``: the whole run)

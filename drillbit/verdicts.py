@@ -296,6 +296,35 @@ def _promql(m: Measurements, sla: Sla) -> Reading:
     return Reading(value, how, figure.error or "not measured")
 
 
+def _pitr(m: Measurements, sla: Sla) -> Reading:
+    p = m.pitr
+    if p is None:
+        return Reading(None, "point-in-time restore", m.unmeasured.get("pitr", "not measured"))
+    how = (f"restore of base backup {p.backup_id or '?'} from {p.bucket or 'the bucket'} into a fresh node, "
+           f"recovery_target_time = T; rows compared with the source (created before T - {p.margin_s:g} s), heartbeat "
+           f"orders with the client's ledger ({p.heartbeat_acked_before_target} acknowledged before T)")  # fmt: skip
+    failed = None if p.restored else f"the restore did not produce a serving node: {p.error or 'no reason recorded'}"
+    if sla.metric == "restore_time_s":
+        if failed:
+            return Reading(None, how, failed, breach=failed)
+        return Reading(p.restore_time_s, how, "the drill had no disaster (drop_orders) to measure from")
+    if sla.metric in ("backup_age_s", "wal_archive_age_s"):
+        value = p.backup_age_s if sla.metric == "backup_age_s" else p.wal_archive_age_s
+        return Reading(value, how, "no base backup or archived WAL was found before the restore")
+    if failed:
+        return Reading(None, how, failed)
+    if sla.metric == "pitr_lost_writes":
+        doubt = None
+        if not p.heartbeat_acked_before_target:
+            doubt = "no heartbeat order was acknowledged before T: the ledger proves nothing"
+        elif p.archive_caught_up is False:
+            doubt = "the archive had not caught up when the restore began"
+        return Reading(None if p.lost_writes is None else float(p.lost_writes), how,
+                       "no heartbeat ledger to check the restore against", doubt=doubt)  # fmt: skip
+    value = p.overshoot if sla.metric == "pitr_overshoot" else p.mismatched_rows
+    return Reading(None if value is None else float(value), how, "not measured")
+
+
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "rto_s": _rto, "detect_s": _rto, "downtime_s": _rto, "rpo_s": _rpo, "lost_writes": _rpo,
     "p50_ms": _latency, "p95_ms": _latency, "p99_ms": _latency, "errors": _errors, "error_rate_percent": _errors,
@@ -304,6 +333,8 @@ _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "alert_latency_s": _alerts, "alerts_missing": _alerts, "unexpected_critical_alerts": _alerts,
     "promql_value": _promql, "promql_max": _promql,
     "integrity_violations": _integrity,
+    "restore_time_s": _pitr, "pitr_lost_writes": _pitr, "pitr_overshoot": _pitr, "pitr_mismatched_rows": _pitr,
+    "backup_age_s": _pitr, "wal_archive_age_s": _pitr,
 }  # fmt: skip
 
 

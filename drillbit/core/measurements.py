@@ -33,6 +33,8 @@ __all__ = [
     "LatencyStats",
     "LoadMeasurement",
     "NanFloat",
+    "PitrMeasurement",
+    "PitrTableDiff",
     "PromqlFigure",
     "PromqlMeasurement",
     "ReplicasMeasurement",
@@ -415,3 +417,47 @@ class IntegrityMeasurement(_Section):
     checks: list[IntegrityCheckResult]
     elapsed_s: float
     method: str
+
+
+class PitrTableDiff(_Section):
+    """One table of the restored node against the source (``drillbit.targets.sandbox.pointintime``)."""
+
+    compared: int  # source rows created before T - margin
+    restored_rows: int  # restored rows created before T - margin
+    missing_count: int  # compared rows absent from the restored node, or differing in a column they were created with
+    missing: list[int]  # their ids (the first few)
+    extra_count: int  # restored rows the source never had
+    extra: list[int]
+    after_target_count: int  # restored rows created after T (the restore went past its target)
+    after_target: list[int]
+
+
+class PitrMeasurement(_Section):
+    """A point-in-time restore (``drillbit.probes.pitr.analyze_pitr``); epoch seconds."""
+
+    target_time: float  # T
+    disaster_at: float | None  # the disaster's injection (drop_orders); None: the drill had none
+    restored: bool  # a node was restored and served; False: ``error`` says why
+    error: str | None
+    bucket: str | None
+    restore_time_s: float | None  # the disaster -> the restored node serving
+    download_s: float | None
+    replay_s: float | None
+    backup_id: str | None
+    backup_end_at: float | None
+    backup_age_s: float | None  # the disaster -> the end of the base backup restored
+    wal_archive_age_s: float | None  # how old the newest archived WAL was when the restore began
+    archive_caught_up: bool | None  # the WAL up to the restore's start reached the bucket before it restored
+    archive_catch_up_s: float | None
+    last_replayed_commit_at: float | None
+    margin_s: float
+    tables: dict[str, PitrTableDiff] = Field(default_factory=dict)
+    heartbeat_checked: bool = False
+    heartbeat_acked_before_target: int = 0
+    heartbeat_lost: int | None = None
+    heartbeat_lost_seqs: list[int] = Field(default_factory=list)
+    heartbeat_after_target_present: int | None = None
+    heartbeat_after_target_seqs: list[int] = Field(default_factory=list)
+    lost_writes: int | None  # acknowledged before T, absent after the restore (None: not restored, or no ledger)
+    overshoot: int | None  # heartbeat orders sent after T and rows created after T, present after the restore
+    mismatched_rows: int | None  # missing + extra rows created before T - margin

@@ -36,6 +36,7 @@ from drillbit.core.measurements import (
     LatencyMeasurement,
     LatencyStats,
     LoadMeasurement,
+    PitrMeasurement,
     PromqlMeasurement,
     ReplicasMeasurement,
     RpoMeasurement,
@@ -71,6 +72,7 @@ __all__ = [
     "ManifestsRecord",
     "Measurements",
     "Outcome",
+    "PitrMeasurement",
     "ReplicasMeasurement",
     "RpoMeasurement",
     "RtoMeasurement",
@@ -220,6 +222,7 @@ class Measurements(_Model):
     alerts: AlertsMeasurement | None = None  # alert latency, from the Alertmanager webhooks drillbit received
     promql: PromqlMeasurement | None = None  # the target's own Prometheus figures (the experiment's promql:)
     integrity: IntegrityMeasurement | None = None  # trading-integrity checks against the database after recovery
+    pitr: PitrMeasurement | None = None  # a point-in-time restore's figures (restore_to_point)
     coverage: dict[str, SamplerCoverage] = Field(default_factory=dict)  # sampler -> what it covered
     load: LoadMeasurement | None = None  # load.json
     experiment: ExperimentMeasurement | None = None  # journal status, deviated, steady state before/after

@@ -20,6 +20,7 @@ __all__ = [
     "HEARTBEAT_SCHEMA",
     "INTEGRITY",
     "LOAD_META",
+    "PITR",
     "REPLICAS",
     "REPLICAS_SCHEMA",
     "REQUESTS_DIR",
@@ -76,6 +77,10 @@ HEARTBEAT_READBACK_SCHEMA = pa.schema([("seq", pa.int64()), ("count", pa.int32()
 #: samples/integrity.json: the trading-integrity checks run against the database after recovery
 #: (drillbit.probes.integrity): each check's violating ids, or why the checker could not run
 INTEGRITY = "samples/integrity.json"
+
+#: samples/pitr.json: a point-in-time restore's evidence (drillbit.faults.restore_to_point): the target
+#: time, the archive and the base backup used, the restore's steps, and the restored rows against the source's
+PITR = "samples/pitr.json"
 
 #: samples/replicas.parquet: desired/ready replicas per region over time, and which replicas were
 #: ready (their identities, e.g. pids; null when the target cannot tell)

@@ -26,7 +26,7 @@ GATE = '''
 import pytest
 
 
-@pytest.mark.drill(experiment="pod-kill.yaml", baseline_s=5.0, cooldown_s=5.0)
+@pytest.mark.drill(experiment="pod-kill.yaml", baseline_s=3.0, cooldown_s=3.0)
 def test_pod_kill():
     """The body is not called: each SLA is a test."""
 '''
@@ -39,8 +39,8 @@ def _project(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
     init_project(project)
     (project / "tests" / "test_gate.py").write_text(GATE)
     shipped = project / "tests" / "resilience" / "test_gate.py"  # as shipped, with shorter windows (CI time)
-    text = shipped.read_text().replace('.yaml")', '.yaml", baseline_s=5.0, cooldown_s=5.0)')
-    assert text.count("baseline_s=5.0") == 3, text  # both markers and the fixture's run
+    text = shipped.read_text().replace('.yaml")', '.yaml", baseline_s=3.0, cooldown_s=3.0)')
+    assert text.count("baseline_s=3.0") == 3, text  # both markers and the fixture's run
     shipped.write_text(text)
     slas = yaml.safe_load((project / "experiments" / "slas.yaml").read_text())
     slas["slas"]["impossible_p95"] = {"metric": "p95_ms", "phases": ["baseline"], "op": "<", "target": 0.001,

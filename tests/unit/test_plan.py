@@ -107,7 +107,7 @@ def test_dry_run_prints_the_plan_and_injects_nothing(tmp_path: Path, capsys: pyt
 def test_a_suite_is_validated_whole_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--suite", "quarterly-dr", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.count("plan for") == 5
+    assert out.count("plan for") == 6
 
 
 def test_an_unknown_suite_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

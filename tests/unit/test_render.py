@@ -42,3 +42,33 @@ def test_circus_ini_holds_no_secret_and_only_loopback(tmp_path: Path) -> None:
     assert "0.0.0.0" not in ini
     assert "[watcher:api-region-a]" in ini and "numprocesses = 2" in ini
     assert "[watcher:db-region-b]" in ini
+
+
+def test_backups_archive_every_nodes_wal_to_the_sandbox_bucket_and_run_its_s3_server(tmp_path: Path) -> None:
+    """backups.enabled: archive_command is barman-cloud-wal-archive to the loopback bucket, every db
+    watcher gets moto's (not a real account's) keys, and the S3 server is a supervised process."""
+    import dataclasses
+
+    topo = load_topology()
+    topo = topo.model_copy(update={"backups": topo.backups.model_copy(update={"enabled": True})})
+    ports = dataclasses.replace(PORTS, s3=19000)
+    layout = Layout(tmp_path)
+    params = yaml.safe_load(patroni_config(topo, "region-a", ports, SECRETS, layout, "s"))["postgresql"]["parameters"]
+    assert params["archive_mode"] == "on" and params["archive_timeout"] == topo.backups.archive_timeout_s
+    assert "barman-cloud-wal-archive" in params["archive_command"]
+    assert "--endpoint-url http://127.0.0.1:19000" in params["archive_command"]
+    assert params["archive_command"].endswith(" %p")
+    ini = circus_ini(topo, ports, layout, "sbx", app_dsn(topo, ports, layout))
+    assert "[watcher:s3]" in ini and "moto.server -H 127.0.0.1 -p 19000" in ini
+    assert ini.count("AWS_ACCESS_KEY_ID = drillbit-sandbox") == len(topo.regions)
+    assert 19000 in ports.all()
+
+
+def test_without_backups_nothing_is_archived_and_no_s3_server_runs(tmp_path: Path) -> None:
+    topo = load_topology()
+    assert topo.backups.enabled is False
+    layout = Layout(tmp_path)
+    params = yaml.safe_load(patroni_config(topo, "region-a", PORTS, SECRETS, layout, "s"))["postgresql"]["parameters"]
+    assert "archive_mode" not in params and "archive_command" not in params
+    ini = circus_ini(topo, PORTS, layout, "sbx", app_dsn(topo, PORTS, layout))
+    assert "[watcher:s3]" not in ini and "AWS_ACCESS_KEY_ID" not in ini

@@ -200,7 +200,8 @@ def test_outputs_configure_the_inner_target_by_name_or_mapping() -> None:
         ),
         (
             {"colour": "api_url"},
-            "targets.tf.outputs.colour: a sandbox target has no such field (has: state_dir, topology, monitoring)",
+            "targets.tf.outputs.colour: a sandbox target has no such field "
+            "(has: state_dir, topology, monitoring, backups)",
         ),
         ({"topology": "kube_contexts"}, "targets.tf.outputs.topology: Input should be a valid string"),
     ],

@@ -17,6 +17,7 @@ from drillbit.targets.base import Endpoints
 from drillbit.targets.sandbox import loopback, procs, sandbox
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.network import Network
+from drillbit.targets.sandbox.pointintime import PointInTime
 from drillbit.targets.sandbox.sandbox import Report, Sandbox, SandboxState
 
 __all__ = ["SandboxKind", "SandboxSpec", "SandboxTarget"]
@@ -145,6 +146,27 @@ class SandboxTarget:
         whole = self._wait_whole(HEAL_TIMEOUT_S)
         return {**healed, "whole": whole, "landed": healed["landed"] and whole}
 
+    # -- point-in-time recovery (backups.enabled: drillbit.targets.sandbox.pointintime) ----------
+    @property
+    def backups_enabled(self) -> bool:
+        return self.sb.topology.backups.enabled
+
+    def take_backup(self) -> dict[str, Any]:
+        return PointInTime(self.sb).take_backup()
+
+    def mark_restore_point(self, name: str) -> dict[str, Any]:
+        return PointInTime(self.sb).mark_restore_point(name)
+
+    def drop_orders(self) -> dict[str, Any]:
+        return PointInTime(self.sb).drop_orders()
+
+    def restore_to_point(self, target_time: float, run_id: str | None = None, margin_s: float = 5.0) -> dict[str, Any]:
+        return PointInTime(self.sb).restore_to_point(target_time, run_id, margin_s)
+
+    def heal_data(self) -> dict[str, Any]:
+        healed = PointInTime(self.sb).heal_data() if self.sb.topology.backups.enabled else {}
+        return {**healed, "landed": True}
+
     # -- healing ---------------------------------------------------------------------------
     def _broken_regions(self) -> list[str]:
         """Regions with a stopped API watcher or no database node process (lost, or killed and left down)."""
@@ -190,6 +212,11 @@ class SandboxTarget:
             self.sb.restore_region(region)
             restored.append(region)
         whole = self._wait_whole(timeout)
+        if whole and self.sb.topology.backups.enabled:  # a dropped orders table put back, a restored node stopped
+            data = PointInTime(self.sb).heal_data()
+            if data["orders_table_put_back"] or data["restored_nodes_stopped"]:
+                restored.append("data: " + ", ".join(k for k in ("orders_table_put_back", "restored_nodes_stopped")
+                                                     if data[k]))  # fmt: skip
         return {"restored": restored, "whole": whole, "landed": whole}
 
 
@@ -200,6 +227,7 @@ class SandboxSpec(BaseModel):
     state_dir: str | None = Field(default=None, min_length=1)  # default: .drill (or $DRILL_STATE_DIR)
     topology: str | None = Field(default=None, min_length=1)  # default: the project's infra/sandbox/topology.yaml
     monitoring: bool | None = None  # Prometheus and Alertmanager beside it; None: as the topology says
+    backups: bool | None = None  # WAL archiving and base backups to an S3 bucket; None: as the topology says
 
 
 class SandboxKind:
@@ -224,7 +252,8 @@ class SandboxKind:
         return state is not None and state.status == "up"
 
     def up(self, name: str, spec: SandboxSpec, state_dir: Path | str | None, report: Report) -> SandboxTarget:
-        sb = sandbox.up(spec.topology, self._state(spec, state_dir), report=report, monitoring=spec.monitoring)
+        sb = sandbox.up(spec.topology, self._state(spec, state_dir), report=report, monitoring=spec.monitoring,
+                        backups=spec.backups)  # fmt: skip
         return SandboxTarget(sb, name)
 
     def down(self, name: str, spec: SandboxSpec, state_dir: Path | str | None, report: Report) -> None:

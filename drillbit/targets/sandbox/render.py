@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from drillbit.targets.sandbox.backups import CREDENTIALS, Store, archive_parameters, s3_command
 from drillbit.targets.sandbox.binaries import etcd_binary, pg_bin_dir
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.links import LINK_SERVICES, LinkSpec, link_name
@@ -29,6 +30,7 @@ __all__ = [
     "Secrets",
     "api_version_file",
     "app_dsn",
+    "backup_store",
     "circus_ini",
     "link_specs",
     "patroni_config",
@@ -59,6 +61,7 @@ class Ports:
     alert_receiver: int = 0
     # the link proxy's ports (links.enabled), by link name (``postgres@region-a``, see links.py); {}: off
     links: dict[str, int] = field(default_factory=dict)
+    s3: int = 0  # the backups' object store (backups.enabled; 0: off)
 
     def all(self) -> list[int]:
         """The ports the sandbox's own processes hold (not the receiver's: a drill holds it)."""
@@ -71,6 +74,7 @@ class Ports:
             *self.restapi.values(),
             *monitoring,
             *self.links.values(),
+            *([self.s3] if self.s3 else []),
         ]
 
     def link(self, service: str, region: str, direct: int) -> int:
@@ -117,6 +121,11 @@ def link_specs(topo: Topology, ports: Ports) -> list[LinkSpec]:
         for r in topo.regions for service in LINK_SERVICES
         if (name := link_name(service, r.name)) in ports.links
     ]  # fmt: skip
+
+
+def backup_store(ports: Ports) -> Store | None:
+    """Where the sandbox's backups go (None: backups off)."""
+    return Store(f"http://{LOOPBACK}:{ports.s3}") if ports.s3 else None
 
 
 def pgpass(topo: Topology, secrets: Secrets) -> str:
@@ -181,6 +190,7 @@ def patroni_config(topo: Topology, region: str, ports: Ports, secrets: Secrets, 
                 "unix_socket_directories": str(layout.run),
                 "shared_buffers": topo.database.shared_buffers,
                 "password_encryption": "scram-sha-256",
+                **(archive_parameters(store, topo.backups.archive_timeout_s) if (store := backup_store(ports)) else {}),
             },
             "pg_hba": [
                 "local all all trust",
@@ -250,6 +260,8 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
         ini[f"env:{name}"] = {ENV_SANDBOX: sandbox_id, ENV_UNIT: unit}
 
     watcher("etcd", "etcd", _etcd_cmd(ports, layout), {"respawn": "True", "stop_signal": "TERM"})
+    if ports.s3:  # the backups' bucket: up before any database node archives into it
+        watcher("s3", "s3", shlex.join(s3_command(ports.s3)), {"respawn": "True", "stop_signal": "TERM"})
     if ports.links:  # the inter-region links: up before any database node, and for as long as the sandbox
         links = shlex.join([py, "-m", "drillbit.targets.sandbox.linkproxy", "--root", str(layout.root)])
         watcher("links", "links", links, {"respawn": "True", "stop_signal": "TERM", "graceful_timeout": "2"})
@@ -258,6 +270,8 @@ def circus_ini(topo: Topology, ports: Ports, layout: Layout, sandbox_id: str, ds
         patroni = shlex.join([*prefix, py, "-m", "patroni", str(layout.patroni_config(r.name))])
         # A killed database node stays down (a lost host), until restore_region starts it again.
         watcher(f"db-{r.name}", f"{r.name}/db", patroni, {"respawn": "False", "autostart": "False"})
+        if ports.s3:  # archive_command's (and a base backup's) keys for the bucket: moto's, never a real account's
+            ini[f"env:db-{r.name}"].update(CREDENTIALS)
         api = shlex.join(
             [
                 py,

@@ -36,6 +36,7 @@ from psycopg import sql
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.sut.db import migrate
 from drillbit.targets.sandbox import loopback, procs, rollout
+from drillbit.targets.sandbox.backups import create_bucket
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.links import LINK_SERVICES, applied_generation, link_name, write_specs
 from drillbit.targets.sandbox.monitoring import alertmanager_config, monitoring_sources, prometheus_config, receiver_url
@@ -44,6 +45,7 @@ from drillbit.targets.sandbox.render import (
     Ports,
     Secrets,
     app_dsn,
+    backup_store,
     circus_ini,
     link_specs,
     patroni_config,
@@ -459,6 +461,7 @@ def _resolve_ports(topo: Topology, source: str) -> Ports:
     wanted += [0] * monitoring
     link_names = [link_name(s, r) for r in regions for s in LINK_SERVICES] if topo.links.enabled else []
     wanted += [0] * len(link_names)
+    wanted += [0] * topo.backups.enabled  # the backups' S3 endpoint
     try:
         got = procs.free_ports(wanted)
     except procs.PortInUse as err:
@@ -472,8 +475,9 @@ def _resolve_ports(topo: Topology, source: str) -> Ports:
     names = ("prometheus", "alertmanager", "exporter", "alert_receiver")
     extra = dict(zip(names, [next(it) for _ in range(monitoring)], strict=False))
     links = {name: next(it) for name in link_names}
+    s3 = next(it) if topo.backups.enabled else 0
     return Ports(front_door=got[0], etcd_client=got[1], etcd_peer=got[2], postgres=postgres, restapi=restapi,
-                 links=links, **extra)  # fmt: skip
+                 links=links, s3=s3, **extra)  # fmt: skip
 
 
 def _teardown(layout: Layout, sandbox_id: str | None, report: Report) -> dict[str, Any]:
@@ -563,16 +567,19 @@ def _create_app_database(topo: Topology, ports: Ports, region: str, secrets: Sec
 
 def up(
     topology_file: Path | str | None = None, state_dir: Path | str | None = None, report: Report = log.info,
-    *, monitoring: bool | None = None,
+    *, monitoring: bool | None = None, backups: bool | None = None,
 ) -> Sandbox:
     """Start the sandbox (or return the one already up); clean a stale one first. ``monitoring``:
-    with (True) or without (False) Prometheus and Alertmanager, whatever the topology says."""
+    with (True) or without (False) Prometheus and Alertmanager, whatever the topology says;
+    ``backups``: with or without WAL archiving and base backups to an S3 bucket, likewise."""
     layout = Layout.at(state_dir)
 
     topo_path = Path(topology_file).resolve() if topology_file else default_topology()
     topo = load_topology(topo_path)
     if monitoring is not None:
         topo = topo.model_copy(update={"monitoring": topo.monitoring.model_copy(update={"enabled": monitoring})})
+    if backups is not None:
+        topo = topo.model_copy(update={"backups": topo.backups.model_copy(update={"enabled": backups})})
     with _locked(layout):
         old = SandboxState.load(layout)
         if old is not None:
@@ -582,6 +589,9 @@ def up(
                 if monitoring and not running.monitoring.enabled:
                     raise EnvironmentFailure(f"sandbox {old.id} is up without monitoring: `drill env down`, then "
                                              "`drill env up --with-monitoring`")  # fmt: skip
+                if backups and not running.backups.enabled:
+                    raise EnvironmentFailure(f"sandbox {old.id} is up without backups: `drill env down`, then "
+                                             "`drill env up --with-backups`")  # fmt: skip
                 report(f"sandbox {old.id} is already up: {old.front_door_url}")
                 return Sandbox(layout, old, running)
             report(f"found a stale sandbox {old.id} (started {old.created_at}, not healthy): cleaning it up first")
@@ -651,6 +661,10 @@ def _bring_up(
     if ports.links:
         _wait("the link proxy serving", lambda: applied_generation(layout.root) >= 0, 20.0,
               f"see {layout.logs / 'links.log'}")  # fmt: skip
+    if (store := backup_store(ports)) is not None:
+        _wait("the backups' S3 endpoint answering", lambda: _http_ok(f"{store.endpoint}/moto-api/"), 20.0,
+              f"see {layout.logs / 's3.log'}")  # fmt: skip
+        create_bucket(store)
     first, rest = regions[0], regions[1:]
     sb.supervisor.start(f"db-{first}")
     _wait(

@@ -19,7 +19,7 @@ from drillbit.core.yamlio import load_document
 from drillbit.manifests.render import render
 from drillbit.manifests.sizes import DEFAULT_WORKLOAD, api_sizes, spread
 
-__all__ = ["Links", "Monitoring", "Topology", "default_topology", "load_topology"]
+__all__ = ["Backups", "Links", "Monitoring", "Topology", "default_topology", "load_topology"]
 
 def default_topology() -> Path:
     """The project's sandbox topology (infra/sandbox/topology.yaml)."""
@@ -141,6 +141,15 @@ class Links(_Model):
     enabled: bool = False
 
 
+class Backups(_Model):
+    """Continuous WAL archiving and base backups to an S3 bucket on loopback (``drillbit.targets.sandbox.backups``):
+    off by default; the pitr-restore drill needs it."""
+
+    enabled: bool = False
+    # a forced WAL switch at least this often under load: the bound on how old the newest archived WAL is
+    archive_timeout_s: int = Field(default=10, ge=1, le=3600)
+
+
 class Topology(_Model):
     regions: list[Region] = Field(min_length=2, max_length=4)
     # the deployment manifests this sandbox stands in for (a kustomize overlay, relative to the
@@ -157,6 +166,7 @@ class Topology(_Model):
     patroni: Patroni = Patroni()
     monitoring: Monitoring = Monitoring()
     links: Links = Links()
+    backups: Backups = Backups()
 
     @model_validator(mode="after")
     def _unique(self) -> Topology:

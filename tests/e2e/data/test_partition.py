@@ -1,5 +1,5 @@
-"""Inter-region network faults on a sandbox of its own with links enabled: the region-partition
-drill, asynchronous then synchronous replication, on the same sandbox (Patroni's synchronous_mode
+"""Inter-region network faults on the data drills' sandbox (links enabled: tests/e2e/data/conftest.py):
+the region-partition drill, asynchronous then synchronous replication, on the same sandbox (Patroni's synchronous_mode
 is dynamic configuration). Ground truth read around the analyzers: the links themselves (a
 request across each cut link fails during the drill, every link answers after), the primary's
 own answer, and the orders table for the lost acknowledged writes.
@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import yaml
 from drillbit.core.results import MEASUREMENTS, Measurements, read_model
 from drillbit.plan import DrillPlan, load_plan
 from drillbit.runner import DrillResult, RunOptions, run_drill
-from drillbit.targets.sandbox import loopback, sandbox
+from drillbit.targets.sandbox import loopback
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.links import probe, read_specs
 from drillbit.targets.sandbox.network import Network
@@ -35,26 +34,8 @@ from tests.e2e.rpo_truth import lost_by_the_database
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXPERIMENTS = ROOT / "experiments"
-
-
-@pytest.fixture(scope="module")
-def linked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """A sandbox of this module's own: the shipped topology with links: {enabled: true}."""
-    src = ROOT / "infra" / "sandbox" / "topology.yaml"
-    data = yaml.safe_load(src.read_text())
-    data["links"] = {"enabled": True}
-    data["manifests"] = str((src.parent / data["manifests"]).resolve())  # relative to the original
-    tmp = tmp_path_factory.mktemp("linked")
-    topo = tmp / "topology.yaml"
-    topo.write_text(yaml.safe_dump(data))
-    state = tmp / ".drill"
-    box = sandbox.up(topology_file=topo, state_dir=state, report=print, monitoring=False)
-    try:
-        yield box
-    finally:
-        sandbox.down(state, report=print)
 
 
 def _plan(region: str) -> DrillPlan:
@@ -127,52 +108,52 @@ def _check(sb: Sandbox, result: DrillResult, m: Measurements, refused: set[str],
 
 
 def test_partition_asynchronous_demotes_the_isolated_primary_and_counts_what_it_lost(
-    linked: Sandbox, tmp_path: Path
+    data_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    result, m, refused = _drill(linked, tmp_path / "runs")
-    figures = _check(linked, result, m, refused, sync=False)
+    result, m, refused = _drill(data_sandbox, tmp_path / "runs")
+    figures = _check(data_sandbox, result, m, refused, sync=False)
     # demoted after losing the witness, promoted once the leader key expired (the TTL)
-    assert figures["demoted_after_s"] < figures["promoted_after_s"] <= linked.topology.patroni.ttl + 15, figures
+    assert figures["demoted_after_s"] < figures["promoted_after_s"] <= data_sandbox.topology.patroni.ttl + 15, figures
 
 
-def test_partition_synchronous_loses_no_acknowledged_write(linked: Sandbox, tmp_path: Path) -> None:
-    password = json.loads(linked.layout.secrets_file.read_text())["restapi"]
+def test_partition_synchronous_loses_no_acknowledged_write(data_sandbox: Sandbox, tmp_path: Path) -> None:
+    password = json.loads(data_sandbox.layout.secrets_file.read_text())["restapi"]
     with loopback.client(timeout=5) as client:  # Patroni's dynamic configuration: no restart, no new sandbox
-        answer = client.patch(f"{linked._restapi(linked.regions[0])}/config", json={"synchronous_mode": True},
-                              auth=(RESTAPI_USER, password))  # fmt: skip
+        answer = client.patch(f"{data_sandbox._restapi(data_sandbox.regions[0])}/config",
+                              json={"synchronous_mode": True}, auth=(RESTAPI_USER, password))  # fmt: skip
         assert answer.status_code == 200, answer.text
 
     def sync_standby() -> bool:
-        return any(m.get("role") == "sync_standby" for m in linked.cluster())
+        return any(m.get("role") == "sync_standby" for m in data_sandbox.cluster())
 
     deadline = time.monotonic() + 30
     while not sync_standby():
-        assert time.monotonic() < deadline, linked.cluster()
+        assert time.monotonic() < deadline, data_sandbox.cluster()
         time.sleep(0.5)
-    result, m, refused = _drill(linked, tmp_path / "runs")
-    figures = _check(linked, result, m, refused, sync=True)
+    result, m, refused = _drill(data_sandbox, tmp_path / "runs")
+    figures = _check(data_sandbox, result, m, refused, sync=True)
     assert figures["lost"] == 0 and not figures["split_brain"], figures
 
 
-def test_degrade_and_isolate_witness_land_and_a_later_heal_clears_them(linked: Sandbox) -> None:
+def test_degrade_and_isolate_witness_land_and_a_later_heal_clears_them(data_sandbox: Sandbox) -> None:
     """As a later invocation heals what a crashed drill left: the faults' state is in the state dir."""
-    target = SandboxTarget.attach(linked.layout.state_dir)
-    region = linked.regions[1]
+    target = SandboxTarget.attach(data_sandbox.layout.state_dir)
+    region = data_sandbox.regions[1]
     degraded = target.degrade_link(region, latency_ms=120, jitter_ms=20)
     assert degraded["landed"] and degraded["measured_added_latency_ms"] >= 80, degraded
     throttled = target.degrade_link(region, bandwidth_kbps=64)
     assert throttled["landed"] and throttled["measured_kbps"] <= 96, throttled
     isolated = target.isolate_witness()
     assert isolated["landed"] and isolated["witness_up"], isolated
-    etcd = [s for s in read_specs(linked.layout.root) if s.service == "etcd"]
+    etcd = [s for s in read_specs(data_sandbox.layout.root) if s.service == "etcd"]
     assert etcd and all(probe(s, timeout=1.0) is None for s in etcd)
-    healed = SandboxTarget.attach(linked.layout.state_dir).heal()  # another process's view: from the files
+    healed = SandboxTarget.attach(data_sandbox.layout.state_dir).heal()  # another process's view: from the files
     assert healed["landed"] and any(r.startswith("links:") for r in healed["restored"]), healed
-    _healed(linked)
+    _healed(data_sandbox)
 
 
-def test_sigint_during_the_partition_heals_it(linked: Sandbox, tmp_path: Path) -> None:
-    primary = linked.primary()
+def test_sigint_during_the_partition_heals_it(data_sandbox: Sandbox, tmp_path: Path) -> None:
+    primary = data_sandbox.primary()
     assert primary is not None
     exp = yaml.safe_load((EXPERIMENTS / "region-partition.yaml").read_text())
     exp["method"][0]["provider"]["arguments"]["region"] = primary
@@ -183,12 +164,12 @@ def test_sigint_during_the_partition_heals_it(linked: Sandbox, tmp_path: Path) -
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(exp, sort_keys=False))
     out = tmp_path / "runs"
-    env = {**os.environ, "DRILL_STATE_DIR": str(linked.layout.state_dir)}
+    env = {**os.environ, "DRILL_STATE_DIR": str(data_sandbox.layout.state_dir)}
     cmd = [sys.executable, "-m", "drillbit.cli", "run", str(path), "--out", str(out), "--plain"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not Network(linked).shaped():  # the cut is in force (its state file says so)
+        while not Network(data_sandbox).shaped():  # the cut is in force (its state file says so)
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
             time.sleep(0.2)
         time.sleep(2.0)
@@ -199,4 +180,4 @@ def test_sigint_during_the_partition_heals_it(linked: Sandbox, tmp_path: Path) -
             proc.kill()
     print(output[-3000:])
     assert proc.returncode == 3, output[-3000:]
-    _healed(linked)
+    _healed(data_sandbox)

@@ -1,0 +1,34 @@
+"""The data drills' sandbox: one of their own, with the inter-region links (network faults) and the
+backups (point-in-time restore) enabled, shared by this package's modules and stopped after them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drillbit.targets.sandbox import sandbox
+from drillbit.targets.sandbox.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="package")
+def data_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The shipped topology with links: {enabled: true} and backups: {enabled: true}."""
+    src = ROOT / "infra" / "sandbox" / "topology.yaml"
+    data = yaml.safe_load(src.read_text())
+    data["links"] = {"enabled": True}
+    data["backups"] = {"enabled": True, "archive_timeout_s": 10}
+    data["manifests"] = str((src.parent / data["manifests"]).resolve())  # relative to the original
+    tmp = tmp_path_factory.mktemp("data-sandbox")
+    topo = tmp / "topology.yaml"
+    topo.write_text(yaml.safe_dump(data))
+    state = tmp / ".drill"
+    box = sandbox.up(topology_file=topo, state_dir=state, report=print, monitoring=False)
+    try:
+        yield box
+    finally:
+        sandbox.down(state, report=print)
