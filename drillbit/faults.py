@@ -131,22 +131,23 @@ class PointInTimeRecovery(Protocol):
     def heal_data(self) -> dict[str, Any]: ...
 
 
-def _pitr(configuration: Configuration, action: str) -> PointInTimeRecovery:
+def _able(configuration: Configuration, protocol: Any, field: str, needs: str, hint: str = "") -> Any:
+    """The configured target, if it offers ``protocol`` (a runtime-checkable Protocol: mypy takes no
+    abstract class as a ``type[...]`` argument); else a one-line error saying what is needed."""
     target = _target(configuration)
-    if not isinstance(target, PointInTimeRecovery):
-        raise ConfigError(f"drillbit.faults.{action}", f"needs a target whose backups drillbit restores (the sandbox "
-                                                       f"with backups.enabled): {target.name!r} is a {target.kind} "
-                                                       f"target")  # fmt: skip
+    if not isinstance(target, protocol):
+        raise ConfigError(field, f"{needs}: {target.name!r} is a {target.kind} target{hint}")
     return target
+
+
+def _pitr(configuration: Configuration, action: str) -> PointInTimeRecovery:
+    return _able(configuration, PointInTimeRecovery, f"drillbit.faults.{action}",
+                 "needs a target whose backups drillbit restores (the sandbox with backups.enabled)")  # fmt: skip
 
 
 def _network(configuration: Configuration, fault: str) -> NetworkFaults:
-    target = _target(configuration)
-    if not isinstance(target, NetworkFaults):
-        raise ConfigError(f"drillbit.faults.{fault}", f"needs a target whose inter-region links drillbit owns (the "
-                                                      f"sandbox with links.enabled): {target.name!r} is a "
-                                                      f"{target.kind} target; use its own network faults")  # fmt: skip
-    return target
+    return _able(configuration, NetworkFaults, f"drillbit.faults.{fault}", "needs a target whose inter-region links "
+                 "drillbit owns (the sandbox with links.enabled)", "; use its own network faults")  # fmt: skip
 
 
 def _target(configuration: Configuration) -> Target:
@@ -155,12 +156,8 @@ def _target(configuration: Configuration) -> Target:
 
 
 def _traffic_switch(configuration: Configuration) -> TrafficSwitch:
-    target = _target(configuration)
-    if not isinstance(target, TrafficSwitch):
-        raise ConfigError("configuration.drillbit_target", f"blue-green needs a kubernetes target (a Service whose "
-                                                           f"selector names the live colour): {target.name!r} is a "
-                                                           f"{target.kind} target")  # fmt: skip
-    return target
+    return _able(configuration, TrafficSwitch, "configuration.drillbit_target", "blue-green needs a kubernetes "
+                 "target (a Service whose selector names the live colour)")  # fmt: skip
 
 
 def kill_replicas(

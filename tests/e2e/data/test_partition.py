@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +26,7 @@ from drillbit.targets.sandbox.links import probe, read_specs
 from drillbit.targets.sandbox.network import Network
 from drillbit.targets.sandbox.render import RESTAPI_USER
 from drillbit.targets.sandbox.sandbox import Sandbox
+from tests.e2e.data.interrupt import sigint_when
 from tests.e2e.rpo_truth import lost_by_the_database
 
 pytestmark = pytest.mark.slow
@@ -157,27 +154,8 @@ def test_sigint_during_the_partition_heals_it(data_sandbox: Sandbox, tmp_path: P
     assert primary is not None
     exp = yaml.safe_load((EXPERIMENTS / "region-partition.yaml").read_text())
     exp["method"][0]["provider"]["arguments"]["region"] = primary
-    for ext in exp["extensions"]:
-        if ext["name"] == "drillbit":
-            ext.update(baseline_s=5, cooldown_s=5)
-    path = tmp_path / "exp" / "region-partition.yaml"
-    path.parent.mkdir()
-    path.write_text(yaml.safe_dump(exp, sort_keys=False))
-    out = tmp_path / "runs"
-    env = {**os.environ, "DRILL_STATE_DIR": str(data_sandbox.layout.state_dir)}
-    cmd = [sys.executable, "-m", "drillbit.cli", "run", str(path), "--out", str(out), "--plain"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not Network(data_sandbox).shaped():  # the cut is in force (its state file says so)
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
-            time.sleep(0.2)
-        time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    print(output[-3000:])
-    assert proc.returncode == 3, output[-3000:]
+    # interrupted once the cut is in force (its state file says so), 2 s into it
+    code, output = sigint_when(data_sandbox, exp, tmp_path, lambda: bool(Network(data_sandbox).shaped()),
+                               windows_s=5, settle_s=2.0, poll_s=0.2)  # fmt: skip
+    assert code == 3, output[-3000:]
     _healed(data_sandbox)

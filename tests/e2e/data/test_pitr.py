@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +28,7 @@ from drillbit.targets.sandbox.backups import RESTORE_UNIT
 from drillbit.targets.sandbox.pointintime import DROPPED, PointInTime
 from drillbit.targets.sandbox.render import SUPERUSER
 from drillbit.targets.sandbox.sandbox import Sandbox
+from tests.e2e.data.interrupt import sigint_when
 from tests.e2e.outcomes import passed_or_saturated
 
 pytestmark = pytest.mark.slow
@@ -151,33 +148,14 @@ def test_sigint_after_the_disaster_puts_the_orders_table_back(data_sandbox: Sand
     """Interrupted right after the disaster lands (no base backup first: the heal is what is tested)."""
     exp = _shorter_pauses(yaml.safe_load(EXPERIMENT.read_text()), 1.0)
     exp["method"] = [a for a in exp["method"] if a["name"] != "base-backup"]
-    for ext in exp["extensions"]:
-        if ext["name"] == "drillbit":
-            ext.update(baseline_s=3, cooldown_s=3)
-    path = tmp_path / "exp" / "pitr-restore.yaml"
-    path.parent.mkdir()
-    path.write_text(yaml.safe_dump(exp, sort_keys=False))
-    env = {**os.environ, "DRILL_STATE_DIR": str(data_sandbox.layout.state_dir)}
-    cmd = [sys.executable, "-m", "drillbit.cli", "run", str(path), "--out", str(tmp_path / "runs"), "--plain"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def dropped() -> bool:
         with _primary(data_sandbox, data_sandbox.topology.database.name) as conn:
             row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (DROPPED,)).fetchone()
         return bool(row and row[0])
 
-    try:
-        deadline = time.monotonic() + 120
-        while not dropped():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    print(output[-2000:])
-    assert proc.returncode == 3, output[-3000:]  # interrupted: INCONCLUSIVE, what it measured kept
+    code, output = sigint_when(data_sandbox, exp, tmp_path, dropped, windows_s=3)
+    assert code == 3, output[-3000:]  # interrupted: INCONCLUSIVE, what it measured kept
     assert not dropped()
     with _primary(data_sandbox, data_sandbox.topology.database.name) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] > 0  # type: ignore[index]
