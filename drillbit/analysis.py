@@ -39,6 +39,7 @@ from drillbit.core.results import (
     PitrMeasurement,
     PromqlMeasurement,
     ReplicasMeasurement,
+    ReplicationLagMeasurement,
     RpoMeasurement,
     RtoMeasurement,
     SamplerCoverage,
@@ -54,6 +55,8 @@ from drillbit.core.rundir import (
     PITR,
     REPLICAS,
     REPLICAS_SCHEMA,
+    REPLICATION_LAG,
+    REPLICATION_LAG_SCHEMA,
     REQUESTS_DIR,
 )
 from drillbit.probes.alerts import ALERTS_META, analyze_alerts
@@ -72,6 +75,7 @@ from drillbit.probes.latency import analyze_latency, analyze_run, load_requests,
 from drillbit.probes.pitr import analyze_pitr
 from drillbit.probes.promql import PROMQL_SAMPLES
 from drillbit.probes.replicas import load_replicas
+from drillbit.probes.replication import analyze_replication_lag
 from drillbit.probes.rpo import heartbeat_meta, load_heartbeats, rpo_report
 from drillbit.probes.samplers import read_meta, recover_journals
 from drillbit.probes.spike import SPIKE_DIR, analyze_spike
@@ -81,7 +85,8 @@ __all__ = ["analyze"]
 
 log = logging.getLogger(__name__)
 
-JOURNAL_SCHEMAS = {AVAILABILITY: AVAILABILITY_SCHEMA, HEARTBEAT: HEARTBEAT_SCHEMA, REPLICAS: REPLICAS_SCHEMA}
+JOURNAL_SCHEMAS = {AVAILABILITY: AVAILABILITY_SCHEMA, HEARTBEAT: HEARTBEAT_SCHEMA, REPLICAS: REPLICAS_SCHEMA,
+                   REPLICATION_LAG: REPLICATION_LAG_SCHEMA}
 #: RTO: the service must succeed continuously this long to count as recovered
 STABILITY_WINDOW_S = 5.0
 
@@ -101,6 +106,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "promql": PromqlMeasurement,
     "integrity": IntegrityMeasurement,
     "pitr": PitrMeasurement,
+    "replication_lag": ReplicationLagMeasurement,
 }  # fmt: skip
 
 
@@ -334,6 +340,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         s.run("pitr", analyze_pitr, run_dir, faults)
     else:
         s.unmeasured["pitr"] = "no point-in-time restore in this drill (drillbit.faults.restore_to_point)"
+    _replication_lag(run_dir, phases, fault_at, faults, slas, s)
     _alerts(run_dir, events, fault_at, s, faults)
     _promql(run_dir, s)
     return Measurements(
@@ -352,11 +359,25 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         promql=s.values.get("promql"),
         integrity=s.values.get("integrity"),
         pitr=s.values.get("pitr"),
+        replication_lag=s.values.get("replication_lag"),
         load=_load(run_dir, s),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,
         coverage=_coverages(s.values),
     )
+
+
+def _replication_lag(run_dir: Path, phases: dict[str, tuple[float, float]], fault_at: float | None,
+                     faults: list[Fault], slas: dict[str, Sla], s: _Sections) -> None:  # fmt: skip
+    """Every replica's lag over the drill, when the target reads it; the breach judged against the
+    tightest ``replication_lag_s < target`` SLA of the run."""
+    if not (run_dir / REPLICATION_LAG).exists() and not (run_dir / (REPLICATION_LAG + ".journal")).exists():
+        s.unmeasured["replication_lag"] = "the target reads no replication lag (no replica lag sampler ran)"
+        return
+    targets = [sla.target for sla in slas.values() if sla.metric == "replication_lag_s" and sla.op in ("<", "<=")]
+    reverted = [f.reverted_at for f in faults if f.reverted_at is not None]
+    s.run("replication_lag", analyze_replication_lag, run_dir, phases=phases, fault_at=fault_at,
+          target_s=min(targets) if targets else None, healed_at=max(reverted) if reverted else None)  # fmt: skip
 
 
 def _alerts(run_dir: Path, events: list[dict[str, Any]], fault_at: float | None, s: _Sections,

@@ -31,19 +31,22 @@ from typing import Any, Protocol, runtime_checkable
 import yaml
 
 from drillbit.core.clock import Clock
-from drillbit.core.errors import ConfigError
+from drillbit.core.errors import ConfigError, DrillError
 from drillbit.core.events import EventLog, read_events
 from drillbit.core.rundir import EVENTS, PITR
 from drillbit.core.safeio import write_text
 from drillbit.load.runner import start_load
 from drillbit.probes.latency import load_requests
+from drillbit.probes.replication import wait_lag
 from drillbit.probes.spike import LANDED_SHARE, spike_delivery
 from drillbit.targets import Target, resolve_target
 
 __all__ = [
     "FAULTS",
+    "await_replication",
     "await_service",
     "degrade_link",
+    "degrade_replication",
     "drop_orders",
     "fail_over_database",
     "heal_data",
@@ -75,7 +78,7 @@ Configuration = dict[str, Any] | None
 #: the functions that inject a fault (the control times them and checks ``landed``)
 FAULTS = frozenset({"kill_replicas", "lose_region", "fail_over_database", "roll_out", "spike_load",
                     "switch_traffic", "partition_region", "degrade_link", "isolate_witness",
-                    "drop_orders"})  # fmt: skip
+                    "degrade_replication", "drop_orders"})  # fmt: skip
 #: the functions that undo one
 REVERTS = frozenset({"restore_region", "heal_target", "switch_traffic_back", "heal_links", "heal_data"})
 SPIKE_DIR = "spike"  # drillbit.probes.spike.SPIKE_DIR
@@ -112,6 +115,13 @@ class NetworkFaults(Protocol):
     def isolate_witness(self) -> dict[str, Any]: ...
 
     def heal_links(self) -> dict[str, Any]: ...
+
+    def degrade_replication(self, region: str, bandwidth_kbps: float = 0.0,
+                            latency_ms: float = 0.0) -> dict[str, Any]: ...  # fmt: skip
+
+    def replication_lag(self) -> list[dict[str, Any]]: ...
+
+    def primary_region(self) -> str | None: ...
 
 
 @runtime_checkable
@@ -293,6 +303,56 @@ def degrade_link(
     """Add latency (± jitter) to each round trip across ``region``'s links and/or cap their bandwidth
     (kilobits/s); landed when a round trip (a transfer) across the link measures it. Undo with ``heal_links``."""
     return _network(configuration, "degrade_link").degrade_link(region, latency_ms, jitter_ms, bandwidth_kbps)
+
+
+def degrade_replication(
+    region: str | None = None, bandwidth_kbps: float = 16.0, latency_ms: float = 0.0, until_lag_s: float | None = None,
+    hold_s: float = 0.0, timeout_s: float = 240.0, configuration: Configuration = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Slow the replication stream out of ``region``'s database (default: the primary's region) to
+    ``bandwidth_kbps`` (kilobits/s) and/or add ``latency_ms``; clients and the witness keep their paths.
+    With ``until_lag_s``: returns once a replica is more than that many seconds behind (read from the
+    databases every 0.5 s, at most ``timeout_s``) and ``hold_s`` more (an alert's window: held here
+    rather than in a ``pauses.after``, which chaostoolkit sleeps out even when the drill is
+    interrupted), and reports when (``lag_above_target_at``, the drill clock's epoch seconds: the
+    moment an alert on the lag has its condition true); landed only if it got there. Undo with
+    ``heal_links``."""
+    target = _network(configuration, "degrade_replication")
+    if until_lag_s is not None and (until_lag_s <= 0 or timeout_s <= 0 or hold_s < 0):
+        raise ConfigError("drillbit.faults.degrade_replication", "until_lag_s and timeout_s must be > 0, hold_s >= 0")
+    source = region or target.primary_region()
+    if source is None:
+        raise ConfigError("drillbit.faults.degrade_replication", "no primary database to lag behind: give region")
+    result = target.degrade_replication(source, bandwidth_kbps, latency_ms)
+    if until_lag_s is None or not result.get("landed"):
+        return result
+    waited = wait_lag(target.replication_lag, until_lag_s, timeout_s, clock=Clock.from_env())
+    if waited["above"]:
+        time.sleep(hold_s)
+    reason = None if waited["above"] else (f"no replica fell more than {until_lag_s:g} s behind within {timeout_s:g} s "
+                                           f"(peak {waited['peak_s']:g} s): the link is not slow enough for the "
+                                           "write load")  # fmt: skip
+    return {**result, "until_lag_s": until_lag_s, "lag_above_target_at": waited["at"], "lagging_member":
+            waited["member"], "lag_s": waited["lag_s"], "peak_lag_s": waited["peak_s"],
+            "unreadable_lag_reads": waited["unreadable"], "held_s": hold_s if waited["above"] else 0.0,
+            "landed": waited["above"], "reason": reason}  # fmt: skip
+
+
+def await_replication(max_lag_s: float = 1.0, timeout_s: float = 120.0, configuration: Configuration = None) -> float:
+    """Probe: wait until every replica is within ``max_lag_s`` of the primary; returns the seconds waited.
+    Raises when they are not within ``timeout_s``."""
+    target = _network(configuration, "await_replication")
+    started = time.monotonic()
+    while (waited := time.monotonic() - started) < timeout_s:
+        try:
+            rows = target.replication_lag()
+        except DrillError as err:
+            log.info("replication lag unreadable: %s", err)
+            rows = []
+        if rows and all(r.get("ok") and float(r["lag_s"]) <= max_lag_s for r in rows):
+            return round(waited, 3)
+        time.sleep(0.5)
+    raise TimeoutError(f"the replicas were not within {max_lag_s:g} s of the primary within {timeout_s:g} s")
 
 
 def isolate_witness(configuration: Configuration = None) -> dict[str, Any]:

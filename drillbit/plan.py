@@ -41,11 +41,15 @@ NEEDS_ROLLBACK = {"lose_region": "restore_region", "switch_traffic": "switch_tra
 
 class ExpectedAlert(BaseModel):
     """An alert the drill expects to fire (by its alertname); ``when``: only if a fault reported this
-    fact true (e.g. ``primary_lost``: the lost region held the database primary)."""
+    fact true (e.g. ``primary_lost``: the lost region held the database primary); ``since``: its
+    condition becomes true at the time (epoch seconds) a fault reported under this name, not at the
+    fault (e.g. ``lag_above_target_at``: when the lag a slow link built passed the RPO), so its
+    latency is measured from then; expected only once a fault reported it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     alert: str = Field(min_length=1, pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$")
     when: str | None = Field(default=None, min_length=1)
+    since: str | None = Field(default=None, min_length=1)
     # False: it may fire (an honest page for this fault, e.g. the error budget's burn while a region is
     # lost), so it is neither missing when silent nor unexpected when it fires; its latency is not judged
     required: bool = True

@@ -32,6 +32,7 @@ from drillbit.probes.aws import for_target as aws_samplers
 from drillbit.probes.definitions import load_probe_definitions
 from drillbit.probes.integrity import acked_heartbeat_orders, check_integrity, load_integrity_definitions
 from drillbit.probes.replicas import ReplicaSource, ReplicasSampler
+from drillbit.probes.replication import ReplicationLagSampler, ReplicationLagSource
 from drillbit.probes.rpo import HeartbeatWriter
 from drillbit.probes.samplers import ParquetSink, Sampler, SamplerDied, TickSampler
 from drillbit.targets.kubewatch import ClusterWatch, for_target
@@ -129,7 +130,7 @@ class AlertWiring:
 
 
 class Session:
-    """Availability probe, heartbeat writer, replica sampler and load generator, on one clock.
+    """Availability probe, heartbeat writer, replica and replication-lag samplers and load generator, on one clock.
 
     An AWS target's samplers come too (``drillbit.probes.aws``): its stop-condition alarms
     call ``on_stop_condition`` (the runner's: interrupt the drill) when one goes to ALARM."""
@@ -192,6 +193,8 @@ class Session:
             replicas = (ReplicasSampler(self.replica_source, self.run_dir, clock=self.clock) if watch is None
                         else WatchedReplicas(watch, self.run_dir, clock=self.clock))  # fmt: skip
             self.samplers.append(replicas.start())
+            if isinstance(self.replica_source, ReplicationLagSource):  # a target that reads its replicas' lag
+                self.samplers.append(ReplicationLagSampler(self.replica_source, self.run_dir, clock=self.clock).start())
             for sampler in aws_samplers(self.replica_source, self.run_dir, clock=self.clock,
                                         on_stop=self.on_stop_condition):  # fmt: skip
                 self.samplers.append(sampler.start())

@@ -61,6 +61,9 @@ METRICS: dict[str, str] = {
     "pitr_mismatched_rows": "count",  # orders/trades created before T - margin missing, differing or extra
     "backup_age_s": "s",  # the disaster -> the end of the base backup restored
     "wal_archive_age_s": "s",  # the newest archived WAL's age when the restore began
+    # replication lag (drillbit.probes.replication)
+    "replication_lag_s": "s",  # the worst replica's peak lag behind the primary in the SLA's phases (default all)
+    "replication_catch_up_s": "s",  # the last heal -> every replica within 1 s of the primary
 }
 
 #: the phases a drill has (``all``: the whole run)

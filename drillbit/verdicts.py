@@ -325,6 +325,36 @@ def _pitr(m: Measurements, sla: Sla) -> Reading:
     return Reading(None if value is None else float(value), how, "not measured")
 
 
+def _replication_lag(m: Measurements, sla: Sla) -> Reading:
+    r = m.replication_lag
+    if r is None:
+        return Reading(None, "replica lag reads", m.unmeasured.get("replication_lag", "not measured"))
+    how = (f"every replica's lag read from the databases every {r.interval_s:g} s ({r.samples} reads, {r.failed} "
+           f"with a replica unread); a sampled peak is at most {r.error_bound_s:.2f} s below the true one")  # fmt: skip
+    if sla.metric == "replication_catch_up_s":
+        why = ("no replica lag was healed in this drill" if r.healed_at is None
+               else "the replicas had not caught up (within 1 s) by the end of the drill")  # fmt: skip
+        return Reading(r.caught_up_s, how + "; from the last heal to every replica within 1 s", why)
+    wanted = sla.phases or ["all"]
+    phases = list(r.phases) if wanted == ["all"] else wanted
+    missing = [p for p in phases if p not in r.phases]
+    if missing or not phases:
+        return Reading(None, how, f"no lag read in phase(s) {', '.join(missing or wanted)}")
+    peaks = [peak for p in phases if (peak := r.phases[p].peak_s) is not None]
+    how += f"; worst replica's peak in phase(s) {', '.join(wanted)}"
+    if not peaks:
+        return Reading(None, how, f"every lag read in phase(s) {', '.join(wanted)} failed")
+    value = max(peaks)
+    doubts = []
+    failed = sum(r.phases[p].failed for p in phases)
+    if failed and sla.op in ("<", "<="):  # a read that failed may have hidden a higher lag; never a lower one
+        doubts.append(f"{failed} lag read(s) in those phases failed: the lag between them is unknown")
+    if sla.op in ("<", "<=") and _straddles(sla, value, r.error_bound_s):
+        doubts.append(f"{value:.2f} s + the {r.error_bound_s:.2f} s sampling bound reaches the target {sla.op} "
+                      f"{sla.target:g} s")  # fmt: skip
+    return Reading(value, how, doubt="; ".join(doubts) or None)
+
+
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "rto_s": _rto, "detect_s": _rto, "downtime_s": _rto, "rpo_s": _rpo, "lost_writes": _rpo,
     "p50_ms": _latency, "p95_ms": _latency, "p99_ms": _latency, "errors": _errors, "error_rate_percent": _errors,
@@ -335,6 +365,7 @@ _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "integrity_violations": _integrity,
     "restore_time_s": _pitr, "pitr_lost_writes": _pitr, "pitr_overshoot": _pitr, "pitr_mismatched_rows": _pitr,
     "backup_age_s": _pitr, "wal_archive_age_s": _pitr,
+    "replication_lag_s": _replication_lag, "replication_catch_up_s": _replication_lag,
 }  # fmt: skip
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "IntegrityCheckResult",
     "IntegrityMeasurement",
     "IntegrityViolation",
+    "LagPhase",
     "LatencyMeasurement",
     "LatencyStats",
     "LoadMeasurement",
@@ -38,6 +39,7 @@ __all__ = [
     "PromqlFigure",
     "PromqlMeasurement",
     "ReplicasMeasurement",
+    "ReplicationLagMeasurement",
     "RpoMeasurement",
     "RtoMeasurement",
     "RtoOutage",
@@ -363,8 +365,10 @@ class AlertRecord(_Section):
     notified_at: float | None = None  # arrival of that firing notification at drillbit's receiver
     resolved_at: float | None = None  # endsAt of its first resolved notification after that
     resolved_notified_at: float | None = None
-    fired_s: float | None = None  # fault -> fired_at
-    notified_s: float | None = None  # fault -> notified_at (the alert latency the SLA judges)
+    # since: when its condition became true, when that is not the fault (an expect_alerts entry's since:)
+    since: float | None = None
+    fired_s: float | None = None  # fault (or since) -> fired_at
+    notified_s: float | None = None  # fault (or since) -> notified_at (the alert latency the SLA judges)
     resolved_s: float | None = None  # recovery -> resolved notification (None: no recovery, or not seen)
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -417,6 +421,34 @@ class IntegrityMeasurement(_Section):
     checks: list[IntegrityCheckResult]
     elapsed_s: float
     method: str
+
+
+class LagPhase(_Section):
+    """One phase's replication-lag samples: the worst replica's peak."""
+
+    samples: int = 0  # ticks in the phase
+    failed: int = 0  # ticks with a replica (or the primary) unread
+    peak_s: float | None = None
+    peak_bytes: int | None = None
+    peak_member: str | None = None
+
+
+class ReplicationLagMeasurement(_Section):
+    """Every replica's lag behind the primary over the drill (``drillbit.probes.replication``); epoch seconds."""
+
+    interval_s: float
+    samples: int
+    failed: int
+    members: list[str]
+    phases: dict[str, LagPhase]
+    target_s: float | None  # the RPO target the breach is judged against (the replication_lag SLA's)
+    fault_at: float | None
+    breached_at: float | None  # the first sample after the fault with a replica more than target_s behind
+    breached_after_fault_s: float | None
+    healed_at: float | None  # the last revert of the drill's faults (e.g. heal_links)
+    caught_up_at: float | None  # from then on every replica within CAUGHT_UP_S
+    caught_up_s: float | None  # healed_at (else the peak) -> caught_up_at
+    error_bound_s: float  # a sampled peak is at most this far below the true one (an interval + a read)
 
 
 class PitrTableDiff(_Section):

@@ -39,6 +39,7 @@ from drillbit.core.measurements import (
     PitrMeasurement,
     PromqlMeasurement,
     ReplicasMeasurement,
+    ReplicationLagMeasurement,
     RpoMeasurement,
     RtoMeasurement,
     RtoOutage,
@@ -74,6 +75,7 @@ __all__ = [
     "Outcome",
     "PitrMeasurement",
     "ReplicasMeasurement",
+    "ReplicationLagMeasurement",
     "RpoMeasurement",
     "RtoMeasurement",
     "RtoOutage",
@@ -223,6 +225,7 @@ class Measurements(_Model):
     promql: PromqlMeasurement | None = None  # the target's own Prometheus figures (the experiment's promql:)
     integrity: IntegrityMeasurement | None = None  # trading-integrity checks against the database after recovery
     pitr: PitrMeasurement | None = None  # a point-in-time restore's figures (restore_to_point)
+    replication_lag: ReplicationLagMeasurement | None = None  # replicas' lag behind the primary over the drill
     coverage: dict[str, SamplerCoverage] = Field(default_factory=dict)  # sampler -> what it covered
     load: LoadMeasurement | None = None  # load.json
     experiment: ExperimentMeasurement | None = None  # journal status, deviated, steady state before/after

@@ -23,6 +23,8 @@ __all__ = [
     "PITR",
     "REPLICAS",
     "REPLICAS_SCHEMA",
+    "REPLICATION_LAG",
+    "REPLICATION_LAG_SCHEMA",
     "REQUESTS_DIR",
     "REQUEST_SCHEMA",
 ]
@@ -92,6 +94,21 @@ REPLICAS_SCHEMA = pa.schema(
         ("desired", pa.int32()),
         ("ready", pa.int32()),
         ("ready_ids", pa.list_(pa.string())),
+    ]
+)
+
+#: samples/replication_lag.parquet: every replica's lag behind the primary, every tick
+#: (drillbit.probes.replication); a failed read is a row with ok false (member null: nothing could be read)
+REPLICATION_LAG = "samples/replication_lag.parquet"
+REPLICATION_LAG_SCHEMA = pa.schema(
+    [
+        ("t", pa.float64()),  # when the read began
+        ("member", _label),  # the replica (the sandbox: its region)
+        ("lag_s", pa.float64()),  # seconds of commits not replayed (0: nothing left to replay); NaN unread
+        ("lag_bytes", pa.int64()),  # bytes of WAL not replayed
+        ("ok", pa.bool_()),
+        ("error", pa.string()),
+        ("read_s", pa.float64()),  # how long the read took
     ]
 )
 

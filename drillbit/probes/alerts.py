@@ -243,15 +243,22 @@ def _handler(receiver: AlertReceiver) -> type[BaseHTTPRequestHandler]:
 
 # -- the analyzer -------------------------------------------------------------------------------
 
+def _since(facts: list[dict[str, Any]], key: str) -> float | None:
+    """The first time (epoch seconds) a fault reported under ``key``."""
+    return next((float(f[key]) for f in facts if isinstance(f.get(key), int | float)), None)
+
+
 def _expected(meta: dict[str, Any], facts: list[dict[str, Any]]) -> tuple[list[str], list[str], dict[str, str]]:
-    """(required, allowed, not expected and why) for this run, ``when`` conditions applied."""
+    """(required, allowed, not expected and why) for this run, ``when`` and ``since`` conditions applied."""
     names: list[str] = []
     allowed: list[str] = []
     skipped: dict[str, str] = {}
     for entry in meta.get("expect") or []:
-        name, when = str(entry["alert"]), entry.get("when")
+        name, when, since = str(entry["alert"]), entry.get("when"), entry.get("since")
         if when and not any(f.get(when) for f in facts):
             skipped[name] = f"expected only when a fault reports {when}: none did"
+        elif since and _since(facts, since) is None:
+            skipped[name] = f"expected once a fault reports {since} (its condition's start): none did"
         elif entry.get("required", True) is False:
             allowed.append(name)
         elif name not in names:
@@ -282,6 +289,9 @@ def analyze_alerts(events: list[dict[str, Any]], meta: dict[str, Any], *, fault_
     if not meta.get("listening"):
         raise ValueError(f"the alert receiver did not listen: {meta.get('error') or 'unknown reason'}")
     expected, allowed, skipped = _expected(meta, fault_details)
+    # when each expected alert's condition became true: the fault, or the fact its entry names (since)
+    start = {str(e["alert"]): _since(fault_details, e["since"]) or fault_at
+             for e in meta.get("expect") or [] if e.get("since")}  # fmt: skip
     alerts = sorted((e for e in events if e.get("kind") == "alert"), key=lambda e: float(e["t"]))
     records: dict[str, AlertRecord] = {}
     before: set[str] = set()  # firing in the baseline, and not resolved before the fault
@@ -297,9 +307,10 @@ def analyze_alerts(events: list[dict[str, Any]], meta: dict[str, Any], *, fault_
         rec = records.get(name) or AlertRecord(name=name, severity=e.get("severity"), expected=name in expected,
                                                labels=e.get("labels") or {})  # fmt: skip
         if firing and rec.notified_at is None and starts is not None and float(starts) >= fault_at:
-            began = float(starts)
-            rec = rec.model_copy(update={"fired_at": began, "notified_at": t, "fired_s": began - fault_at,
-                                         "notified_s": t - fault_at, "severity": e.get("severity") or rec.severity})
+            began, since = float(starts), start.get(name, fault_at)
+            rec = rec.model_copy(update={"fired_at": began, "notified_at": t, "fired_s": began - since,
+                                         "notified_s": t - since, "severity": e.get("severity") or rec.severity,
+                                         "since": None if name not in start else since})  # fmt: skip
         elif not firing and rec.notified_at is not None and rec.resolved_notified_at is None:
             ends = e.get("ends_at")
             rec = rec.model_copy(update={"resolved_at": ends, "resolved_notified_at": t,
@@ -314,12 +325,15 @@ def analyze_alerts(events: list[dict[str, Any]], meta: dict[str, Any], *, fault_
     until = meta.get("stopped_at") or max((float(e["t"]) for e in events), default=fault_at)
     observed = max(0.0, float(until) - fault_at)
     silent = [n for n in expected if n not in fired]
+
+    def due(name: str) -> bool:  # listened long enough after its condition began for it to have fired
+        return float(until) - start.get(name, fault_at) >= alert_bound_s(chain, name)
+
     latencies = [r.notified_s for n, r in records.items() if n in expected and r.notified_s is not None]
     return AlertsMeasurement(
         receiver=str(meta.get("receiver")), notifications=int(meta.get("notifications") or 0), expected=expected,
         not_expected=skipped, alerts=sorted(records.values(), key=lambda r: (not r.expected, r.name)),
-        missing=[n for n in silent if observed >= alert_bound_s(chain, n)],
-        not_yet=[n for n in silent if observed < alert_bound_s(chain, n)], observed_s=observed,
+        missing=[n for n in silent if due(n)], not_yet=[n for n in silent if not due(n)], observed_s=observed,
         allowed=allowed,
         unexpected_critical=sorted(n for n in fired if n not in {*expected, *allowed}
                                    and records[n].severity == "critical"),

@@ -16,10 +16,11 @@ import pyarrow as pa
 
 from drillbit.core.events import faults_from_events
 from drillbit.core.results import LatencyStats
-from drillbit.core.rundir import AVAILABILITY, REPLICAS, REQUESTS_DIR
+from drillbit.core.rundir import AVAILABILITY, REPLICAS, REPLICATION_LAG, REPLICATION_LAG_SCHEMA, REQUESTS_DIR
 from drillbit.probes.availability import load_availability
 from drillbit.probes.latency import analyze_latency, load_requests, phases_of
 from drillbit.probes.replicas import load_replicas
+from drillbit.probes.samplers import read_samples
 from drillbit.reports.rundata import RunData
 from drillbit.reports.timeline import RequestSeries, ratio_series, request_series
 
@@ -37,6 +38,7 @@ class Analysis:
     latency: dict[str, LatencyStats] | None = None  # phase -> stats, only when measurements.json has none
     availability: pd.DataFrame | None = None  # t, ratio, n per bucket
     replicas: pd.DataFrame | None = None
+    replication_lag: pd.DataFrame | None = None  # t, member, lag_s (read ok)
     notes: list[str] = field(default_factory=list)  # what could not be drawn, and why
 
 
@@ -101,4 +103,12 @@ def analyze(data: RunData, *, max_buckets: int = 3600) -> Analysis:
             out.replicas = reps
         except _READ_ERRORS as err:
             out.notes.append(f"{REPLICAS}: {data.text(err)}")
+    if data.has_samples(REPLICATION_LAG):
+        try:
+            lag = read_samples(d / REPLICATION_LAG, REPLICATION_LAG_SCHEMA).to_pandas()
+            lag = lag[lag["ok"].astype(bool)][["t", "member", "lag_s"]]
+            lag["member"] = lag["member"].astype(str).map(data.text)
+            out.replication_lag = lag
+        except _READ_ERRORS as err:
+            out.notes.append(f"{REPLICATION_LAG}: {data.text(err)}")
     return out

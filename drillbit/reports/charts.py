@@ -77,6 +77,8 @@ class TimelineInput:
     requests: RequestSeries | None = None
     availability: pd.DataFrame | None = None  # t, ratio
     replicas: pd.DataFrame | None = None  # t, region, desired, ready
+    replication_lag: pd.DataFrame | None = None  # t, member, lag_s
+    lag_target_s: float | None = None  # the RPO line on the lag panel
 
 
 def _x_range(inp: TimelineInput) -> tuple[float, float]:
@@ -123,7 +125,8 @@ def _decorate(ax: Axes, inp: TimelineInput, hi: float, *, labels: bool) -> None:
 
 
 def timeline_svg(inp: TimelineInput, prefix: str = "timeline") -> str | None:
-    """Stacked panels sharing the time axis: latency, throughput, error rate, availability, replicas."""
+    """Stacked panels sharing the time axis: latency, throughput, error rate, availability, replicas,
+    replication lag."""
     panels: list[str] = []
     r = inp.requests
     if r is not None:
@@ -132,6 +135,8 @@ def timeline_svg(inp: TimelineInput, prefix: str = "timeline") -> str | None:
         panels.append("availability")
     if inp.replicas is not None and len(inp.replicas):
         panels.append("replicas")
+    if inp.replication_lag is not None and len(inp.replication_lag):
+        panels.append("replication lag")
     if not panels:
         return None
     lo, hi = _x_range(inp)
@@ -186,6 +191,14 @@ def timeline_svg(inp: TimelineInput, prefix: str = "timeline") -> str | None:
             ax.set_ylabel("replicas")
             ax.yaxis.get_major_locator().set_params(integer=True)
             ax.set_title("Replicas per region", loc="left")
+        elif panel == "replication lag" and inp.replication_lag is not None:
+            for j, (member, df) in enumerate(inp.replication_lag.groupby("member", sort=True)):
+                ax.plot(df["t"] - inp.origin, df["lag_s"], color=PALETTE[j % len(PALETTE)], lw=1.2,
+                        label=f"replica {member}")  # fmt: skip
+            if inp.lag_target_s is not None:
+                ax.axhline(inp.lag_target_s, color=FAULT_COLOR, lw=0.8, ls="--", label=f"RPO {inp.lag_target_s:g} s")
+            ax.set_ylabel("lag (s)")
+            ax.set_title("Replication lag (behind the primary)", loc="left")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False)
         ax.grid(True, lw=0.3, color="#cccccc")
         ax.set_xlim(lo, hi)

@@ -177,6 +177,7 @@ def _timeline(data: RunData, analysis: Analysis) -> str | None:
     if not origin_candidates:
         return None
     rto = data.measurements.rto if data.measurements is not None else None
+    lag = data.measurements.replication_lag if data.measurements is not None else None
     rto_span = None
     if rto is not None and _is_number(rto.fault_at):
         if _is_number(rto.rto_s):
@@ -188,6 +189,7 @@ def _timeline(data: RunData, analysis: Analysis) -> str | None:
     inp = charts.TimelineInput(
         origin=min(origin_candidates), phases=phases(data), faults=fault_spans(data), marks=marks(data),
         rto=rto_span, requests=analysis.requests, availability=analysis.availability, replicas=analysis.replicas,
+        replication_lag=analysis.replication_lag, lag_target_s=lag.target_s if lag is not None else None,
         outages=[(o.start, o.end) for o in (rto.outages if rto is not None else [])
                  if _is_number(o.start) and _is_number(o.end)],
     )  # fmt: skip

@@ -168,6 +168,32 @@ def test_a_conditional_expectation_applies_only_when_a_fault_reported_its_fact()
     assert verdicts["alert_expected_fired"].verdict is Outcome.PASS
 
 
+def test_an_alert_timed_since_a_reported_condition_is_measured_from_it_not_from_the_fault() -> None:
+    """The replication-lag drill: the lag passes the RPO 62 s after the link was slowed; the alert fires
+    for 10 s later and is notified 15 s after the breach: 15 s of latency (77 s after the fault)."""
+    meta = {**_meta({"alert": "ApiDown", "since": "lag_above_target_at"}), "stopped_at": FAULT + 120.0}
+    events = [_event(FAULT + 77.0, "ApiDown", "firing", FAULT + 72.5)]
+    a = analyze_alerts(events, meta, fault_at=FAULT, recovered_at=None,
+                       fault_details=[{"landed": True}, {"lag_above_target_at": FAULT + 62.0}])  # fmt: skip
+    (rec,) = a.alerts
+    assert (rec.since, rec.fired_s, rec.notified_s, a.latency_s) == pytest.approx((FAULT + 62, 10.5, 15.0, 15.0))
+    verdicts = {v.sla: v.verdict for v in evaluate(Measurements(fault_at=FAULT, alerts=a), ALERT_SLAS).verdicts}
+    assert verdicts["alert_latency"] is Outcome.PASS
+    # the same notification timed from the fault would be 77 s: a FAIL
+    plain = analyze_alerts(events, _meta({"alert": "ApiDown"}), fault_at=FAULT, recovered_at=None, fault_details=[])
+    assert plain.latency_s == pytest.approx(77.0)
+
+
+def test_an_alert_timed_since_a_condition_no_fault_reported_is_not_expected_and_not_judged_late() -> None:
+    meta = {**_meta({"alert": "ApiDown", "since": "lag_above_target_at"}), "stopped_at": FAULT + 300.0}
+    a = analyze_alerts([], meta, fault_at=FAULT, recovered_at=None, fault_details=[{"lag_above_target_at": None}])
+    assert a.expected == [] and a.missing == [] and "lag_above_target_at" in a.not_expected["ApiDown"]
+    # reported 5 s before the drill stopped: not due yet (for 10 s + chain), so neither a miss nor a pass
+    due = analyze_alerts([], {**meta, "stopped_at": FAULT + 65.0}, fault_at=FAULT, recovered_at=None,
+                         fault_details=[{"lag_above_target_at": FAULT + 60.0}])  # fmt: skip
+    assert (due.missing, due.not_yet) == ([], ["ApiDown"])
+
+
 def test_a_drill_cut_short_before_an_alert_was_due_is_inconclusive_not_a_miss() -> None:
     """Killed 5 s after the fault: ApiDown (for 10 s) could not have fired yet; once the receiver
     listened longer than for + scrape + evaluation + group_wait + 1 s (18 s), silence is a miss."""

@@ -19,6 +19,7 @@ import yaml
 from drillbit.targets.sandbox import linkproxy
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.links import (
+    LINK_SERVICES,
     LinkShape,
     LinkSpec,
     links_touching,
@@ -129,13 +130,36 @@ def test_bandwidth_paces_a_transfer(link: Proxied) -> None:
     assert 0.2 <= time.monotonic() - started <= 2.0
 
 
+def test_healing_a_throttled_link_releases_its_backlog_at_once(link: Proxied) -> None:
+    """A throttle's backlog is timed by the throttle; the heal must not wait it out (a replica far behind
+    a slowed replication link catches up as soon as the link is healed)."""
+    link.shape(LinkShape(bandwidth_kbps=8))  # 1 kB/s: 40 kB up and back would take 80 s
+    payload = b"q" * 40_000
+    got: list[bytes] = []
+    started = time.monotonic()
+    thread = threading.Thread(target=lambda: got.append(_echo(link.spec.listen, payload)), daemon=True)
+    thread.start()
+    time.sleep(1.0)
+    assert thread.is_alive()  # still held by the throttle
+    link.shape(LinkShape())
+    thread.join(10)
+    assert got == [payload] and time.monotonic() - started < 5.0
+
+
+def test_a_throttled_link_reads_in_slices_so_its_pace_is_smooth() -> None:
+    assert linkproxy.read_size(LinkShape()) == linkproxy.CHUNK
+    assert linkproxy.read_size(LinkShape(bandwidth_kbps=16)) == 256  # 2 kB/s: a tenth of a second is 200 B
+    assert linkproxy.read_size(LinkShape(bandwidth_kbps=800)) == 10_000  # 100 kB/s: 10 kB per tenth
+
+
 def test_shapes_round_trip_and_partition_scope(tmp_path: Path) -> None:
     assert read_shapes(tmp_path) == (0, {})
     g = write_shapes(tmp_path, {"postgres@a": LinkShape(cut=True), "etcd@b": LinkShape()})
     assert read_shapes(tmp_path) == (g, {"postgres@a": LinkShape(cut=True)})  # clear shapes are not kept
-    specs = [LinkSpec(f"{s}@{r}", s, r, 0, 0) for r in ("a", "b") for s in ("postgres", "restapi", "etcd")]
+    specs = [LinkSpec(f"{s}@{r}", s, r, 0, 0) for r in ("a", "b") for s in LINK_SERVICES]
     names = {s.name for s in links_touching(specs, "a", ["a", "b"])}
-    assert names == {"postgres@a", "restapi@a", "etcd@a", "postgres@b", "restapi@b"}  # not b's way to the witness
+    assert names == {"postgres@a", "replication@a", "restapi@a", "etcd@a", "postgres@b", "replication@b",
+                     "restapi@b"}  # not b's way to the witness
 
 
 def test_rendering_routes_the_cross_region_paths_through_the_links_and_nothing_else(tmp_path: Path) -> None:
@@ -145,19 +169,22 @@ def test_rendering_routes_the_cross_region_paths_through_the_links_and_nothing_e
     base = Ports(front_door=1, etcd_client=2, etcd_peer=3, postgres={"region-a": 10, "region-b": 11},
                  restapi={"region-a": 20, "region-b": 21})  # fmt: skip
     links = {f"{s}@{r}": p for p, (s, r) in enumerate(
-        [(s, r) for r in ("region-a", "region-b") for s in ("postgres", "restapi", "etcd")], start=100)}  # fmt: skip
+        [(s, r) for r in ("region-a", "region-b") for s in ("postgres", "replication", "restapi", "etcd")],
+        start=100)}  # fmt: skip
     ports = Ports(**{**base.__dict__, "links": links})
     topo, layout, secrets = load_topology(), Layout(tmp_path), Secrets("s", "r", "a", "p")
     cfg = yaml.safe_load(patroni_config(topo, "region-a", ports, secrets, layout, "x"))
-    assert cfg["postgresql"]["connect_address"] == "127.0.0.1:100" and cfg["postgresql"]["listen"] == "127.0.0.1:10"
-    assert cfg["restapi"]["connect_address"] == "127.0.0.1:101" and cfg["restapi"]["listen"] == "127.0.0.1:20"
-    assert cfg["etcd3"] == {"hosts": "127.0.0.1:102", "use_proxies": True}
-    assert "port=10,103 " in app_dsn(topo, ports, layout, region="region-a")  # own direct, region-b's via its link
+    # the replication stream (and pg_rewind) through a link of its own, apart from the clients' path
+    assert cfg["postgresql"]["connect_address"] == "127.0.0.1:101" and cfg["postgresql"]["listen"] == "127.0.0.1:10"
+    assert cfg["restapi"]["connect_address"] == "127.0.0.1:102" and cfg["restapi"]["listen"] == "127.0.0.1:20"
+    assert cfg["etcd3"] == {"hosts": "127.0.0.1:103", "use_proxies": True}
+    assert "port=10,104 " in app_dsn(topo, ports, layout, region="region-a")  # own direct, region-b's via its link
     assert "port=100,11 " in app_dsn(topo, ports, layout, region="region-b")
     assert "port=10,11 " in app_dsn(topo, ports, layout)  # the observer's: direct
     assert "linkproxy" in circus_ini(topo, ports, layout, "sbx", app_dsn(topo, ports, layout))
-    assert [(s.name, s.listen, s.upstream) for s in link_specs(topo, ports)][:3] == [
-        ("postgres@region-a", 100, 10), ("restapi@region-a", 101, 20), ("etcd@region-a", 102, 2)]  # fmt: skip
+    assert [(s.name, s.listen, s.upstream) for s in link_specs(topo, ports)][:4] == [
+        ("postgres@region-a", 100, 10), ("replication@region-a", 101, 10), ("restapi@region-a", 102, 20),
+        ("etcd@region-a", 103, 2)]  # fmt: skip
     plain = yaml.safe_load(patroni_config(topo, "region-a", base, secrets, layout, "x"))
     assert plain["etcd3"] == {"hosts": "127.0.0.1:2"} and plain["postgresql"]["connect_address"] == "127.0.0.1:10"
     assert "linkproxy" not in circus_ini(topo, base, layout, "sbx", app_dsn(topo, base, layout))

@@ -18,6 +18,7 @@ from drillbit.targets.sandbox import loopback, procs, sandbox
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.network import Network
 from drillbit.targets.sandbox.pointintime import PointInTime
+from drillbit.targets.sandbox.replication import replication_lag
 from drillbit.targets.sandbox.sandbox import Report, Sandbox, SandboxState
 
 __all__ = ["SandboxKind", "SandboxSpec", "SandboxTarget"]
@@ -138,6 +139,13 @@ class SandboxTarget:
 
     def isolate_witness(self) -> dict[str, Any]:
         return Network(self.sb).isolate_witness()
+
+    def degrade_replication(self, region: str, bandwidth_kbps: float = 0.0, latency_ms: float = 0.0) -> dict[str, Any]:
+        return Network(self.sb).degrade_replication(region, bandwidth_kbps, latency_ms)
+
+    def replication_lag(self) -> list[dict[str, Any]]:
+        """Each replica's lag behind the primary (drillbit.targets.sandbox.replication)."""
+        return replication_lag(self.sb)
 
     def heal_links(self) -> dict[str, Any]:
         """Rollback of the network faults: every link clear again, then the whole sandbox (a node

@@ -9,9 +9,14 @@ generation it applied to ``links-applied.json`` once every change is in force:
   at once, so clients fail fast, as after a route withdrawal, rather than hang;
 - latency/jitter: each chunk from the upstream is delivered ``latency ± jitter`` ms after it
   arrived (never before the previous one: order is kept);
-- bandwidth: each chunk, each direction, waits its size / rate after the previous one.
+- bandwidth: each chunk, each direction, waits its size / rate after the previous one (a
+  throttled link reads in slices of a tenth of a second's worth, so the pace is smooth, not one
+  16 KiB burst every few seconds).
 
-Buffers are bounded (a slow link pushes back on the sender, as TCP would).
+Buffers are bounded (a slow link pushes back on the sender, as TCP would). A chunk is timed by
+the shape in force when it arrived; when the shape changes (a heal, another degrade), the chunks
+still held are released on the new shape at once, not after the old one's delays: a heal takes
+effect within a poll, whatever backlog a throttle had built.
 """
 
 from __future__ import annotations
@@ -46,6 +51,15 @@ log = logging.getLogger(__name__)
 CHUNK = 16 * 1024
 QUEUE_CHUNKS = 32  # per direction and connection: at most 512 KiB in flight inside the proxy
 POLL_S = 0.05
+SLICE_S = 0.1  # a throttled link reads at most this long's worth of its rate at a time
+MIN_READ = 256
+
+
+def read_size(shape: LinkShape) -> int:
+    """How much to read at a time: a CHUNK, or a slice of a throttled link's rate (at least MIN_READ bytes)."""
+    if shape.bandwidth_kbps <= 0:
+        return CHUNK
+    return max(MIN_READ, min(CHUNK, int(shape.bandwidth_kbps * 1000 / 8 * SLICE_S)))
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -149,45 +163,54 @@ class LinkProxy:
 
     async def _pump(self, link: _Link, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, delayed: bool) -> None:
         """Copy src to dst, each chunk due at its shaped time; EOF half-closes dst."""
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUE_CHUNKS)
+        queue: asyncio.Queue[tuple[float, bytes, LinkShape]] = asyncio.Queue(QUEUE_CHUNKS)
         loop = asyncio.get_running_loop()
 
         async def read() -> None:
-            last_due = 0.0
+            last_due, last_shape = 0.0, link.shape
             try:
-                while chunk := await src.read(CHUNK):
+                while chunk := await src.read(read_size(link.shape)):
                     shape, now = link.shape, loop.time()
-                    due = now
-                    if delayed and shape.latency_ms > 0:
-                        spread = self.rng.uniform(-shape.jitter_ms, shape.jitter_ms) if shape.jitter_ms else 0.0
-                        due = now + max(0.0, shape.latency_ms + spread) / 1000
-                    due = max(due, last_due)
-                    if shape.bandwidth_kbps > 0:
-                        due = max(due, last_due or now) + len(chunk) * 8 / (shape.bandwidth_kbps * 1000)
-                    last_due = due
-                    await queue.put((due, chunk))
+                    if shape != last_shape:  # a new shape times from now, not from the old one's backlog
+                        last_due, last_shape = 0.0, shape
+                    last_due = self._due(shape, len(chunk), now, last_due, delayed=delayed)
+                    await queue.put((last_due, chunk, shape))
             except (OSError, asyncio.IncompleteReadError):
                 pass
-            await queue.put((0.0, b""))
+            await queue.put((0.0, b"", link.shape))
 
         reading = asyncio.ensure_future(read())
         try:
             while True:
-                due, chunk = await queue.get()
+                due, chunk, shape = await queue.get()
                 if not chunk:
                     with contextlib.suppress(OSError):
                         if dst.can_write_eof():
                             dst.write_eof()
                     return
-                wait = due - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                while (wait := due - loop.time()) > 0:
+                    if link.shape != shape:  # healed or reshaped meanwhile: on the new shape, from now
+                        due, shape = self._due(link.shape, len(chunk), loop.time(), 0.0, delayed=delayed), link.shape
+                        continue
+                    await asyncio.sleep(min(wait, POLL_S))
                 dst.write(chunk)
                 await dst.drain()
         except OSError:
             return
         finally:
             reading.cancel()
+
+    def _due(self, shape: LinkShape, size: int, now: float, last_due: float, *, delayed: bool) -> float:
+        """When a chunk of ``size`` bytes that arrived ``now`` may go on: after the added latency (the
+        return direction), after the previous chunk (order is kept) and its share of the bandwidth."""
+        due = now
+        if delayed and shape.latency_ms > 0:
+            spread = self.rng.uniform(-shape.jitter_ms, shape.jitter_ms) if shape.jitter_ms else 0.0
+            due = now + max(0.0, shape.latency_ms + spread) / 1000
+        due = max(due, last_due)
+        if shape.bandwidth_kbps > 0:
+            due = max(due, last_due or now) + size * 8 / (shape.bandwidth_kbps * 1000)
+        return due
 
 
 async def run(root: Path, stop: asyncio.Event) -> None:

@@ -5,8 +5,11 @@ each region to the witness (etcd), runs through a TCP proxy drillbit owns
 (``drillbit.targets.sandbox.linkproxy``, one supervised process serving every link, in the style
 of Toxiproxy, which no registry here packages). With ``links.enabled`` in the topology:
 
-- ``postgres@<r>``: another region's way into r's PostgreSQL: the replication stream (r's
-  Patroni ``postgresql.connect_address``) and the other region's API replicas (their DSN);
+- ``postgres@<r>``: another region's way into r's PostgreSQL for its API replicas (their DSN);
+- ``replication@<r>``: another region's way into r's PostgreSQL for the database itself: the
+  replication stream and pg_rewind (r's Patroni ``postgresql.connect_address``), apart from the
+  clients' path so a slow replication link (``degrade_replication``) lags the replica without
+  slowing the other region's API;
 - ``restapi@<r>``: another region's way into r's Patroni REST API (``restapi.connect_address``:
   what the other node asks before it promotes itself);
 - ``etcd@<r>``: r's way to the witness (r's Patroni ``etcd3.hosts``, with ``use_proxies``).
@@ -35,6 +38,7 @@ from typing import Any
 
 __all__ = [
     "LINK_SERVICES",
+    "PG_SERVICES",
     "LinkShape",
     "LinkSpec",
     "applied_generation",
@@ -51,7 +55,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-LINK_SERVICES = ("postgres", "restapi", "etcd")
+LINK_SERVICES = ("postgres", "replication", "restapi", "etcd")
+#: the services that speak PostgreSQL's protocol
+PG_SERVICES = ("postgres", "replication")
 SPECS_FILE = "links.json"
 STATE_FILE = "links-state.json"
 APPLIED_FILE = "links-applied.json"
@@ -163,7 +169,7 @@ def _exchange(spec: LinkSpec, port: int, timeout: float) -> float:
     start = time.monotonic()
     with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if spec.service == "postgres":  # SSLRequest: PostgreSQL answers one byte, S or N
+        if spec.service in PG_SERVICES:  # SSLRequest: PostgreSQL answers one byte, S or N
             s.sendall(_SSL_REQUEST)
             answer = s.recv(1)
             if answer not in (b"S", b"N"):

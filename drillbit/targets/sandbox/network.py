@@ -25,6 +25,7 @@ from drillbit.targets.sandbox.links import (
     LOOPBACK,
     LinkShape,
     LinkSpec,
+    link_name,
     links_touching,
     probe,
     read_shapes,
@@ -194,6 +195,25 @@ class Network:
             return None
         took = time.monotonic() - started
         return round(got * 8 / 1000 / took, 1) if got and took > 0 else None
+
+    def degrade_replication(self, region: str, bandwidth_kbps: float = 0.0, latency_ms: float = 0.0) -> dict[str, Any]:
+        """Throttle and/or delay the replication stream out of ``region``'s PostgreSQL (its
+        ``replication@`` link: what the other regions' replicas stream and rewind from) and nothing
+        else: clients, Patroni's REST API and the witness keep their paths. Landed when PostgreSQL
+        still answers across the link (shaped, not cut); the lag it causes is the drill's to watch."""
+        self.sb._region(region)
+        if bandwidth_kbps < 0 or latency_ms < 0 or not (bandwidth_kbps or latency_ms):
+            raise ConfigError("degrade_replication", "give bandwidth_kbps and/or latency_ms, each > 0")
+        name = link_name("replication", region)
+        spec = next((s for s in self.specs("degrade_replication") if s.name == name), None)
+        if spec is None:
+            raise ConfigError("degrade_replication", f"the sandbox has no {name} link: bring it up again with this "
+                                                     "drillbit (links: {enabled: true})")  # fmt: skip
+        self._apply({**self.shaped(), name: LinkShape(latency_ms=latency_ms, bandwidth_kbps=bandwidth_kbps)})
+        answers = probe(spec, PROBE_TIMEOUT_S + 10)
+        return {"region": region, "link": name, "bandwidth_kbps": bandwidth_kbps, "latency_ms": latency_ms,
+                "degraded_at": _now(), "landed": answers is not None,
+                "reason": None if answers is not None else f"PostgreSQL does not answer across {name}"}  # fmt: skip
 
     def isolate_witness(self) -> dict[str, Any]:
         """Cut every region's way to the witness (etcd): Patroni loses its DCS everywhere."""

@@ -114,7 +114,7 @@ def app_dsn(
 
 def link_specs(topo: Topology, ports: Ports) -> list[LinkSpec]:
     """The link proxy's links (links.enabled; [] without): see drillbit.targets.sandbox.links."""
-    upstream = {"postgres": ports.postgres, "restapi": ports.restapi}
+    upstream = {"postgres": ports.postgres, "replication": ports.postgres, "restapi": ports.restapi}
     return [
         LinkSpec(name, service, r.name, ports.links[name],
                  ports.etcd_client if service == "etcd" else upstream[service][r.name])
@@ -176,7 +176,7 @@ def patroni_config(topo: Topology, region: str, ports: Ports, secrets: Secrets, 
         },
         "postgresql": {
             "listen": f"{LOOPBACK}:{pg_port}",
-            "connect_address": f"{LOOPBACK}:{ports.link('postgres', region, pg_port)}",  # the other node streams
+            "connect_address": f"{LOOPBACK}:{ports.link('replication', region, pg_port)}",  # the other node streams
             "data_dir": str(layout.pg_data(region)),
             "bin_dir": str(pg_bin_dir()),
             "pgpass": str(layout.root / f"pgpass-patroni-{region}"),

@@ -1,5 +1,6 @@
-"""The data drills' sandbox: one of their own, with the inter-region links (network faults) and the
-backups (point-in-time restore) enabled, shared by this package's modules and stopped after them."""
+"""The data drills' sandbox: one of their own, with the inter-region links (network faults), the
+backups (point-in-time restore) and monitoring (the replication-lag alert) enabled, shared by this
+package's modules and stopped after them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="package")
 def data_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """The shipped topology with links: {enabled: true} and backups: {enabled: true}."""
+    """The shipped topology with links: {enabled: true} and backups: {enabled: true}, with monitoring."""
     src = ROOT / "infra" / "sandbox" / "topology.yaml"
     data = yaml.safe_load(src.read_text())
     data["links"] = {"enabled": True}
@@ -27,7 +28,7 @@ def data_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     topo = tmp / "topology.yaml"
     topo.write_text(yaml.safe_dump(data))
     state = tmp / ".drill"
-    box = sandbox.up(topology_file=topo, state_dir=state, report=print, monitoring=False)
+    box = sandbox.up(topology_file=topo, state_dir=state, report=print, monitoring=True)  # the lag alert
     try:
         yield box
     finally:

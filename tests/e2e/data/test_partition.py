@@ -88,7 +88,7 @@ def _check(sb: Sandbox, result: DrillResult, m: Measurements, refused: set[str],
     assert partition.landed, partition
     d = partition.detail
     cut = set(d["cut"])
-    assert len(cut) == 5 and cut <= refused, (cut, refused)  # seen cut from outside the drill too
+    assert len(cut) == 7 and cut <= refused, (cut, refused)  # seen cut from outside the drill too
     assert d["synchronous_mode"] is sync, d
     assert d["demoted_after_s"] is not None and d["promoted_after_s"] is not None, d
     assert d["new_primary"] not in (None, d["region"]), d
