@@ -147,7 +147,8 @@ class Backups(_Model):
 
     enabled: bool = False
     # a forced WAL switch at least this often under load: the bound on how old the newest archived WAL is
-    archive_timeout_s: int = Field(default=10, ge=1, le=3600)
+    # (each switch writes, archives and streams a whole 16 MB segment: 30 s keeps that to ~32 MB/min)
+    archive_timeout_s: int = Field(default=30, ge=1, le=3600)
 
 
 class Topology(_Model):

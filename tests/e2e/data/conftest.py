@@ -22,7 +22,7 @@ def data_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     src = ROOT / "infra" / "sandbox" / "topology.yaml"
     data = yaml.safe_load(src.read_text())
     data["links"] = {"enabled": True}
-    data["backups"] = {"enabled": True, "archive_timeout_s": 10}
+    data["backups"] = {"enabled": True}
     data["manifests"] = str((src.parent / data["manifests"]).resolve())  # relative to the original
     tmp = tmp_path_factory.mktemp("data-sandbox")
     topo = tmp / "topology.yaml"
