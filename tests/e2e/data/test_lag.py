@@ -1,5 +1,8 @@
 """The replication-lag drill on the data drills' sandbox (links and monitoring: tests/e2e/data/conftest.py):
-the primary's replication link slowed until the replica is more than the RPO behind.
+the primary's replication link slowed until the replica is more than the RPO behind. Run against an
+RPO of LAG_RPO_S (the drill's SLAs, its until_lag_s, and the sandbox's ReplicationLagAboveRpo rule
+scaled alike) rather than the platform's 60 s, so it takes a minute less; the shipped 60 s rule is
+promtool's to test (infra/monitoring/rules/database_test.yml).
 
 Ground truth, read around drillbit's lag reader: the test itself polls the replica for the newest
 heartbeat order it holds, and the heartbeat writer's ledger says when each was sent and
@@ -31,13 +34,14 @@ from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.network import Network
 from drillbit.targets.sandbox.sandbox import Sandbox
 from tests.e2e.data.interrupt import sigint_when
+from tests.e2e.data.lagrule import LAG_RPO_S
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
 EXPERIMENT = ROOT / "experiments" / "replication-lag.yaml"
 #: how far past the breach the link stays slow in these runs (the shipped experiment: 30 s)
-HOLD_S = 20
+HOLD_S = 15
 #: drillbit's clock and PostgreSQL's (both this machine's) may differ by this much, and an ack by a round trip
 SLACK_S = 0.05
 
@@ -101,9 +105,11 @@ def test_the_replication_lag_drill_measures_the_replicas_true_lag_and_the_alert_
     replica = next(r for r in data_sandbox.regions if r != primary)
     plan = load_plan(EXPERIMENT)
     exp = plan.experiment
-    exp["method"][0]["provider"]["arguments"]["hold_s"] = HOLD_S
-    plan = dataclasses.replace(plan, experiment=exp, settings=plan.settings.model_copy(
-        update={"baseline_s": 5.0, "cooldown_s": 5.0}))  # fmt: skip
+    exp["method"][0]["provider"]["arguments"].update(hold_s=HOLD_S, until_lag_s=LAG_RPO_S)
+    slas = {k: v.model_copy(update={"target": LAG_RPO_S}) if k in ("replication_lag", "replication_lag_detected")
+            else v for k, v in plan.slas.items()}  # fmt: skip
+    plan = dataclasses.replace(plan, experiment=exp, slas=slas, settings=plan.settings.model_copy(
+        update={"baseline_s": 3.0, "cooldown_s": 3.0}))  # fmt: skip
     started = time.monotonic()
     with _ReplicaWatch(data_sandbox, replica) as watch:
         result = run_drill(plan, RunOptions(state_dir=data_sandbox.layout.state_dir, out=tmp_path / "runs", tty=False,
@@ -133,7 +139,7 @@ def test_the_replication_lag_drill_measures_the_replicas_true_lag_and_the_alert_
         # drillbit read the replica and the primary within [a1, t2]: the replica's newest commit was in [lo, hi]
         assert a1 - hi - SLACK_S <= value <= t2 - lo + SLACK_S, (t, value, pair)
         checked += 1
-    assert checked >= 30, (checked, len(lag), len(bounds))
+    assert checked >= 20, (checked, len(lag), len(bounds))
 
     r = m.replication_lag
     assert r is not None and r.breached_at is not None and r.caught_up_s is not None, m.unmeasured
@@ -154,7 +160,7 @@ def test_sigint_while_the_replica_lags_heals_the_link_and_the_replica_catches_up
     exp = yaml.safe_load(EXPERIMENT.read_text())
     network = Network(data_sandbox)
     code, output = sigint_when(data_sandbox, exp, tmp_path, lambda: bool(network.shaped()), windows_s=3,
-                               settle_s=3.0, poll_s=0.2)  # fmt: skip
+                               settle_s=1.0, poll_s=0.2)  # fmt: skip
     assert code == 3, output[-3000:]
     assert network.shaped() == {}
     target = SandboxTarget(data_sandbox)
