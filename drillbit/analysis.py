@@ -280,7 +280,8 @@ def _latency(run_dir: Path, phases: dict[str, tuple[float, float]], names: set[s
             log.info("no latency for %s: %s", name, err)
     return LatencyMeasurement(phases=report.phases, generator_saturated=report.generator_saturated,
                               saturation_reasons=report.saturation_reasons,
-                              generator_complete=report.generator_complete, by_request=by_request)  # fmt: skip
+                              generator_complete=report.generator_complete, lost_parts=report.lost_parts,
+                              by_request=by_request)  # fmt: skip
 
 
 def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sla]) -> dict[str, Any]:

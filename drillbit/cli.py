@@ -15,6 +15,7 @@ import typer
 
 from drillbit import targets
 from drillbit.cli_analyze import register as register_analyze
+from drillbit.cli_bench import register as register_bench
 from drillbit.cli_manifests import register as register_manifests
 from drillbit.cli_observe import register as register_observe
 from drillbit.cli_run import StateDirOpt
@@ -213,6 +214,7 @@ def demo(
 register_run(app)
 register_observe(app)
 register_analyze(app)
+register_bench(app)
 register_manifests(app)
 
 register_reports(app)  # `drill report ...`, `drill seal`, `drill verify` (drillbit/reports/cli.py)

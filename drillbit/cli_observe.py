@@ -21,6 +21,7 @@ from drillbit.cli_run import (
 from drillbit.core.errors import ConfigError
 from drillbit.core.results import AuditFields
 from drillbit.observe import ObserveOptions, add_mark, observe, parse_duration
+from drillbit.plan import MAX_WORKERS
 
 __all__ = ["register"]
 
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
         dsn: Annotated[str | None, typer.Option(help="A database to write heartbeats to (RPO).")] = None,
         profile: Annotated[str | None, typer.Option(help="Apply this load profile meanwhile.")] = None,
         locustfile: Annotated[str | None, typer.Option(help="Locustfile for the load (trader / ping).")] = None,
+        workers: Annotated[int, typer.Option(help="Generator processes for the load (its rate split among them).")] = 1,
         duration: Annotated[str, typer.Option(help="How long at most: 90s, 30m, 1h.")] = "30m",
         until_recovered: Annotated[bool, typer.Option("--until-recovered", help="End after recovery.")] = False,
         cooldown: Annotated[float, typer.Option(help="Seconds after recovery (--until-recovered).")] = 10.0,
@@ -57,10 +59,13 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("drill observe", "give --env or --url, not both")
         if not 0.01 <= interval <= 60 or cooldown < 0:
             raise ConfigError("drill observe", "--interval must be within [0.01, 60] s and --cooldown >= 0")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ConfigError("--workers", f"{workers} generator processes: give 1 to {MAX_WORKERS}")
         if dsn is not None and url is None:
             raise ConfigError("--dsn", "only with --url: an env brings its own write path (the trading API)")
         options = ObserveOptions(
             env=None if url else (env or "sandbox"), url=url, dsn=dsn, profile=profile, locustfile=locustfile,
+            workers=workers,
             duration_s=parse_duration(duration), until_recovered=until_recovered, cooldown_s=cooldown,
             interval_s=interval, name=name, out=out, state_dir=state_dir, sla_file=sla, operator=operator,
             audit=AuditFields(scope=scope, objectives=objectives, participants=participant or [], approver=approver),

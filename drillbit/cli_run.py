@@ -108,6 +108,9 @@ def register(app: typer.Typer) -> None:
         experiment: Annotated[Path | None, typer.Argument(help="Chaos Toolkit experiment file (YAML/JSON).")] = None,
         env: Annotated[str, typer.Option("--env", "-e", help="Target: sandbox or a drill.yaml name.")] = "sandbox",
         profile: Annotated[str | None, typer.Option(help="Load profile (name or file).")] = None,
+        workers: Annotated[int | None, typer.Option(
+            help="Generator processes on this machine (Locust master + N workers; the rate is split among "
+                 "them). Default: the experiment's processes, else 1.")] = None,
         sla: SlaOpt = None,
         out: OutOpt = Path("runs"),
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print the plan, inject nothing.")] = False,
@@ -132,7 +135,7 @@ def register(app: typer.Typer) -> None:
         plans, problems = [], []
         for f in files:  # validate them all before running any
             try:
-                plans.append(load_plan(f, sla_path=sla, profile=profile))
+                plans.append(load_plan(f, sla_path=sla, profile=profile, workers=workers))
             except ConfigError as err:
                 problems.append(str(err))
         if problems:

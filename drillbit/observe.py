@@ -78,6 +78,7 @@ class ObserveOptions:
     dsn: str | None = None  # a database to write heartbeats to (RPO)
     profile: str | None = None  # optional load
     locustfile: str | None = None  # default: trader on an env, ping on a URL
+    workers: int = 1  # generator processes (the profile's rate split among them)
     duration_s: float = 1800.0
     until_recovered: bool = False
     stability_s: float = 5.0
@@ -303,7 +304,7 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     events = EventLog(run_dir / EVENTS, clock)
     load = None
     if options.profile is not None:
-        load = LoadSpec(options.profile, options.locustfile or ("trader" if is_env else "ping"))
+        load = LoadSpec(options.profile, options.locustfile or ("trader" if is_env else "ping"), options.workers)
     session = Session(run_dir, clock, api_url=endpoints.api_url, run_id=uuid.uuid4().hex[:16], write_path=is_env,
                       dsn=endpoints.dsn, heartbeat_via=endpoints.heartbeat_via,
                       replicas=target if is_env else None, load=load, cover_s=options.duration_s + 60,

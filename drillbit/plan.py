@@ -36,6 +36,8 @@ __all__ = ["DrillPlan", "DrillSettings", "load_plan", "region_problems"]
 log = logging.getLogger(__name__)
 
 #: lasting faults, and the revert a rollback must call (a fault that heals by itself needs none)
+#: the most generator processes one machine runs (Locust's --processes)
+MAX_WORKERS = 16
 NEEDS_ROLLBACK = {"lose_region": "restore_region", "switch_traffic": "switch_traffic_back"}
 
 
@@ -60,7 +62,7 @@ class DrillSettings(BaseModel):
     name: str = "drillbit"
     profile: str = Field(default="steady", min_length=1)
     locustfile: str = Field(default="trader", min_length=1)
-    processes: int = Field(default=1, ge=1, le=16)
+    processes: int = Field(default=1, ge=1, le=MAX_WORKERS)
     baseline_s: float = Field(default=10.0, ge=0, le=3600, allow_inf_nan=False)
     cooldown_s: float = Field(default=10.0, ge=0, le=3600, allow_inf_nan=False)
     max_recovery_s: float = Field(default=120.0, gt=0, le=24 * 3600, allow_inf_nan=False)
@@ -178,8 +180,13 @@ def _settings(exp: dict[str, Any]) -> tuple[DrillSettings | None, list[str]]:
         return None, [f"extensions[drillbit].{p}" for p in validation_problems(err)]
 
 
-def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | None = None) -> DrillPlan:
-    """Validate everything a drill needs; raise one ConfigError listing every problem."""
+def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | None = None,
+              workers: int | None = None) -> DrillPlan:  # fmt: skip
+    """Validate everything a drill needs; raise one ConfigError listing every problem. ``workers``
+    overrides the experiment's generator processes (``processes``: the profile's rate is split among them)."""
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("--workers", f"{workers} generator processes: give 1 to {MAX_WORKERS} (one per core "
+                                       "is the most that helps)")  # fmt: skip
     source = str(experiment)
     exp = load_document(experiment, missing="no such experiment file: pass a path such as experiments/pod-kill.yaml")
     if not isinstance(exp, dict):
@@ -190,6 +197,8 @@ def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | 
     problems += setting_problems
     if settings is not None and profile is not None:
         settings = settings.model_copy(update={"profile": profile})
+    if settings is not None and workers is not None:
+        settings = settings.model_copy(update={"processes": workers})
     sources: list[tuple[str, list[str]]] = [(source, problems)]
     if settings is not None:
 

@@ -379,7 +379,11 @@ def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
     lat = m.latency
     if lat is not None and lat.generator_saturated:
         load.append("the load generator was saturated: " + "; ".join(lat.saturation_reasons))
-    if lat is not None and lat.generator_complete is False:
+    if lat is not None and lat.lost_parts:
+        load.append(f"request records lost: {len(lat.lost_parts)} part file(s) unreadable "
+                    f"({', '.join(lat.lost_parts[:5])}): a generator process was killed while writing them, "
+                    "so up to a part's few seconds of requests each are missing from the percentiles")  # fmt: skip
+    elif lat is not None and lat.generator_complete is False:
         load.append("the load generator did not stop cleanly: its records are incomplete")
     if lat is not None and lat.generator_saturated is None:
         load.append("the load generator left no verdict on itself (no load.json): saturation unknown")

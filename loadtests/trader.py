@@ -4,12 +4,13 @@
 
 Requests are named by route template so statistics stay grouped. Symbols and prices are
 realistic: a few liquid symbols, limit prices a few ticks around a mid, unique client order ids.
+A profile's ``symbols: N`` spreads the traders over N symbols (the liquid ones and N - 5 more,
+``S0001``...), its ``think_s: [min, max]`` sets a closed-model trader's think time.
 """
 
 from __future__ import annotations
 
 import random
-import uuid
 from collections import deque
 from typing import Any
 
@@ -17,20 +18,10 @@ from locust import FastHttpUser, between, task
 
 import drillbit.load.recorder  # noqa: F401  (registers the per-request recorder)
 from drillbit.load.openmodel import OpenModelUser, ProfileShape
+from drillbit.load.recorder import profile_of
+from drillbit.load.symbols import SYMBOLS, new_order, symbol_universe
 
-__all__ = ["MIX", "SYMBOLS", "OpenTrader", "Trader", "TraderShape", "new_order"]
-
-SYMBOLS = {"AAPL": 190.0, "MSFT": 415.0, "NVDA": 120.0, "BTC-USD": 64000.0, "ES.F": 5300.0}
-TICK = 0.01
-
-
-def new_order(rng: random.Random) -> dict[str, Any]:
-    symbol = rng.choice(list(SYMBOLS))
-    mid = SYMBOLS[symbol]
-    side = rng.choice(("buy", "sell"))
-    offset = rng.randint(-5, 5) * TICK * max(1.0, mid / 1000)
-    return {"symbol": symbol, "side": side, "price": f"{mid + offset:.2f}", "qty": rng.randint(1, 50),
-            "client_order_id": uuid.uuid4().hex}  # fmt: skip
+__all__ = ["MIX", "SYMBOLS", "OpenTrader", "Trader", "TraderShape", "new_order", "symbol_universe"]
 
 
 class _Trading:
@@ -39,9 +30,18 @@ class _Trading:
     client: Any
     rng: random.Random
     resting: deque[int]
+    symbols: dict[str, float]
+    names: list[str]
+
+    def setup_trading(self, environment: Any) -> None:
+        self.rng = random.Random()
+        self.resting = deque(maxlen=1000)
+        self.symbols = symbol_universe(profile_of(environment).symbols)
+        self.names = list(self.symbols)
 
     def place(self, context: dict[str, Any] | None = None) -> None:
-        with self.client.post("/orders", json=new_order(self.rng), name="POST /orders", context=context or {},
+        order = new_order(self.rng, self.symbols)
+        with self.client.post("/orders", json=order, name="POST /orders", context=context or {},
                               catch_response=True) as r:  # fmt: skip
             if r.status_code in (200, 201):
                 order = r.json()
@@ -68,7 +68,7 @@ class _Trading:
         return None
 
     def book(self, context: dict[str, Any] | None = None) -> None:
-        self.client.get(f"/book/{self.rng.choice(list(SYMBOLS))}", name="GET /book/{symbol}", context=context or {})
+        self.client.get(f"/book/{self.rng.choice(self.names)}", name="GET /book/{symbol}", context=context or {})
 
 
 MIX = (("place", 6), ("cancel", 2), ("query", 1), ("book", 1))
@@ -77,11 +77,14 @@ MIX = (("place", 6), ("cancel", 2), ("query", 1), ("book", 1))
 class Trader(FastHttpUser, _Trading):
     """Closed model: a trader who waits for each answer, then thinks."""
 
-    wait_time = between(0.05, 0.2)
+    default_think = between(0.05, 0.2)
+
+    def wait_time(self) -> float:
+        think = profile_of(self.environment).think_s
+        return self.rng.uniform(*think) if think is not None else float(self.default_think())
 
     def on_start(self) -> None:
-        self.rng = random.Random()
-        self.resting = deque(maxlen=1000)
+        self.setup_trading(self.environment)
 
     @task(6)
     def t_place(self) -> None:
@@ -104,8 +107,7 @@ class OpenTrader(OpenModelUser, _Trading):
     """Open model: the same mix, fired at the profile's arrival rate."""
 
     def on_start(self) -> None:
-        self.rng = random.Random()
-        self.resting = deque(maxlen=1000)
+        self.setup_trading(self.environment)
         self._names = [n for n, _ in MIX]
         self._weights = [w for _, w in MIX]
 

@@ -199,6 +199,8 @@ class LatencyMeasurement(_Section):
     generator_saturated: bool | None  # None: no load.json (the generator's verdict is unknown)
     saturation_reasons: list[str] = Field(default_factory=list)
     generator_complete: bool | None = None
+    # request record parts a generator process left unreadable (killed while writing one): rows lost
+    lost_parts: list[str] = Field(default_factory=list)
     by_request: dict[str, dict[str, LatencyStats]] = Field(default_factory=dict)  # request name -> phase -> stats
 
 

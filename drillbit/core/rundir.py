@@ -7,7 +7,10 @@ from ``drillbit.core.clock.Clock`` (float64); durations are seconds (float64).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 __all__ = [
     "ANALYSIS_DIR",
@@ -27,6 +30,7 @@ __all__ = [
     "REPLICATION_LAG_SCHEMA",
     "REQUESTS_DIR",
     "REQUEST_SCHEMA",
+    "request_parts",
 ]
 
 _label = pa.dictionary(pa.int32(), pa.string())
@@ -44,6 +48,25 @@ REQUEST_SCHEMA = pa.schema(
         ("worker", pa.int16()),  # generator process index
     ]
 )
+
+
+
+def request_parts(run_dir: Path | str) -> tuple[list[Path], list[Path]]:
+    """The request record files of a run (``requests/*.parquet``: each generator process writes
+    part files of a few seconds each), as (readable, unreadable): a part without its Parquet footer
+    belonged to a process killed while writing it; its rows are lost, and must be counted so."""
+    folder = Path(run_dir) / REQUESTS_DIR
+    good: list[Path] = []
+    bad: list[Path] = []
+    for f in sorted(folder.glob("*.parquet")) if folder.exists() else []:
+        try:
+            pq.ParquetFile(f)
+        except (OSError, pa.ArrowInvalid):
+            bad.append(f)
+            continue
+        good.append(f)
+    return good, bad
+
 
 #: load.json: intended vs achieved rate, generator CPU and the saturation verdict
 LOAD_META = "load.json"

@@ -53,6 +53,10 @@ class Profile(BaseModel):
     stages: list[Stage] = Field(min_length=1)
     max_in_flight: int = Field(default=100, ge=1, le=100_000)
     timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # how many symbols the traders spread over (None: the locustfile's few liquid ones); seed 003: 500, then 1,800+
+    symbols: int | None = Field(default=None, ge=1, le=100_000)
+    # closed model: each user's think time between answers, seconds [min, max] (None: the locustfile's)
+    think_s: tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _stages_fit_the_model(self) -> Profile:
@@ -62,6 +66,8 @@ class Profile(BaseModel):
                 problems.append(f"stages[{i}]: an open-model stage takes rate (requests/s), not users or spawn_rate")
             if self.model == "closed" and (s.users is None or s.rate is not None):
                 problems.append(f"stages[{i}]: a closed-model stage takes users (and spawn_rate), not rate")
+        if self.think_s is not None and not 0 <= self.think_s[0] <= self.think_s[1] <= 3600:
+            problems.append("think_s: [min, max] seconds with 0 <= min <= max <= 3600")
         if problems:
             raise ValueError("; ".join(problems))
         return self

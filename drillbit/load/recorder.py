@@ -8,7 +8,7 @@ A locustfile imports it (``import drillbit.load.recorder``). It adds Locust opti
 
 and, in every process that runs users (not a master), listens to ``events.request`` from
 ``test_start`` to ``test_stop``/``quitting``: each request becomes one row of
-``drillbit.core.rundir.REQUEST_SCHEMA`` in ``<run dir>/requests/worker-<n>.parquet`` (see
+``drillbit.core.rundir.REQUEST_SCHEMA`` in ``<run dir>/requests/worker-<n>.<part>.parquet`` (see
 ``drillbit.load.recording``). The open model passes each request's intended send time through the
 request's ``context`` (``{"intended": epoch, "sent": epoch}``); closed-model requests have none.
 Without a run directory nothing is recorded and Locust runs as usual.

@@ -1,10 +1,14 @@
 """The request sink and the schedule counters behind the recorder plugin (no Locust here: testable alone).
 
 ``RequestSink`` appends each request to plain Python lists (names and error kinds as small ints:
-well under a microsecond a request) and streams them to ``<run dir>/requests/worker-<n>.parquet``
-as a Parquet row group of ``drillbit.core.rundir.REQUEST_SCHEMA`` whenever 10,000 rows have piled up
-(and, from the plugin, every second): an hour-long soak at thousands of requests a second costs a
-few MB of memory and no per-request serialization.
+well under a microsecond a request) and streams them as Parquet row groups of
+``drillbit.core.rundir.REQUEST_SCHEMA`` whenever 10,000 rows have piled up (and, from the plugin,
+every second): an hour-long soak at thousands of requests a second costs a few MB of memory and no
+per-request serialization. The rows go to part files, ``<run dir>/requests/worker-<n>.<k>.parquet``,
+each closed (its footer written) once it has been open ``part_s`` seconds: a generator process
+SIGKILLed mid-run loses at most its open part (a Parquet file without its footer is unreadable),
+never the whole run's records; readers skip and count such a part
+(``drillbit.probes.latency.unreadable_parts``).
 
 ``ScheduleStats`` are one generator process's open-model counters, written beside the Parquet
 file as ``worker-<n>.json``: requests due, sent, not sent, the in-flight cap, and a histogram of
@@ -17,6 +21,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ __all__ = [
     "BATCH_ROWS",
     "LATENESS_EDGES_S",
     "NOT_SENT",
+    "PART_S",
     "SHED",
     "RequestSink",
     "ScheduleStats",
@@ -41,6 +47,8 @@ __all__ = [
 ]
 
 BATCH_ROWS = 10_000
+#: a part file is closed (and a new one begun) once it has been open this long
+PART_S = 5.0
 #: error kind of a request that was due but never sent (the test stopped while it waited)
 NOT_SENT = "not_sent"
 #: error kind of a request still in flight when the test stopped (its outcome is unknown)
@@ -74,16 +82,20 @@ def error_kind(exception: BaseException | None, status: int, retry_after: bool =
 
 
 class RequestSink:
-    """Column buffers for one worker's requests, streamed to one Parquet file."""
+    """Column buffers for one worker's requests, streamed to Parquet part files of at most ``part_s`` seconds."""
 
-    def __init__(self, run_dir: Path, worker: int, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(self, run_dir: Path, worker: int, batch_rows: int = BATCH_ROWS, part_s: float = PART_S) -> None:
         self.worker = worker
         self.batch_rows = batch_rows
-        self.path = Path(run_dir) / REQUESTS_DIR / f"worker-{worker}.parquet"
+        self.part_s = part_s
+        self.dir = Path(run_dir) / REQUESTS_DIR
+        self.part = 0  # the part the next flush writes to
+        self.parts_closed = 0
         self.rows = 0
         self._names: dict[str, int] = {}
         self._kinds: dict[str, int] = {}
         self._writer: pq.ParquetWriter | None = None
+        self._opened = 0.0
         self._reset()
         self._batch()  # warm up: pyarrow's first conversion of Python objects costs ~0.2 s (lazy imports)
 
@@ -136,24 +148,38 @@ class RequestSink:
             schema=REQUEST_SCHEMA,
         )
 
+    @property
+    def path(self) -> Path:
+        """The part file the next flush writes to."""
+        return self.dir / f"worker-{self.worker}.{self.part:05d}.parquet"
+
     def flush(self) -> None:
-        """Write what is buffered as one row group (the file is created on the first flush)."""
+        """Write what is buffered as one row group of the open part (a part is created by the first
+        flush after the previous one closed), then close the part if it has been open ``part_s``."""
         n = len(self._start)
-        if n == 0:
-            return
-        batch = self._batch()
-        self._reset()
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.path, REQUEST_SCHEMA)
-        self._writer.write_batch(batch)
-        self.rows += n
+        if n:
+            batch = self._batch()
+            self._reset()
+            if self._writer is None:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self._writer = pq.ParquetWriter(self.path, REQUEST_SCHEMA)
+                self._opened = time.monotonic()
+            self._writer.write_batch(batch)
+            self.rows += n
+        if self._writer is not None and time.monotonic() - self._opened >= self.part_s:
+            self._close_part()
+
+    def _close_part(self) -> None:
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
+        self.part += 1
+        self.parts_closed += 1
 
     def close(self) -> None:
         self.flush()
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            self._close_part()
 
 
 @dataclass

@@ -39,13 +39,12 @@ from typing import Any
 
 import numpy as np
 import psutil
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drillbit.core.clock import Clock
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.core.project import current as current_project
-from drillbit.core.rundir import LOAD_META, REQUESTS_DIR
+from drillbit.core.rundir import LOAD_META, REQUESTS_DIR, request_parts
 from drillbit.load.cpu import CpuSample, CpuSampler, busiest
 from drillbit.load.profiles import Profile, load_profile, resolve_profile
 from drillbit.load.recording import LATENESS_EDGES_S, lateness_quantile, merge_lateness
@@ -224,19 +223,6 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None or not math.isfinite(seconds) else seconds * 1000
 
 
-def _readable(files: list[Path]) -> tuple[list[Path], list[Path]]:
-    """Parquet files that open, and those that do not (a process killed before it wrote the footer)."""
-    good, bad = [], []
-    for f in files:
-        try:
-            pq.ParquetFile(f)
-        except (OSError, pa.ArrowInvalid):
-            bad.append(f)
-            continue
-        good.append(f)
-    return good, bad
-
-
 def _send_lateness(files: list[Path]) -> tuple[int, np.ndarray]:
     """Row count, and sent - intended of every sent open-model request (read column-wise, batch by batch)."""
     rows, parts = 0, []
@@ -272,7 +258,7 @@ def summarize(
     """Read what the generator processes recorded and judge saturation (pure: no process is touched)."""
     req_dir = Path(run_dir) / REQUESTS_DIR
     metas = [json.loads(p.read_text()) for p in sorted(req_dir.glob("worker-*.json"))] if req_dir.exists() else []
-    files, unreadable = _readable(sorted(req_dir.glob("*.parquet")) if req_dir.exists() else [])
+    files, unreadable = request_parts(run_dir)
     recorded, late = _send_lateness(files)
     reasons: list[str] = []
     notes = [f"{f.name} is unreadable (its process was killed before closing it)" for f in unreadable]

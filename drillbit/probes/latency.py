@@ -42,7 +42,7 @@ from hdrh.histogram import HdrHistogram
 
 from drillbit.core.events import read_events
 from drillbit.core.measurements import LatencyStats
-from drillbit.core.rundir import EVENTS, LOAD_META, REQUESTS_DIR
+from drillbit.core.rundir import EVENTS, LOAD_META, REQUESTS_DIR, request_parts
 
 __all__ = [
     "GeneratorSaturated",
@@ -55,6 +55,7 @@ __all__ = [
     "load_requests",
     "phases_from_events",
     "phases_of",
+    "unreadable_parts",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,24 @@ class Requests:
 
 
 def _files(run_dir: Path | str) -> list[Path]:
-    path = Path(run_dir) / REQUESTS_DIR
-    files = sorted(path.glob("*.parquet")) if path.exists() else []
-    if not files:
-        raise FileNotFoundError(f"no request records in {path}")
-    return files
+    """The readable request record parts (a part a killed generator left without its footer is
+    skipped here and counted by ``unreadable_parts``)."""
+    good, bad = request_parts(run_dir)
+    if not good and not bad:
+        raise FileNotFoundError(f"no request records in {Path(run_dir) / REQUESTS_DIR}")
+    if not good:
+        raise ValueError(f"{run_dir}: every request record file is unreadable ({', '.join(f.name for f in bad)}): "
+                         "were the generators killed?")  # fmt: skip
+    if bad:
+        log.warning("%s: skipping %d unreadable request record part(s): %s", run_dir, len(bad),
+                    ", ".join(f.name for f in bad))  # fmt: skip
+    return good
+
+
+def unreadable_parts(run_dir: Path | str) -> list[str]:
+    """Request record parts without their Parquet footer (their generator process was killed while
+    writing them): their requests are lost, at most one part's worth (a few seconds) per process."""
+    return [f.name for f in request_parts(run_dir)[1]]
 
 
 def load_requests(run_dir: Path | str, name: str | None = None) -> Requests:
@@ -284,10 +298,11 @@ class LatencyReport:
     generator_saturated: bool | None  # None: no load.json (the generator's verdict is unknown)
     saturation_reasons: list[str] = field(default_factory=list)
     generator_complete: bool | None = None
+    lost_parts: list[str] = field(default_factory=list)  # unreadable request record parts: their rows are lost
 
     @property
     def trustworthy(self) -> bool:
-        return self.generator_saturated is False and self.generator_complete is not False
+        return self.generator_saturated is False and self.generator_complete is not False and not self.lost_parts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -295,6 +310,7 @@ class LatencyReport:
             "generator_saturated": self.generator_saturated,
             "saturation_reasons": self.saturation_reasons,
             "generator_complete": self.generator_complete,
+            "lost_parts": self.lost_parts,
         }
 
 
@@ -310,14 +326,16 @@ def analyze_run(run_dir: Path | str, phases: dict[str, tuple[float, float]] | No
     """Latency per phase for a run directory (phases from events.jsonl unless given), with load.json's verdict."""
     windows = phases if phases is not None else phases_from_events(run_dir)
     stats = analyze_latency(load_requests(run_dir), windows)
+    lost = unreadable_parts(run_dir)
     meta = _load_meta(run_dir)
     if meta is None:
-        return LatencyReport(stats, None)
+        return LatencyReport(stats, None, lost_parts=lost)
     return LatencyReport(
         stats,
         bool(meta.get("saturated")),
         list(meta.get("reasons") or []),
-        bool(meta.get("complete", True)),
+        bool(meta.get("complete", True)) and not lost,
+        lost,
     )
 
 
@@ -339,6 +357,9 @@ def latency_percentile(
     meta = _load_meta(run_dir)
     if meta is not None and meta.get("saturated") and not allow_saturated:
         raise GeneratorSaturated(f"{run_dir}: the load generator was saturated ({meta.get('reason')})")
+    if lost := unreadable_parts(run_dir):
+        raise ValueError(f"{run_dir}: request records lost ({', '.join(lost)} unreadable: a generator process was "
+                         "killed while writing them): a percentile of the rest would understate the run")  # fmt: skip
     r = load_requests(run_dir)
     key = r.key()
     if phase == PHASE_ALL:

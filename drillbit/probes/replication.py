@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import pyarrow as pa
-
 from drillbit.core.clock import Clock
 from drillbit.core.measurements import LagPhase, ReplicationLagMeasurement
 from drillbit.core.rundir import REPLICATION_LAG, REPLICATION_LAG_SCHEMA
@@ -115,6 +113,35 @@ def _phase_of(t: float, phases: dict[str, tuple[float, float]]) -> str | None:
     return next((name for name, (lo, hi) in phases.items() if lo <= t < hi), None)
 
 
+def _readings(tick: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The replicas read in one tick (a failed read, or the whole tick failing, reads nothing)."""
+    return [r for r in tick if r["ok"] and r["lag_s"] is not None and math.isfinite(r["lag_s"])]
+
+
+def _phase(ticks: list[list[dict[str, Any]]]) -> LagPhase:
+    """One phase's ticks: how many, how many with a replica unread, and the worst replica's peak."""
+    good = [r for tick in ticks for r in _readings(tick)]
+    top = max(good, key=lambda r: r["lag_s"], default=None)
+    sizes = [int(r["lag_bytes"]) for r in good if r["lag_bytes"] is not None]
+    return LagPhase(samples=len(ticks), failed=sum(1 for tick in ticks if len(_readings(tick)) != len(tick)
+                                                   or not tick),
+                    peak_s=None if top is None else float(top["lag_s"]), peak_bytes=max(sizes, default=None),
+                    peak_member=None if top is None else str(top["member"]))  # fmt: skip
+
+
+def _caught_up(worst: list[tuple[float, float | None]], since: float) -> float | None:
+    """The first tick from ``since`` on after which every replica stayed within CAUGHT_UP_S."""
+    at = None
+    for t, lag in worst:
+        if t < since:
+            continue
+        if lag is None or lag > CAUGHT_UP_S:
+            at = None
+        elif at is None:
+            at = t
+    return at
+
+
 def analyze_replication_lag(
     run_dir: Path | str, *, phases: dict[str, tuple[float, float]], fault_at: float | None, target_s: float | None,
     healed_at: float | None = None,
@@ -124,48 +151,25 @@ def analyze_replication_lag(
     after the peak) from which every replica stayed within ``CAUGHT_UP_S``. Raises FileNotFoundError
     when the drill sampled no lag."""
     path = Path(run_dir) / REPLICATION_LAG
-    table: pa.Table = read_samples(path, REPLICATION_LAG_SCHEMA)
-    meta = read_meta(path)
-    rows = sorted(table.to_pylist(), key=lambda r: r["t"])
+    rows = sorted(read_samples(path, REPLICATION_LAG_SCHEMA).to_pylist(), key=lambda r: r["t"])
     if not rows:
         raise ValueError("the replication-lag sampler recorded no sample")
     ticks: dict[float, list[dict[str, Any]]] = {}
     for r in rows:
         ticks.setdefault(float(r["t"]), []).append(r)
-    per_phase: dict[str, LagPhase] = {}
+    by_phase: dict[str, list[list[dict[str, Any]]]] = {}
     for t, tick in ticks.items():
-        name = _phase_of(t, phases)
-        if name is None:
-            continue
-        good = [r for r in tick if r["ok"] and r["lag_s"] is not None and math.isfinite(r["lag_s"])]
-        old = per_phase.get(name) or LagPhase()
-        peak = max((r["lag_s"] for r in good), default=None)
-        peak_bytes = max((int(r["lag_bytes"]) for r in good if r["lag_bytes"] is not None), default=None)
-        per_phase[name] = LagPhase(
-            samples=old.samples + 1, failed=old.failed + (0 if good and len(good) == len(tick) else 1),
-            peak_s=_max(old.peak_s, peak), peak_bytes=None if old.peak_bytes is None and peak_bytes is None
-            else max(old.peak_bytes or 0, peak_bytes or 0),
-            peak_member=(max(good, key=lambda r: r["lag_s"])["member"] if good and peak is not None
-                         and (old.peak_s is None or peak > old.peak_s) else old.peak_member),
-        )  # fmt: skip
-    worst = [(t, max((r["lag_s"] for r in tick if r["ok"] and math.isfinite(r["lag_s"])), default=None))
-             for t, tick in ticks.items()]  # fmt: skip
+        if (name := _phase_of(t, phases)) is not None:
+            by_phase.setdefault(name, []).append(tick)
+    per_phase = {name: _phase(group) for name, group in by_phase.items()}
+    worst = [(t, max((float(r["lag_s"]) for r in _readings(tick)), default=None)) for t, tick in ticks.items()]
+    known = [(t, lag) for t, lag in worst if lag is not None]
     breached_at = None
     if fault_at is not None and target_s is not None:
-        breached_at = next((t for t, lag in worst if t >= fault_at and lag is not None and lag > target_s), None)
-    known = [(t, lag) for t, lag in worst if lag is not None]
-    peak_t = max(known, key=lambda x: x[1])[0] if known else None
-    since = healed_at if healed_at is not None else peak_t
-    caught_up_at = None
-    if since is not None:
-        for t, lag in worst:
-            if t < since:
-                continue
-            if lag is None or lag > CAUGHT_UP_S:
-                caught_up_at = None
-            elif caught_up_at is None:
-                caught_up_at = t
-    interval = float(meta.get("interval_s") or 1.0)
+        breached_at = next((t for t, lag in known if t >= fault_at and lag > target_s), None)
+    since = healed_at if healed_at is not None else (max(known, key=lambda x: x[1])[0] if known else None)
+    caught_up_at = _caught_up(worst, since) if since is not None else None
+    interval = float(read_meta(path).get("interval_s") or 1.0)
     reads = [float(r["read_s"]) for r in rows if r.get("read_s") is not None and math.isfinite(r["read_s"])]
     return ReplicationLagMeasurement(
         interval_s=interval, samples=len(ticks), failed=sum(p.failed for p in per_phase.values()),
@@ -176,7 +180,3 @@ def analyze_replication_lag(
         caught_up_s=None if caught_up_at is None or since is None else caught_up_at - since,
         error_bound_s=interval + (max(reads) if reads else 0.0),
     )  # fmt: skip
-
-
-def _max(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # matplotlib (about 0.8 s to import) is imported where a chart is drawn, so `drill` starts fast
 
-__all__ = ["Series", "TimelineInput", "bar_chart_svg", "inline_svg", "timeline_svg", "trend_svg"]
+__all__ = ["Series", "TimelineInput", "bar_chart_svg", "curve_svg", "inline_svg", "timeline_svg", "trend_svg"]
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 PHASE_SHADES = ("#f2f2f2", "#e4e4e4")
@@ -213,6 +213,33 @@ class Series:
     x: Sequence[float]  # epoch s
     y: Sequence[float | None]
     failed: Sequence[bool] = ()  # marks points whose drill did not pass
+
+
+Curve = tuple[str, Sequence[float], Sequence[float | None]]  # label, x, y
+
+
+def curve_svg(title: str, xlabel: str, ylabel: str, curves: Sequence[Curve], prefix: str, *,
+              target: float | None = None, knee: float | None = None) -> str | None:  # fmt: skip
+    """y against a numeric x, a line per curve (e.g. p95 against achieved throughput), with the target as a
+    horizontal line and the knee as a vertical one."""
+    if not any(len(x) for _, x, _ in curves):
+        return None
+    fig = _new_figure(9.0, 3.0)
+    ax = fig.subplots()
+    for i, (label, x, y) in enumerate(curves):
+        ax.plot(list(x), [math.nan if v is None else v for v in y], marker="o", ms=3, lw=1,
+                color=PALETTE[i % len(PALETTE)], label=label[:50])  # fmt: skip
+    if target is not None:
+        ax.axhline(target, color=FAULT_COLOR, lw=0.8, ls="--", label=f"target {target:g}")
+    if knee is not None:
+        ax.axvline(knee, color=REVERT_COLOR, lw=1.0, ls=":", label=f"knee {knee:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left")
+    ax.grid(True, lw=0.3, color="#cccccc")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False)
+    return _to_svg(fig, prefix)
 
 
 def trend_svg(title: str, ylabel: str, series: Sequence[Series], prefix: str) -> str | None:

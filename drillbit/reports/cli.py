@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from drillbit.core.errors import EXIT_FAILED, EXIT_INCONCLUSIVE, DrillError
+from drillbit.reports.benchreport import compare_knees, load_bench
 from drillbit.reports.builder import build
 from drillbit.reports.compare import compare, format_text
 from drillbit.reports.evidence import read_manifest, seal, verify
@@ -25,6 +26,9 @@ from drillbit.reports.summary import load_schema
 from drillbit.reports.trend import trend
 
 __all__ = ["EvidenceTampered", "Regression", "register", "report_app"]
+
+
+BENCH_JSON = "bench.json"  # drillbit.bench.BENCH
 
 
 class EvidenceTampered(DrillError):
@@ -95,9 +99,19 @@ def report_compare(
     allow_different: Annotated[
         bool, typer.Option("--allow-different", help="Compare runs of different experiments anyway.")
     ] = False,
+    max_knee_regression_pct: Annotated[
+        float, typer.Option("--max-knee-regression-pct", help="Two capacity searches (drill bench): regression "
+                                                              "when the knee is lower by more than this.")
+    ] = 10.0,
 ) -> None:
-    """Two runs of one experiment side by side; exit 0 ok, 1 regression, 3 inconclusive."""
+    """Two runs of one experiment (or two capacity searches) side by side; exit 0 ok, 1 regression, 3 inconclusive."""
 
+    if (baseline / BENCH_JSON).exists() or (candidate / BENCH_JSON).exists():
+        knees = compare_knees(load_bench(baseline), load_bench(candidate), max_knee_regression_pct)
+        _out(knees.text())
+        if knees.regressed:
+            raise Regression(f"{candidate}: capacity regressed against {baseline}: " + "; ".join(knees.reasons))
+        return
     cmp = compare(baseline, candidate, max_p95_regression_pct=max_p95_regression_pct, out=out,
                   allow_different=allow_different)  # fmt: skip
     _out(format_text(cmp))

@@ -49,11 +49,12 @@ class GroundTruth:
 
 
 @contextlib.contextmanager
-def groundtruth_server(service_time: float = 0.0) -> Iterator[GroundTruth]:
+def groundtruth_server(service_time: float = 0.0, capacity: float | None = None) -> Iterator[GroundTruth]:
     with tempfile.TemporaryDirectory(prefix="drillbit-groundtruth-") as tmp:
         port_file = Path(tmp) / "port"
-        proc = subprocess.Popen([sys.executable, "-m", "drillbit.testing.groundtruth", "--port-file", str(port_file),
-                                 "--service-time", str(service_time)])  # fmt: skip
+        cmd = [sys.executable, "-m", "drillbit.testing.groundtruth", "--port-file", str(port_file),
+               "--service-time", str(service_time), *(["--capacity", str(capacity)] if capacity else [])]  # fmt: skip
+        proc = subprocess.Popen(cmd)
         try:
             deadline = time.monotonic() + 20
             while not port_file.exists():

@@ -5,7 +5,11 @@ response until the window ends) for exactly the window it is told, and reports t
 its own clock, so a test or ``drill calibrate`` can compare a measured RTO or a latency
 percentile with what really happened.
 
-    python -m drillbit.testing.groundtruth --port 0 --port-file /tmp/port [--service-time 0.001]
+    python -m drillbit.testing.groundtruth --port 0 --port-file /tmp/port [--service-time 0.001] [--capacity 200]
+
+With ``--capacity N`` it is a server of known capacity (``drill bench``'s truth): one queue served
+at exactly N requests a second, first come first served, so up to N req/s a request waits only
+its own 1/N s, and beyond N the queue (and every request's latency) grows without bound.
 
 Control (exempt from outages):
     POST /_control/outage {"kind": "fail"|"freeze", "start_in": 1.0, "duration": 2.0}
@@ -44,9 +48,11 @@ class Outage:
 class GroundTruthApp:
     """A raw ASGI app (no framework overhead: it must outrun the load generators it calibrates)."""
 
-    def __init__(self, service_time: float = 0.0) -> None:
+    def __init__(self, service_time: float = 0.0, capacity: float | None = None) -> None:
         self.service_time = service_time
+        self.capacity = capacity
         self.outages: list[Outage] = []
+        self._free_at = 0.0  # capacity: when the single queue's server is next free (monotonic s)
 
     def _active(self, t: float) -> Outage | None:
         for o in self.outages:
@@ -91,6 +97,10 @@ class GroundTruthApp:
             await asyncio.sleep(max(0.0, outage.end - time.time()))
         elif outage is not None:
             return 503, {"ok": False, "error": "scripted outage"}
+        if self.capacity:  # FIFO: served 1/capacity s after the one before it, or now if idle
+            now = time.monotonic()
+            self._free_at = max(now, self._free_at) + 1.0 / self.capacity
+            await asyncio.sleep(self._free_at - now)
         if self.service_time:
             await asyncio.sleep(self.service_time)
         return 200, {"ok": True}
@@ -119,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     ap.add_argument("--service-time", type=float, default=0.0, help="seconds each normal response takes")
+    ap.add_argument("--capacity", type=float, default=None, help="requests a second served (one FIFO queue)")
     args = ap.parse_args(argv)
     if not args.host.startswith("127.") and args.host != "::1":
         ap.error("--host must be a loopback address")
@@ -136,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(str(sock.getsockname()[1]))
         os.replace(tmp, args.port_file)
     config = uvicorn.Config(
-        GroundTruthApp(args.service_time), lifespan="on", access_log=False, log_level="warning", backlog=4096
+        GroundTruthApp(args.service_time, args.capacity), lifespan="on", access_log=False, log_level="warning",
+        backlog=4096,
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0

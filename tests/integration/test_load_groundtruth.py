@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 import psutil
+import pyarrow.parquet as pq
 import pytest
 
 from drillbit.core.errors import EnvironmentFailure
+from drillbit.core.rundir import request_parts
 from drillbit.load.runner import RATE_MIN, LoadRun, run_load, start_load
 from drillbit.probes.latency import analyze_run, load_requests
 
@@ -134,9 +136,10 @@ def test_a_stop_mid_run_accounts_for_every_request_and_leaves_no_process(groundt
     result = load.stop()
     assert not load.running() and _left_behind(load) == []
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in family)
-    assert sorted(p.name for p in (run_dir / "requests").glob("*")) == [
-        "worker-0.json", "worker-0.parquet", "worker-1.json", "worker-1.parquet",
-    ]  # fmt: skip
+    names = sorted(p.name for p in (run_dir / "requests").glob("*"))
+    assert [n for n in names if n.endswith(".json")] == ["worker-0.json", "worker-1.json"], names
+    assert {n.split(".")[0] for n in names if n.endswith(".parquet")} == {"worker-0", "worker-1"}, names
+    assert request_parts(run_dir)[1] == []  # a clean stop closes every part
     assert result.complete, (result.reasons, result.notes)
     assert result.recorded == result.due > 500  # every request due is accounted for, busy machine or not
     assert result.intended_rps == pytest.approx(300, rel=0.05)
@@ -151,6 +154,30 @@ def test_a_stop_mid_run_accounts_for_every_request_and_leaves_no_process(groundt
         assert result.expected is not None and result.sent >= RATE_MIN * result.expected, result
     assert (run_dir / "load.json").exists()
     assert load.stop() is result  # idempotent
+
+
+def test_a_sigkilled_generator_process_loses_at_most_its_open_part_and_the_run_says_so(
+    groundtruth: Any, tmp_path: Path
+) -> None:
+    """Two generator processes; one SIGKILLed 8 s in (its parts of 5 s: one or two closed by then). Its
+    closed parts still read, its open one is unreadable and counted; the other's records are whole."""
+    run_dir = tmp_path / "run"
+    load = start_load("ping", _profile(tmp_path / "p.yaml", 200, 30), groundtruth.url, run_dir, processes=2)
+    time.sleep(8)
+    victim = psutil.Process(load.pid).children()[0]  # Locust's --processes: the master's forked workers
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    result = load.stop()
+    readable, torn = request_parts(run_dir)
+    assert len(torn) <= 1, torn  # at most the part it was writing
+    by_worker: dict[str, int] = {}
+    for f in readable:
+        by_worker[f.name.split(".")[0]] = by_worker.get(f.name.split(".")[0], 0) + pq.ParquetFile(f).metadata.num_rows
+    assert set(by_worker) == {"worker-0", "worker-1"} and min(by_worker.values()) >= 500, by_worker  # >= 5 s of 100/s
+    assert not result.complete and any("unreadable" in n or "left no schedule" in n for n in result.notes), result
+    report = analyze_run(run_dir)
+    assert report.lost_parts == [f.name for f in torn] and not report.trustworthy
+    assert len(load_requests(run_dir)) == sum(by_worker.values())  # every readable row, nothing made up
 
 
 def test_a_generator_that_cannot_start_is_an_environment_failure(tmp_path: Path) -> None:

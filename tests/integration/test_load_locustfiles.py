@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from drillbit.core.rundir import request_parts
 from drillbit.load.runner import run_load
 
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "loadtests"  # plain `locust -f`, as a user runs it
@@ -42,7 +44,7 @@ def test_the_trader_places_cancels_and_queries_under_the_open_model(api: str, tr
     result = run_load("trader", _open(tmp_path / "t.yaml", 40, 5), api, tmp_path / "run", timeout=60)
     assert not result.saturated, result.reasons
     assert result.due == result.recorded == 200
-    t = pq.read_table(tmp_path / "run" / "requests" / "worker-0.parquet").to_pandas()
+    t = pa.concat_tables(pq.read_table(f) for f in request_parts(tmp_path / "run")[0]).to_pandas()
     names = t["name"].astype(str).value_counts().to_dict()
     assert set(names) <= TEMPLATES and {"POST /orders", "DELETE /orders/{id}", "GET /orders/{id}"} <= set(names)
     assert names["POST /orders"] >= 0.45 * len(t)  # the mix: 6 of 10 places (plus fallbacks)
@@ -58,7 +60,7 @@ def test_the_trader_places_cancels_and_queries_under_the_open_model(api: str, tr
 def test_the_market_data_reader_reads_books_and_quotes(api: str, tmp_path: Path) -> None:
     result = run_load("marketdata", _open(tmp_path / "m.yaml", 30, 3), api, tmp_path / "run", timeout=60)
     assert not result.saturated and result.recorded == 90
-    t = pq.read_table(tmp_path / "run" / "requests" / "worker-0.parquet").to_pandas()
+    t = pa.concat_tables(pq.read_table(f) for f in request_parts(tmp_path / "run")[0]).to_pandas()
     assert set(t["name"].astype(str)) == {"GET /book/{symbol}", "GET /marketdata/{symbol}"}
     assert t["error"].isna().all() and set(t["status"]) == {200}
 

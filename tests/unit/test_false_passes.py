@@ -281,3 +281,21 @@ def test_a_spike_the_target_did_not_answer_did_not_land(tmp_path: Path) -> None:
     assert spike_delivery(tmp_path / "ok" / "spike", rate=100, duration=20).landed is True
     _, result = judge(tmp_path / "ok", "load-spike")
     assert result.outcome is Outcome.PASS, result.verdicts
+
+
+# -- a generator process killed mid-run ----------------------------------------------------------------
+
+
+def test_a_request_record_part_a_killed_generator_left_unreadable_makes_latency_inconclusive(tmp_path: Path) -> None:
+    """The same healthy drill PASSes on p95; with one more generator part torn (no Parquet footer, as a
+    SIGKILL leaves the part it was writing), its requests are lost: the latency verdicts must not pass."""
+    end = T0 + 60
+    _drill(tmp_path, end)
+    _, whole = judge(tmp_path, "db-failover")
+    assert verdict_of(whole, "p95").verdict is Outcome.PASS
+    (tmp_path / "requests" / "worker-1.00004.parquet").write_bytes(b"PAR1" + b"\0" * 64)  # header, rows, no footer
+    m, result = judge(tmp_path, "db-failover")
+    assert m.latency is not None and m.latency.lost_parts == ["worker-1.00004.parquet"]
+    p95 = verdict_of(result, "p95")
+    assert p95.verdict is Outcome.INCONCLUSIVE and "request records lost" in (p95.reason or ""), p95
+    assert verdict_of(result, "rto").verdict is Outcome.PASS  # the availability probe's figures stand

@@ -24,6 +24,7 @@ from drillbit.probes.latency import (
     latency_percentile,
     load_requests,
     phases_from_events,
+    unreadable_parts,
 )
 
 HDR = 0.001  # HdrHistogram with 3 significant digits: values are at most 0.1 % off
@@ -231,11 +232,15 @@ def test_the_probe_measures_a_named_phase_and_raises_when_it_cannot(tmp_path: Pa
     assert latency_percentile(str(run), allow_saturated=True) == pytest.approx(4, rel=HDR)
 
 
-def test_torn_records_raise_rather_than_measure_part_of_the_run(tmp_path: Path) -> None:
+def test_a_torn_part_is_counted_lost_and_the_probe_refuses_to_measure_part_of_the_run(tmp_path: Path) -> None:
+    """The analysis reads the readable parts and lists the torn one (its verdicts then INCONCLUSIVE:
+    test_false_passes); the Chaos Toolkit probe, which has no verdict to qualify, raises."""
     run = _run_dir(tmp_path)
-    (run / "requests" / "worker-9.parquet").write_bytes(b"PAR1 torn")
-    with pytest.raises(ValueError, match="unreadable request records"):
-        load_requests(run)
+    whole = len(load_requests(run))
+    (run / "requests" / "worker-9.00003.parquet").write_bytes(b"PAR1 torn")
+    assert len(load_requests(run)) == whole and unreadable_parts(run) == ["worker-9.00003.parquet"]
+    with pytest.raises(ValueError, match="unreadable"):
+        latency_percentile(str(run))
 
 
 def test_the_probe_raises_when_a_phase_has_no_successful_request(tmp_path: Path) -> None:

@@ -141,3 +141,27 @@ def test_poisson_arrivals_average_the_rate_with_exponential_gaps() -> None:
     gaps = np.diff(times)
     assert gaps.std() == pytest.approx(gaps.mean(), rel=0.1)  # exponential: sd == mean
     assert times.min() > 0 and times.max() < p.duration
+
+
+def test_the_seed_scale_profiles_say_their_users_and_symbols() -> None:
+    users = load_profile("users-1000")
+    assert users.model == "closed" and max(s.users or 0 for s in users.stages) == 1000
+    assert users.symbols == 500 and users.think_s == (1.0, 3.0)
+    assert load_profile("symbols-1800").symbols == 1800
+
+
+def test_a_think_time_out_of_order_is_refused_with_the_field(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "name: x\nmodel: closed\nstages: [{duration: 5, users: 2}]\nthink_s: [3, 1]\n")
+    with pytest.raises(ConfigError, match="think_s"):
+        load_profile(str(bad))
+
+
+def test_the_traders_spread_over_the_profiles_symbols() -> None:
+    from drillbit.load.symbols import SYMBOLS, new_order, symbol_universe
+
+    assert symbol_universe(None) == SYMBOLS
+    many = symbol_universe(1800)
+    assert len(many) == 1800 and list(many)[:5] == list(SYMBOLS) and all(p > 0 for p in many.values())
+    rng = random.Random(7)
+    seen = {new_order(rng, many)["symbol"] for _ in range(5000)}
+    assert len(seen) > 1000  # spread over the universe, not the five liquid ones

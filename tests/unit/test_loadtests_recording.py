@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from drillbit.core.rundir import REQUEST_SCHEMA, REQUESTS_DIR
+from drillbit.core.rundir import REQUEST_SCHEMA, REQUESTS_DIR, request_parts
 from drillbit.load.recording import (
     LATENESS_EDGES_S,
     NOT_SENT,
@@ -30,7 +30,7 @@ def test_every_request_is_written_in_the_run_dir_schema_in_row_groups(tmp_path: 
     sink.add("POST /orders", 201.0, 201.0, 2.0, 0, "timeout")
     assert sink.rows == 2000 and sink.buffered == 502  # two full batches written as they filled
     sink.close()
-    path = tmp_path / REQUESTS_DIR / "worker-3.parquet"
+    path = tmp_path / REQUESTS_DIR / "worker-3.00000.parquet"  # one part: it was open less than PART_S
     f = pq.ParquetFile(path)
     assert f.schema_arrow == REQUEST_SCHEMA
     assert f.metadata.num_row_groups == 3 and f.metadata.num_rows == 2502
@@ -51,9 +51,31 @@ def test_names_added_after_a_flush_keep_their_own_labels(tmp_path: Path) -> None
     sink.add("C", 1.0, 1.0, 0.1, 200, None)
     sink.add("A", 1.0, 1.0, 0.1, 0, "connection")
     sink.close()
-    t = pq.read_table(tmp_path / REQUESTS_DIR / "worker-0.parquet")
+    t = pq.read_table(tmp_path / REQUESTS_DIR / "worker-0.00000.parquet")
     assert t["name"].to_pylist() == ["A", "B", "C", "A"]
     assert t["error"].to_pylist() == [None, "http", None, "connection"]
+
+
+def test_rows_rotate_into_closed_parts_so_a_killed_process_loses_only_its_open_part(tmp_path: Path) -> None:
+    """A part open part_s is closed at the next flush: its footer is written, it reads on its own."""
+    sink = RequestSink(tmp_path, worker=1, part_s=0.0)  # every flush closes its part
+    for part in range(3):
+        for i in range(10):
+            sink.add("GET /x", part + i / 100, part + i / 100, 0.001, 200, None)
+        sink.flush()
+    assert sink.parts_closed == 3 and sink.rows == 30
+    sink.add("GET /x", 9.0, 9.0, 0.001, 200, None)
+    slow = RequestSink(tmp_path, worker=2, part_s=3600.0)
+    slow.add("GET /y", 1.0, 1.0, 0.001, 200, None)
+    slow.flush()  # written into an open part: no footer until it closes
+    readable, torn = request_parts(tmp_path)
+    assert [f.name for f in readable] == [f"worker-1.{k:05d}.parquet" for k in range(3)]
+    assert [f.name for f in torn] == ["worker-2.00000.parquet"]  # as a SIGKILL would leave it
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in readable) == 30
+    slow.close()
+    sink.close()
+    readable, torn = request_parts(tmp_path)
+    assert torn == [] and len(readable) == 5
 
 
 def test_closing_an_unused_sink_writes_nothing(tmp_path: Path) -> None:

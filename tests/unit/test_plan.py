@@ -63,6 +63,21 @@ def test_an_unknown_profile_is_named(tmp_path: Path) -> None:
         load_plan(ROOT / "experiments" / "pod-kill.yaml", profile="tsunami")
 
 
+def test_workers_override_the_experiments_generator_processes() -> None:
+    plan = load_plan(ROOT / "experiments" / "pod-kill.yaml", workers=2)
+    assert plan.settings.processes == 2 and any("2 process(es)" in line for line in plan.describe())
+    assert load_plan(ROOT / "experiments" / "pod-kill.yaml").settings.processes == 1
+
+
+@pytest.mark.parametrize("workers", [0, 17])
+def test_drill_run_with_workers_out_of_range_prints_one_line_and_exits_2(
+    workers: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", str(ROOT / "experiments" / "pod-kill.yaml"), "--workers", str(workers), "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--workers" in err and "give 1 to 16" in err, err
+
+
 def test_a_bad_sla_file_is_reported_with_the_experiment_checks(tmp_path: Path) -> None:
     sla = tmp_path / "slas.yaml"
     sla.write_text("slas: {}\ndefault: [rto]\n")

@@ -56,9 +56,8 @@ def test_backups_archive_every_nodes_wal_to_the_sandbox_bucket_and_run_its_s3_se
     pg = yaml.safe_load(patroni_config(topo, "region-a", ports, SECRETS, layout, "s"))["postgresql"]
     params = pg["parameters"]
     assert params["archive_mode"] == "on" and params["archive_timeout"] == topo.backups.archive_timeout_s
-    # WAL a node no longer has comes back from the bucket (pg_rewind --restore-target-wal, a lagging replica)
-    restore = pg["recovery_conf"]["restore_command"]
-    assert "barman-cloud-wal-restore" in restore and "http://127.0.0.1:19000" in restore and restore.endswith(" %f %p")
+    # a switch per archive_timeout: pg_wal keeps enough for pg_rewind back to the last checkpoint
+    assert params["wal_keep_size"] == "1GB" and params["wal_init_zero"] == "off" and "recovery_conf" not in pg
     assert "barman-cloud-wal-archive" in params["archive_command"]
     assert "--endpoint-url http://127.0.0.1:19000" in params["archive_command"]
     assert params["archive_command"].endswith(" %p")
@@ -74,6 +73,6 @@ def test_without_backups_nothing_is_archived_and_no_s3_server_runs(tmp_path: Pat
     layout = Layout(tmp_path)
     pg = yaml.safe_load(patroni_config(topo, "region-a", PORTS, SECRETS, layout, "s"))["postgresql"]
     params = pg["parameters"]
-    assert "archive_mode" not in params and "archive_command" not in params and "recovery_conf" not in pg
+    assert "archive_mode" not in params and "archive_command" not in params and "wal_keep_size" not in params
     ini = circus_ini(topo, PORTS, layout, "sbx", app_dsn(topo, PORTS, layout))
     assert "[watcher:s3]" not in ini and "AWS_ACCESS_KEY_ID" not in ini

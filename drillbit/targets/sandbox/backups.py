@@ -122,11 +122,17 @@ def archive_parameters(store: Store, archive_timeout_s: int) -> dict[str, Any]:
     files are created rather than recycled, so a segment switched early compresses to almost
     nothing (a recycled one carries its old contents); created sparse (wal_init_zero off), not by
     writing and syncing 16 MB of zeros in the commit path at every switch (a write stall of a few
-    hundred milliseconds on this machine's disk)."""
+    hundred milliseconds on this machine's disk). Every switch starts a new 16 MB segment, so pg_wal
+    keeps 1 GB (sparse files: far less on disk): pg_rewind of a demoted primary needs the WAL back to
+    the last checkpoint before the two timelines diverged (checkpoint_timeout, 5 min, is ten switches),
+    and would find it gone with the 128 MB kept otherwise (found: a partition drill after the
+    replication-lag drill could not rewind). Fetching it from the bucket instead (restore_command,
+    pg_rewind --restore-target-wal) made every standby run barman-cloud-wal-restore, a Python process
+    a segment, whenever streaming paused: seconds of CPU in every partition drill on this machine."""
     command = shlex.join([*NICE, _script("barman-cloud-wal-archive"), *store.args(), "--gzip", store.url,
                           store.server])  # fmt: skip
     return {"archive_mode": "on", "archive_command": f"{command} %p", "archive_timeout": archive_timeout_s,
-            "wal_recycle": "off", "wal_init_zero": "off"}  # fmt: skip
+            "wal_recycle": "off", "wal_init_zero": "off", "wal_keep_size": "1GB"}  # fmt: skip
 
 
 # -- base backups ----------------------------------------------------------------------------------------

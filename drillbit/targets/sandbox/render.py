@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from drillbit.targets.sandbox.backups import CREDENTIALS, Store, archive_parameters, restore_command, s3_command
+from drillbit.targets.sandbox.backups import CREDENTIALS, Store, archive_parameters, s3_command
 from drillbit.targets.sandbox.binaries import etcd_binary, pg_bin_dir
 from drillbit.targets.sandbox.layout import Layout
 from drillbit.targets.sandbox.links import LINK_SERVICES, LinkSpec, link_name
@@ -160,6 +160,9 @@ def patroni_config(topo: Topology, region: str, ports: Ports, secrets: Secrets, 
                 "synchronous_mode": topo.database.synchronous_mode,
                 "postgresql": {
                     "use_pg_rewind": True,
+                    # a rewind that cannot run (the WAL it needs is gone) re-clones the node rather than leave
+                    # it down: the heal must bring a demoted primary back whatever happened to its WAL
+                    "remove_data_directory_on_rewind_failure": True,
                     "use_slots": True,
                     "parameters": {
                         "wal_level": "replica",
@@ -192,11 +195,6 @@ def patroni_config(topo: Topology, region: str, ports: Ports, secrets: Secrets, 
                 "password_encryption": "scram-sha-256",
                 **(archive_parameters(store, topo.backups.archive_timeout_s) if (store := backup_store(ports)) else {}),
             },
-            # with backups, a node reads WAL it no longer has from the bucket: a replica fallen behind
-            # what the primary kept, and pg_rewind of a demoted primary (--restore-target-wal: the WAL
-            # back to the last common checkpoint, which archive_timeout's switches push out of pg_wal)
-            **({"recovery_conf": {"restore_command": restore_command(store)}}
-               if (store := backup_store(ports)) else {}),
             "pg_hba": [
                 "local all all trust",
                 f"host replication {REPLICATION_USER} {LOOPBACK}/32 scram-sha-256",
