@@ -12,6 +12,10 @@ its default set), each on its request name or on every request. A step whose p95
 third of its window is more than ``STABLE_RATIO`` times its p95 over the first third has not
 settled (latency still climbing: a queue growing): it does not hold, whatever its p95 so far.
 
+A step that does not hold is run once more before it counts (a second, fresh run: a moment's
+hiccup of this machine or the target is not the capacity; a real limit breaks twice); both runs
+are kept.
+
 The knee is the rate of the last step that held; the first step that did not is its upper bound,
 so the truth lies within one step (``bound_rps``). Per request name, the knee is the last step
 (up to where the search stopped) at which that name's p95 held the p95 SLA's target.
@@ -63,6 +67,7 @@ class StepResult:
     index: int
     rate: float  # asked, requests/s
     hold_s: float
+    attempt: int = 1  # 2: the step's second run, after its first did not hold
     achieved_rps: float = 0.0
     saturated: bool = False
     saturation: str | None = None
@@ -125,7 +130,9 @@ def judge_step(step: StepResult, slas: dict[str, Sla]) -> StepResult:
 
 def knee_of(steps: list[StepResult], p95_target: float | None) -> tuple[float | None, float | None,
                                                                         dict[str, float | None]]:  # fmt: skip
-    """(knee, upper bound, knee per request name) from the judged steps, in order."""
+    """(knee, upper bound, knee per request name) from the judged steps, in order (a step run twice: its
+    second run counts)."""
+    steps = sorted({s.index: s for s in steps}.values(), key=lambda s: s.index)
     knee = upper = None
     for s in steps:
         if s.held:
@@ -183,21 +190,14 @@ def run_bench(profile_name: str, host: str, out: Path, slas: dict[str, Sla], *, 
     names = {s.request for s in judged.values() if s.request}
     results: list[StepResult] = []
     stopped = "end of profile"
+    run = _StepRunner(profile, host, out, judged, names, locustfile=locustfile, processes=processes, warmup=warmup,
+                      clock=clock or Clock(), say=say)  # fmt: skip
     for i, (rate, hold) in enumerate(steps):
-        step_dir = out / "steps" / f"{i:02d}-{rate:g}rps"
-        step = StepResult(index=i, rate=rate, hold_s=hold)
-        step_dir.mkdir(parents=True, exist_ok=True)
-        load = run_load(locustfile, _step_profile(profile, rate, hold, step_dir / "profile.yaml"), host, step_dir,
-                        processes=processes, clock=clock or Clock())  # fmt: skip
-        step.saturated, step.saturation = load.saturated, load.reason
-        if (step_dir / REQUESTS_DIR).exists():
-            _measure(step, step_dir, names | _request_names(step_dir), warmup)
-        results.append(judge_step(step, judged))
-        p95 = step.figures.get(PHASE_ALL, {}).get("p95_ms")
-        say(f"step {i}: {rate:g} req/s asked, {step.achieved_rps:.0f} sent, p95 "
-            f"{'-' if p95 is None else f'{p95:.1f} ms'}: "
-            f"{'held' if step.held else 'saturated generator' if step.saturated else 'broke'}"
-            f"{'' if step.held else ': ' + '; '.join(step.breaches or [step.saturation or ''])}")  # fmt: skip
+        step = run(i, rate, hold, 1)
+        if not step.held:  # once more: a hiccup is not the capacity
+            results.append(step)
+            step = run(i, rate, hold, 2)
+        results.append(step)
         if not step.held:
             stopped = "saturated" if step.saturated else "sla"
             break
@@ -211,6 +211,40 @@ def run_bench(profile_name: str, host: str, out: Path, slas: dict[str, Sla], *, 
                          knee_rps=knee, knee_upper_rps=upper, bound_rps=bound, knees_by_request=by_name)  # fmt: skip
     write_text(out / BENCH, json.dumps(result.to_dict(), indent=2))
     return result
+
+
+@dataclass
+class _StepRunner:
+    """Runs one step's load into its own directory and judges it."""
+
+    profile: Profile
+    host: str
+    out: Path
+    slas: dict[str, Sla]
+    names: set[str]
+    locustfile: str
+    processes: int
+    warmup: float
+    clock: Clock
+    say: Callable[[str], None]
+
+    def __call__(self, i: int, rate: float, hold: float, attempt: int) -> StepResult:
+        step_dir = self.out / "steps" / (f"{i:02d}-{rate:g}rps" + ("" if attempt == 1 else f"-run{attempt}"))
+        step_dir.mkdir(parents=True, exist_ok=True)
+        step = StepResult(index=i, rate=rate, hold_s=hold, attempt=attempt)
+        load = run_load(self.locustfile, _step_profile(self.profile, rate, hold, step_dir / "profile.yaml"), self.host,
+                        step_dir, processes=self.processes, clock=self.clock)  # fmt: skip
+        step.saturated, step.saturation = load.saturated, load.reason
+        if (step_dir / REQUESTS_DIR).exists():
+            _measure(step, step_dir, self.names | _request_names(step_dir), self.warmup)
+        judge_step(step, self.slas)
+        p95 = step.figures.get(PHASE_ALL, {}).get("p95_ms")
+        verdict = "held" if step.held else "saturated generator" if step.saturated else "broke"
+        why = "" if step.held else ": " + "; ".join(step.breaches or [step.saturation or ""])
+        again = " (second run)" if attempt > 1 else ""
+        self.say(f"step {i}{again}: {rate:g} req/s asked, {step.achieved_rps:.0f} sent, p95 "
+                 f"{'-' if p95 is None else f'{p95:.1f} ms'}: {verdict}{why}")  # fmt: skip
+        return step
 
 
 def _request_names(step_dir: Path) -> set[str]:

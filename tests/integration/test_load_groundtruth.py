@@ -159,11 +159,14 @@ def test_a_stop_mid_run_accounts_for_every_request_and_leaves_no_process(groundt
 def test_a_sigkilled_generator_process_loses_at_most_its_open_part_and_the_run_says_so(
     groundtruth: Any, tmp_path: Path
 ) -> None:
-    """Two generator processes; one SIGKILLed 8 s in (its parts of 5 s: one or two closed by then). Its
-    closed parts still read, its open one is unreadable and counted; the other's records are whole."""
+    """Two generator processes; one SIGKILLed once each has closed a part (parts of 5 s). Its closed
+    parts still read, its open one is unreadable and counted; the other's records are whole."""
     run_dir = tmp_path / "run"
     load = start_load("ping", _profile(tmp_path / "p.yaml", 200, 30), groundtruth.url, run_dir, processes=2)
-    time.sleep(8)
+    deadline = time.monotonic() + 20
+    while {f.name.split(".")[0] for f in request_parts(run_dir)[0]} != {"worker-0", "worker-1"}:
+        assert time.monotonic() < deadline, list((run_dir / "requests").glob("*"))
+        time.sleep(0.2)
     victim = psutil.Process(load.pid).children()[0]  # Locust's --processes: the master's forked workers
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
@@ -173,7 +176,7 @@ def test_a_sigkilled_generator_process_loses_at_most_its_open_part_and_the_run_s
     by_worker: dict[str, int] = {}
     for f in readable:
         by_worker[f.name.split(".")[0]] = by_worker.get(f.name.split(".")[0], 0) + pq.ParquetFile(f).metadata.num_rows
-    assert set(by_worker) == {"worker-0", "worker-1"} and min(by_worker.values()) >= 500, by_worker  # >= 5 s of 100/s
+    assert set(by_worker) == {"worker-0", "worker-1"} and min(by_worker.values()) >= 400, by_worker  # >= 4 s of 100/s
     assert not result.complete and any("unreadable" in n or "left no schedule" in n for n in result.notes), result
     report = analyze_run(run_dir)
     assert report.lost_parts == [f.name for f in torn] and not report.trustworthy

@@ -56,6 +56,10 @@ def test_the_knee_is_the_last_step_that_held_bounded_by_the_first_that_did_not()
     assert (knee, upper) == (200, 300)
     assert by_name == {"GET /book/{symbol}": 100, "POST /orders": 200}  # each name's own knee
     assert knee_of([_step(0, 100, 150)], 100)[:2] == (None, 100)  # not even the first step
+    hiccup = _step(1, 200, 180)  # its first run broke, its second held: the second counts
+    again = _step(1, 200, 30)
+    again.attempt = 2
+    assert knee_of([steps[0], hiccup, again, steps[2]], 100)[:2] == (200, 300)
 
 
 def test_a_lower_knee_beyond_the_limit_is_a_regression_and_within_it_is_not() -> None:
