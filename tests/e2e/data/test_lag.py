@@ -40,8 +40,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
 EXPERIMENT = ROOT / "experiments" / "replication-lag.yaml"
-#: how far past the breach the link stays slow in these runs (the shipped experiment: 30 s)
-HOLD_S = 15
+#: how far past the breach the link stays slow in these runs (the shipped experiment: 30 s). Prometheus
+#: sees the breach a few seconds after drillbit does when the box is busy, and the alert must stay true
+#: for its 10 s; 15 s was too short under CI's load (the lag healed before the alert fired)
+HOLD_S = 25
 #: drillbit's clock and PostgreSQL's (both this machine's) may differ by this much, and an ack by a round trip
 SLACK_S = 0.05
 
