@@ -118,7 +118,9 @@ def test_a_generator_that_stalls_is_flagged_not_reported_as_server_latency(groun
     os.kill(load.pid, signal.SIGCONT)
     result = load.wait(60)
     assert result.saturated is True, result
-    assert any("generator lateness: p99 500-1000 ms" in r for r in result.reasons), result.reasons
+    # the freeze's 1 s, plus however late SIGSTOP and SIGCONT land on a busy box: p99 >= 500 ms late
+    assert any(r.startswith(("generator lateness: p99 500-1000 ms", "generator lateness: p99 1000-2000 ms"))
+               for r in result.reasons), result.reasons  # fmt: skip
     assert result.cpu_percent_busiest < 50  # not CPU-bound: only its lateness gives it away
     report = analyze_run(run_dir)
     assert report.generator_saturated is True and not report.trustworthy
