@@ -35,6 +35,7 @@ from drillbit.core.results import (
     IntegrityMeasurement,
     LatencyMeasurement,
     LoadMeasurement,
+    MarketDataMeasurement,
     Measurements,
     PitrMeasurement,
     PromqlMeasurement,
@@ -52,6 +53,8 @@ from drillbit.core.rundir import (
     HEARTBEAT,
     HEARTBEAT_SCHEMA,
     LOAD_META,
+    MARKETDATA,
+    MARKETDATA_SCHEMA,
     PITR,
     REPLICAS,
     REPLICAS_SCHEMA,
@@ -72,6 +75,7 @@ from drillbit.probes.availability import (
 from drillbit.probes.coverage import coverage
 from drillbit.probes.integrity import analyze_integrity
 from drillbit.probes.latency import analyze_latency, analyze_run, load_requests, phases_of
+from drillbit.probes.marketdata import analyze_marketdata
 from drillbit.probes.pitr import analyze_pitr
 from drillbit.probes.promql import PROMQL_SAMPLES
 from drillbit.probes.replicas import load_replicas
@@ -86,7 +90,7 @@ __all__ = ["analyze"]
 log = logging.getLogger(__name__)
 
 JOURNAL_SCHEMAS = {AVAILABILITY: AVAILABILITY_SCHEMA, HEARTBEAT: HEARTBEAT_SCHEMA, REPLICAS: REPLICAS_SCHEMA,
-                   REPLICATION_LAG: REPLICATION_LAG_SCHEMA}
+                   REPLICATION_LAG: REPLICATION_LAG_SCHEMA, MARKETDATA: MARKETDATA_SCHEMA}
 #: RTO: the service must succeed continuously this long to count as recovered
 STABILITY_WINDOW_S = 5.0
 
@@ -107,6 +111,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "integrity": IntegrityMeasurement,
     "pitr": PitrMeasurement,
     "replication_lag": ReplicationLagMeasurement,
+    "marketdata": MarketDataMeasurement,
 }  # fmt: skip
 
 
@@ -342,6 +347,10 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
     else:
         s.unmeasured["pitr"] = "no point-in-time restore in this drill (drillbit.faults.restore_to_point)"
     _replication_lag(run_dir, phases, fault_at, faults, slas, s)
+    if (run_dir / MARKETDATA).exists() or (run_dir / (MARKETDATA + ".journal")).exists():
+        s.run("marketdata", analyze_marketdata, run_dir, phases=phases)
+    else:
+        s.unmeasured["marketdata"] = "no market-data probe ran (a drill runs it for an SLA on a marketdata_ metric)"
     _alerts(run_dir, events, fault_at, s, faults)
     _promql(run_dir, s)
     return Measurements(
@@ -361,6 +370,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         integrity=s.values.get("integrity"),
         pitr=s.values.get("pitr"),
         replication_lag=s.values.get("replication_lag"),
+        marketdata=s.values.get("marketdata"),
         load=_load(run_dir, s),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,

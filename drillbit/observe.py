@@ -57,7 +57,7 @@ from drillbit.runs import (
     write_slas,
 )
 from drillbit.session import LIVE_STATS, LoadSpec, Session
-from drillbit.sla import Sla, default_sla_file, load_sla_file, slas_for
+from drillbit.sla import MARKETDATA_METRICS, Sla, default_sla_file, load_sla_file, slas_for
 from drillbit.targets import resolve_target
 from drillbit.targets.http import HttpTarget
 
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 MARK_KINDS = ("fault", "restore", "note")
 #: metrics that need the load generator / a heartbeat; dropped (and said so) when there is none
 LOAD_METRICS = {"p50_ms", "p95_ms", "p99_ms", "errors", "error_rate_percent", "scale_out_p95_ms"}
-WRITE_METRICS = {"rpo_s", "lost_writes"}
+WRITE_METRICS = {"rpo_s", "lost_writes", *MARKETDATA_METRICS}
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,9 @@ class _KeyMarks:
 
 
 def _slas(options: ObserveOptions, has_load: bool, has_writes: bool) -> tuple[dict[str, Sla], list[str]]:
-    chosen = slas_for(load_sla_file(options.sla_file), options.name, str(options.sla_file or default_sla_file()))
+    locustfile = (options.locustfile or ("trader" if has_writes else "ping")) if has_load else None
+    chosen = slas_for(load_sla_file(options.sla_file), options.name, str(options.sla_file or default_sla_file()),
+                      locustfile=locustfile)  # fmt: skip
     notes = []
     for key, sla in list(chosen.items()):
         if sla.metric in LOAD_METRICS and not has_load:
@@ -308,7 +310,8 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     session = Session(run_dir, clock, api_url=endpoints.api_url, run_id=uuid.uuid4().hex[:16], write_path=is_env,
                       dsn=endpoints.dsn, heartbeat_via=endpoints.heartbeat_via,
                       replicas=target if is_env else None, load=load, cover_s=options.duration_s + 60,
-                      availability_interval=options.interval_s)  # fmt: skip
+                      availability_interval=options.interval_s,
+                      marketdata=any(s.metric in MARKETDATA_METRICS for s in slas.values()))  # fmt: skip
     watch = _Watch(run_dir, events, options.stability_s, options.interval_s)
     started = time.monotonic()
 

@@ -77,7 +77,7 @@ from drillbit.runs import (
     write_slas,
 )
 from drillbit.session import LIVE_STATS, AlertWiring, LoadSpec, Session, stop_condition
-from drillbit.sla import default_sla_file
+from drillbit.sla import MARKETDATA_METRICS, default_sla_file
 from drillbit.targets import Target, env_down, env_up, is_up, load_section, resolve_target
 
 __all__ = ["DrillResult", "RunOptions", "bring_up", "clean_orphan", "run_drill"]
@@ -131,6 +131,7 @@ class Drill:
             load=LoadSpec(settings.profile, settings.locustfile, settings.processes),
             cover_s=settings.baseline_s + settings.max_recovery_s + settings.cooldown_s + 600,
             on_stop_condition=_interrupt_self,
+            marketdata=any(s.metric in MARKETDATA_METRICS for s in plan.slas.values()),
         )  # fmt: skip
         self.view = LiveView(f"drill {run_dir.name}", self._snapshot, tty=options.tty)
 

@@ -31,6 +31,7 @@ from drillbit.probes.aws import STOP_CONDITION
 from drillbit.probes.aws import for_target as aws_samplers
 from drillbit.probes.definitions import load_probe_definitions
 from drillbit.probes.integrity import acked_heartbeat_orders, check_integrity, load_integrity_definitions
+from drillbit.probes.marketdata import MarketDataSampler
 from drillbit.probes.replicas import ReplicaSource, ReplicasSampler
 from drillbit.probes.replication import ReplicationLagSampler, ReplicationLagSource
 from drillbit.probes.rpo import HeartbeatWriter
@@ -151,6 +152,7 @@ class Session:
         availability_interval: float = 0.1,
         on_stop_condition: Callable[[str], None] | None = None,
         alerts: AlertWiring | None = None,
+        marketdata: bool = False,
     ) -> None:
         self.run_dir, self.clock, self.api_url, self.run_id = run_dir, clock, api_url.rstrip("/"), run_id
         self.dsn, self.heartbeat_via, self.replica_source = dsn, heartbeat_via, replicas
@@ -158,6 +160,7 @@ class Session:
         self.availability_interval = availability_interval
         self.on_stop_condition = on_stop_condition
         self.alert_wiring = alerts
+        self.marketdata = marketdata and write_path  # the probe trades: only through the trading API
         self.alert_receiver: AlertReceiver | None = None
         self.probes = load_probe_definitions()  # the platform's own (probes/trading.yaml): bad input fails here
         self.integrity, self.integrity_source = load_integrity_definitions()  # probes/integrity.yaml: likewise
@@ -183,6 +186,11 @@ class Session:
                                                 alertmanager_url=wiring.alertmanager_url).start()  # fmt: skip
         self.samplers.append(AvailabilitySampler(self._transaction(), self.run_dir, clock=self.clock,
                                                  interval=self.availability_interval).start())  # fmt: skip
+        if self.marketdata:
+            orders_path = self.probes.synthetic_transaction.orders_path
+            md = MarketDataSampler(self.api_url, self.run_dir, self.run_id, clock=self.clock,
+                                   probe=self.probes.marketdata, orders_path=orders_path)  # fmt: skip
+            self.samplers.append(md.start())
         if self.dsn is not None:
             api = self.api_url if self.heartbeat_via == "api" else None
             self.heartbeat = HeartbeatWriter(self.dsn, self.run_dir, self.run_id, clock=self.clock, api_url=api,

@@ -9,6 +9,8 @@ An SLA file (YAML; the default is ``experiments/slas.yaml``, matching the seeds)
     default: [rto, rpo, p95]    # the SLAs an experiment is held to unless it says otherwise
     experiments:                # per experiment (by file stem): which SLAs, and overrides
       rolling-update: {use: [errors, p95], override: {p95: {phases: [baseline, fault, recovery, after]}}}
+    locustfiles:                # added to any experiment whose load runs this locustfile
+      marketdata: [marketdata_latency, marketdata_lost]
 
 Metrics are drillbit's own names (``METRICS``); each is read from measurements.json by
 ``drillbit.verdicts``. Every problem in the file is reported at once.
@@ -25,7 +27,7 @@ from drillbit.core.errors import ConfigError, validation_problems
 from drillbit.core.project import current as current_project
 from drillbit.core.yamlio import load_model_file
 
-__all__ = ["METRICS", "Sla", "SlaFile", "default_sla_file", "load_sla_file", "slas_for"]
+__all__ = ["MARKETDATA_METRICS", "METRICS", "Sla", "SlaFile", "default_sla_file", "load_sla_file", "slas_for"]
 
 def default_sla_file() -> Path:
     """The project's SLA file (experiments/slas.yaml)."""
@@ -64,7 +66,14 @@ METRICS: dict[str, str] = {
     # replication lag (drillbit.probes.replication)
     "replication_lag_s": "s",  # the worst replica's peak lag behind the primary in the SLA's phases (default all)
     "replication_catch_up_s": "s",  # the last heal -> every replica within 1 s of the primary
+    # market data (drillbit.probes.marketdata)
+    "marketdata_latency_p95_ms": "ms",  # a trade's acknowledgement -> on the feed, p95 of the probe's trades
+    "marketdata_lost": "count",  # trades the feed skipped that the history lacks too, and probe trades never seen
+    "marketdata_gaps": "count",  # trades the feed skipped (filled from the history or not)
 }
+
+#: the metrics the market-data probe measures: a drill held to one of them runs it
+MARKETDATA_METRICS = frozenset(m for m in METRICS if m.startswith("marketdata_"))
 
 #: the phases a drill has (``all``: the whole run)
 PHASES = ("baseline", "fault", "recovery", "after", "all")
@@ -120,10 +129,13 @@ class SlaFile(BaseModel):
     slas: dict[str, Sla]
     default: list[str]
     experiments: dict[str, ExperimentSlas] = Field(default_factory=dict)
+    locustfiles: dict[str, list[str]] = Field(default_factory=dict)  # locustfile -> SLAs its drills add
 
     @model_validator(mode="after")
     def _references_exist(self) -> SlaFile:
         problems = [f"default: unknown SLA {k!r}: define it under slas" for k in self.default if k not in self.slas]
+        problems += [f"locustfiles.{name}: unknown SLA {k!r}: define it under slas or remove it"
+                     for name, keys in self.locustfiles.items() for k in keys if k not in self.slas]  # fmt: skip
         for name, exp in self.experiments.items():
             for k in [*(exp.use or []), *exp.override]:
                 if k not in self.slas:
@@ -139,10 +151,14 @@ def load_sla_file(path: Path | None = None) -> SlaFile:
                            shape="slas:, default: and experiments:")  # fmt: skip
 
 
-def slas_for(sla_file: SlaFile, experiment: str, source: str = "SLA file") -> dict[str, Sla]:
-    """The SLAs experiment ``experiment`` (file stem) is held to, overrides applied."""
+def slas_for(sla_file: SlaFile, experiment: str, source: str = "SLA file", *,
+             locustfile: str | None = None) -> dict[str, Sla]:  # fmt: skip
+    """The SLAs experiment ``experiment`` (file stem) is held to, overrides applied; with ``locustfile``
+    (the load the drill runs, by name), the SLAs the file's ``locustfiles:`` adds for it too."""
     spec = sla_file.experiments.get(experiment, ExperimentSlas())
-    keys = spec.use if spec.use is not None else sla_file.default
+    keys = list(spec.use if spec.use is not None else sla_file.default)
+    if locustfile is not None:
+        keys += [k for k in sla_file.locustfiles.get(Path(locustfile).stem, []) if k not in keys]
     out = {}
     for key in keys:
         base = sla_file.slas[key]

@@ -355,6 +355,47 @@ def _replication_lag(m: Measurements, sla: Sla) -> Reading:
     return Reading(value, how, doubt="; ".join(doubts) or None)
 
 
+def _marketdata(m: Measurements, sla: Sla) -> Reading:
+    md = m.marketdata
+    if md is None:
+        return Reading(None, "market-data probe", m.unmeasured.get("marketdata", "not measured"))
+    wanted = sla.phases or ["all"]
+    how = (f"the probe's own trades every {md.interval_s:g} s on {md.symbol}, from the buy's acknowledgement to the "
+           f"trade on the stream (or in a gap fill), nearest rank, unseen trades infinitely late; every symbol's "
+           f"sequence numbers checked; phases {', '.join(wanted)}")  # fmt: skip
+    missing = [p for p in wanted if p not in md.phases]
+    if missing:
+        return Reading(None, how, f"no market-data sample in phase(s) {', '.join(missing)}")
+    phases = [md.phases[p] for p in wanted]
+    doubts = []
+    if md.reader_died:
+        doubts.append(f"the stream reader died: {md.reader_died}")
+    if sla.metric == "marketdata_lost":
+        unfilled = sum(p.unfilled_gaps for p in phases)
+        if unfilled:
+            doubts.append(f"{unfilled} gap(s) could not be filled: whether their trades were lost is unknown")
+        return Reading(float(sum(p.lost for p in phases)), how + "; trades skipped and absent from the history, "
+                       "plus probe trades never seen", doubt="; ".join(doubts) or None)  # fmt: skip
+    if sla.metric == "marketdata_gaps":
+        return Reading(float(sum(p.gap_trades for p in phases)), how + "; trades the stream skipped",
+                       doubt="; ".join(doubts) or None)  # fmt: skip
+    unseen = [f"{p.unseen} of {p.trades + p.unseen} in {name}" for name, p in zip(wanted, phases, strict=True)
+              if p.p95_ms is None and p.unseen]  # fmt: skip
+    if unseen:
+        breach = (f"probe trades never seen on the feed ({'; '.join(unseen)}): the p95 lies beyond every trade "
+                  "that was seen")  # fmt: skip
+        return Reading(None, how, breach, breach=breach)
+    values = [p.p95_ms for p in phases]
+    if any(v is None for v in values):
+        empty = [name for name, p in zip(wanted, phases, strict=True) if p.p95_ms is None]
+        return Reading(None, how, f"no probe trade was acknowledged in phase(s) {', '.join(empty)} "
+                                  f"({sum(p.order_errors for p in phases)} probe order(s) failed)")  # fmt: skip
+    if sum(p.trades + p.unseen for p in phases) < 20 and sla.op in ("<", "<="):
+        doubts.append("fewer than 20 probe trades: the p95 is their worst but one")
+    value = max(v for v in values if v is not None)
+    return Reading(value, how + "; worst phase", doubt="; ".join(doubts) or None)
+
+
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "rto_s": _rto, "detect_s": _rto, "downtime_s": _rto, "rpo_s": _rpo, "lost_writes": _rpo,
     "p50_ms": _latency, "p95_ms": _latency, "p99_ms": _latency, "errors": _errors, "error_rate_percent": _errors,
@@ -366,6 +407,7 @@ _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "restore_time_s": _pitr, "pitr_lost_writes": _pitr, "pitr_overshoot": _pitr, "pitr_mismatched_rows": _pitr,
     "backup_age_s": _pitr, "wal_archive_age_s": _pitr,
     "replication_lag_s": _replication_lag, "replication_catch_up_s": _replication_lag,
+    "marketdata_latency_p95_ms": _marketdata, "marketdata_lost": _marketdata, "marketdata_gaps": _marketdata,
 }  # fmt: skip
 
 

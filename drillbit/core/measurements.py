@@ -33,6 +33,8 @@ __all__ = [
     "LatencyMeasurement",
     "LatencyStats",
     "LoadMeasurement",
+    "MarketDataMeasurement",
+    "MarketDataPhase",
     "NanFloat",
     "PitrMeasurement",
     "PitrTableDiff",
@@ -451,6 +453,40 @@ class ReplicationLagMeasurement(_Section):
     caught_up_at: float | None  # from then on every replica within CAUGHT_UP_S
     caught_up_s: float | None  # healed_at (else the peak) -> caught_up_at
     error_bound_s: float  # a sampled peak is at most this far below the true one (an interval + a read)
+
+
+class MarketDataPhase(_Section):
+    """One phase's market-data probe figures (``drillbit.probes.marketdata``); a probe trade by its acknowledgement."""
+
+    trades: int  # probe trades seen (on the stream or in a gap fill)
+    unseen: int  # probe trades never seen (counted as infinitely late in the percentiles)
+    recovered_trades: int  # probe trades seen only in a gap fill
+    p50_ms: float | None  # acknowledgement -> seen, nearest rank; None: no probe trade, or the rank is an unseen one
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    gaps: int  # sequence gaps on the stream (any symbol)
+    gap_trades: int  # trades they skipped
+    gap_trades_recovered: int  # of which the gap fill found in the trade history
+    lost: int  # trades skipped and not in the history (filled gaps), plus unseen probe trades
+    unfilled_gaps: int  # gaps whose fill failed: their trades' fate is unknown
+    duplicates: int  # sequence numbers seen again (a failover gave a lost trade's number to a new one)
+    order_errors: int  # probe orders that failed (no trade to time)
+    reconnects: int  # times the reader's stream broke
+    feed_changes: int  # the replica's feed went down or came back (or cut the reader off)
+
+
+class MarketDataMeasurement(_Section):
+    """Market-data latency and the feed's integrity over the drill (``drillbit.probes.marketdata``)."""
+
+    interval_s: float
+    symbol: str  # the probe's own symbol
+    unseen_after_s: float
+    streams: int  # streams the reader opened
+    trades_seen: int  # trade events on the stream, every symbol
+    left_pending: int  # probe trades too young to judge when the sampler stopped
+    reader_died: str | None
+    phases: dict[str, MarketDataPhase]  # phase -> figures; "all": the whole run
 
 
 class PitrTableDiff(_Section):

@@ -36,6 +36,7 @@ from drillbit.core.measurements import (
     LatencyMeasurement,
     LatencyStats,
     LoadMeasurement,
+    MarketDataMeasurement,
     PitrMeasurement,
     PromqlMeasurement,
     ReplicasMeasurement,
@@ -71,6 +72,7 @@ __all__ = [
     "LoadMeasurement",
     "ManifestFinding",
     "ManifestsRecord",
+    "MarketDataMeasurement",
     "Measurements",
     "Outcome",
     "PitrMeasurement",
@@ -226,6 +228,7 @@ class Measurements(_Model):
     integrity: IntegrityMeasurement | None = None  # trading-integrity checks against the database after recovery
     pitr: PitrMeasurement | None = None  # a point-in-time restore's figures (restore_to_point)
     replication_lag: ReplicationLagMeasurement | None = None  # replicas' lag behind the primary over the drill
+    marketdata: MarketDataMeasurement | None = None  # market-data latency and the feed's gaps (the probe's trades)
     coverage: dict[str, SamplerCoverage] = Field(default_factory=dict)  # sampler -> what it covered
     load: LoadMeasurement | None = None  # load.json
     experiment: ExperimentMeasurement | None = None  # journal status, deviated, steady state before/after

@@ -23,6 +23,8 @@ __all__ = [
     "HEARTBEAT_SCHEMA",
     "INTEGRITY",
     "LOAD_META",
+    "MARKETDATA",
+    "MARKETDATA_SCHEMA",
     "PITR",
     "REPLICAS",
     "REPLICAS_SCHEMA",
@@ -117,6 +119,24 @@ REPLICAS_SCHEMA = pa.schema(
         ("desired", pa.int32()),
         ("ready", pa.int32()),
         ("ready_ids", pa.list_(pa.string())),
+    ]
+)
+
+#: samples/marketdata.parquet: the market-data probe (drillbit.probes.marketdata): its trades' latency from
+#: acknowledgement to the feed, the feed's gaps, duplicates and reconnects; a row per event
+MARKETDATA = "samples/marketdata.parquet"
+MARKETDATA_SCHEMA = pa.schema(
+    [
+        ("t", pa.float64()),  # a probe trade: its acknowledgement; else when it happened
+        ("kind", _label),  # trade, unseen, gap, duplicate, order_error, reconnect, feed
+        ("symbol", pa.string()),
+        ("seq", pa.int64()),  # the trade's sequence number (a gap: the one that revealed it)
+        ("trade_id", pa.int64()),
+        ("latency_s", pa.float64()),  # a probe trade: seen - acknowledged
+        ("via", _label),  # a probe trade: stream or recovery (a gap fill)
+        ("count", pa.int64()),  # a gap: trades skipped
+        ("recovered", pa.int64()),  # a gap: of which the gap fill found (null: the fill failed)
+        ("detail", pa.string()),
     ]
 )
 

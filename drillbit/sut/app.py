@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -36,12 +37,13 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from drillbit.sut import matching
 from drillbit.sut.admission import Overloaded, SymbolQueues, TrackedPool
+from drillbit.sut.feed import TradeFeed
 
 __all__ = ["DEFAULT_VERSION", "Lifecycle", "Settings", "create_app", "wait_ready"]
 
@@ -52,6 +54,10 @@ _SYMBOL_PATTERN = r"^[A-Z0-9.\-]{1,16}$"
 DEFAULT_VERSION = "v1"
 #: seconds a shed request is told to wait before it retries
 RETRY_AFTER_S = 1
+#: a market-data stream with nothing to say sends a heartbeat this often (a reader tells a quiet feed from a dead one)
+STREAM_HEARTBEAT_S = 1.0
+#: most symbols one stream may name (?symbols=A,B,...)
+STREAM_MAX_SYMBOLS = 5_000
 #: a write admitted with less than this share of its deadline left is shed instead of started (else
 #: a queue behind a stuck transaction would feed the database one doomed transaction after another)
 MIN_WORK_SHARE = 0.1
@@ -111,6 +117,10 @@ class OrderIn(BaseModel):
     client_order_id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
+def _attr(obj: object, name: str) -> float:
+    return float(getattr(obj, name))
+
+
 def _reading(pool: TrackedPool, field: str) -> Callable[[], float]:
     """A scrape-time reading of one figure of a pool's usage."""
     return lambda: float(getattr(pool.usage(), field))
@@ -157,6 +167,19 @@ class Metrics:
         self._queued_peak = Gauge(
             "sut_matching_waiting_peak", "Most writes ever waiting in symbol queues at once", registry=self.registry
         )
+
+    def watch_feed(self, feed: TradeFeed) -> None:
+        """Export the market-data feed's figures, read at scrape time."""
+        up = Gauge("sut_marketdata_feed_up", "1 while the market-data feed listens for trades", registry=self.registry)
+        up.set_function(lambda: 1.0 if feed.state == "live" else 0.0)
+        subs = Gauge("sut_marketdata_subscribers", "Open market-data streams", registry=self.registry)
+        subs.set_function(lambda: float(len(feed.subscribers)))
+        counts = {"published": "Trades announced on the feed",
+                  "replayed": "Trades announced late, by a catch-up after a reconnect",
+                  "reconnects": "Times the feed lost its listening connection"}  # fmt: skip
+        for name, doc in counts.items():
+            gauge = Gauge(f"sut_marketdata_{name}_total", doc, registry=self.registry)
+            gauge.set_function(functools.partial(_attr, feed, name))
 
     def watch(self, queues: SymbolQueues, *pools: TrackedPool) -> None:
         """Export admission figures, read at scrape time."""
@@ -355,6 +378,73 @@ async def get_market_data(request: Request) -> Response:
         return JSONResponse(await matching.market_data(conn, symbol))
 
 
+async def get_trades(request: Request) -> Response:
+    """A symbol's trades after a sequence number (``?after_seq=N&limit=M``): a feed reader's gap fill."""
+    symbol = _symbol(request)
+    if symbol is None:
+        return _error(422, "symbol must be 1-16 of A-Z 0-9 . -", "symbol")
+    after, limit = request.query_params.get("after_seq", "0"), request.query_params.get("limit", "100")
+    if not after.isdigit() or len(after) > 18:
+        return _error(422, "after_seq must be a non-negative integer", "after_seq")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        return _error(422, "limit must be an integer from 1 to 1000", "limit")
+    async with _db(request) as conn:
+        trades = await matching.trades_after(conn, symbol, int(after), int(limit))
+    return JSONResponse({"symbol": symbol, "trades": trades})
+
+
+def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def marketdata_stream(request: Request) -> Response:
+    """Server-sent events: every trade as it commits (``?symbols=A,B``: only those), ``id: SYMBOL:SEQ``.
+
+    Events: ``hello`` (the replica, whether its feed is live), ``trade`` (symbol, seq, trade_id,
+    price, qty, at), ``feed`` (the feed went down or came back: trades may arrive late, replayed),
+    ``heartbeat`` (after ``STREAM_HEARTBEAT_S`` of silence), ``overflow`` (the reader fell too far
+    behind and is cut off; it recovers by sequence). The stream ends when the replica drains."""
+    raw = request.query_params.get("symbols")
+    symbols = None
+    if raw:
+        symbols = raw.split(",")
+        if len(symbols) > STREAM_MAX_SYMBOLS or not all(_SYMBOL.match(s) for s in symbols):
+            return _error(422, f"symbols must be at most {STREAM_MAX_SYMBOLS} comma-separated symbols "
+                               "of 1-16 of A-Z 0-9 . -", "symbols")  # fmt: skip
+    feed: TradeFeed = request.app.state.feed
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    replica = request.app.state.settings.replica
+    sub = feed.subscribe(symbols)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield _sse("hello", {"replica": replica, "feed": feed.state})
+            quiet = 0.0
+            while not lifecycle.draining:
+                await sub.wait(0.25)  # short: a draining replica ends its streams promptly
+                if sub.overflowed:
+                    yield _sse("overflow", {"replica": replica})
+                    return
+                sent = False
+                while sub.notices:
+                    yield _sse("feed", sub.notices.popleft())
+                    sent = True
+                while sub.batches:
+                    batch = sub.batches.popleft()
+                    yield b"".join(_sse("trade", t, f"{t['symbol']}:{t['seq']}") for t in batch)
+                    sent = True
+                quiet = 0.0 if sent else quiet + 0.25
+                if quiet >= STREAM_HEARTBEAT_S:
+                    yield _sse("heartbeat", {"feed": feed.state})
+                    quiet = 0.0
+        finally:
+            feed.unsubscribe(sub)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+
+
 async def healthz(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     lifecycle: Lifecycle = request.app.state.lifecycle
@@ -418,6 +508,10 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+#: routes whose response is a stream: their latency is the time to the response's start, not its length
+_STREAMS = frozenset({"/marketdata/stream"})
+
+
 class _Instrument:
     """ASGI middleware: route-template latency histogram, the x-drill-replica and x-drill-version
     headers, and ``Connection: close`` on every response while the replica drains."""
@@ -441,9 +535,11 @@ class _Instrument:
             return
         start = time.perf_counter()
         status = [500]
+        started: list[float] = []
 
         async def send_wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started.append(time.perf_counter())
                 status[0] = message["status"]
                 message.setdefault("headers", [])
                 headers = [*message["headers"], (b"x-drill-replica", self.replica), (b"x-drill-version", self.version)]
@@ -455,9 +551,9 @@ class _Instrument:
         try:
             await self.app(scope, receive, send_wrapped)
         finally:
-            self.metrics.latency.labels(self._template(scope), scope["method"], f"{status[0] // 100}xx").observe(
-                time.perf_counter() - start
-            )
+            route = self._template(scope)
+            end = started[0] if route in _STREAMS and started else time.perf_counter()
+            self.metrics.latency.labels(route, scope["method"], f"{status[0] // 100}xx").observe(end - start)
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
@@ -479,7 +575,9 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
         Route("/orders/{order_id}", get_order, methods=["GET"]),
         Route("/orders/{order_id}", cancel_order, methods=["DELETE"]),
         Route("/book/{symbol}", get_book, methods=["GET"]),
+        Route("/marketdata/stream", marketdata_stream, methods=["GET"]),  # before /marketdata/{symbol}
         Route("/marketdata/{symbol}", get_market_data, methods=["GET"]),
+        Route("/marketdata/{symbol}/trades", get_trades, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -491,9 +589,11 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
         metrics.watch(backend.symbols, backend.reads, backend.writes)
         await backend.open()  # every connection opens now: a replica joins the front door warm
         app.state.backend = backend
+        feed.start()
         try:
             yield
         finally:
+            await feed.stop()
             await backend.close(timeout=1.0)
 
     handlers = {_DatabaseUnavailable: _unavailable, Overloaded: _shed}
@@ -501,6 +601,8 @@ def create_app(dsn: str | None = None, *, replica: str | None = None, **settings
     app.state.settings = cfg
     app.state.metrics = metrics
     app.state.lifecycle = lifecycle = Lifecycle()
+    app.state.feed = feed = TradeFeed(cfg.dsn)
+    metrics.watch_feed(feed)
     app.add_middleware(
         _Instrument, routes=routes, metrics=metrics, replica=cfg.replica, version=cfg.version, lifecycle=lifecycle
     )

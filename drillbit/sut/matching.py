@@ -4,11 +4,18 @@ Every mutation of a symbol's book takes ``pg_advisory_xact_lock(hashtext(symbol)
 concurrent replicas match one symbol one order at a time (no double fills, no negative
 remaining) while different symbols proceed in parallel. An order is acknowledged only after its
 transaction (the order, its fills and the trades) has committed.
+
+Market data: each trade gets its symbol's next sequence number (``seq``, 1, 2, 3... with no gap:
+assigned under the symbol's lock, rolled back with the transaction), and the transaction ends with
+``pg_notify('trades', ...)``: PostgreSQL delivers it to every listener (``drillbit.sut.feed``) when,
+and only if, the transaction commits, in commit order.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -16,6 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 __all__ = [
+    "TRADES_CHANNEL",
     "Conflict",
     "NotFound",
     "OrderRequest",
@@ -25,6 +33,9 @@ __all__ = [
     "market_data",
     "place",
     "symbol_of",
+    "trade_event",
+    "trades_after",
+    "trades_since",
 ]
 
 Side = Literal["buy", "sell"]
@@ -32,6 +43,11 @@ OPEN = ("open", "partially_filled")
 _BATCH = 100
 
 _ORDER_COLS = "id, client_order_id, symbol, side, price, qty, remaining, status, created_at"
+#: the channel trades are announced on (see the module's docstring)
+TRADES_CHANNEL = "trades"
+#: trades per notification: a payload stays well under PostgreSQL's 8000-byte limit
+_NOTIFY_BATCH = 40
+_TRADE_COLS = "symbol, seq, id, price, qty, created_at"
 
 
 class NotFound(Exception):
@@ -129,6 +145,7 @@ async def _match(cur: psycopg.AsyncCursor[Any], req: OrderRequest) -> dict[str, 
     opposite, cmp, direction = ("sell", "<=", "ASC") if req.side == "buy" else ("buy", ">=", "DESC")
     remaining = req.qty
     fills: list[dict[str, Any]] = []
+    trades: list[dict[str, Any]] = []
     while remaining > 0:
         await cur.execute(
             f"SELECT id, price, remaining FROM orders WHERE symbol = %s AND side = %s "
@@ -147,14 +164,16 @@ async def _match(cur: psycopg.AsyncCursor[Any], req: OrderRequest) -> dict[str, 
                 (left, "filled" if left == 0 else "partially_filled", r["id"]),
             )
             buy_id, sell_id = (order["id"], r["id"]) if req.side == "buy" else (r["id"], order["id"])
+            seq = await _next_seq(cur, req.symbol) if not trades else trades[-1]["seq"] + 1
             await cur.execute(
-                "INSERT INTO trades (symbol, price, qty, buy_order_id, sell_order_id) "
-                "VALUES (%s, %s, %s, %s, %s) RETURNING id, price, qty",
-                (req.symbol, r["price"], qty, buy_id, sell_id),
+                "INSERT INTO trades (symbol, seq, price, qty, buy_order_id, sell_order_id) "
+                f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_TRADE_COLS}",
+                (req.symbol, seq, r["price"], qty, buy_id, sell_id),
             )
-            fill = await cur.fetchone()
-            assert fill is not None
-            fills.append(fill)
+            trade = await cur.fetchone()
+            assert trade is not None
+            trades.append(trade)
+            fills.append({"id": trade["id"], "price": trade["price"], "qty": trade["qty"]})
             remaining -= qty
             if remaining == 0:
                 break
@@ -165,7 +184,51 @@ async def _match(cur: psycopg.AsyncCursor[Any], req: OrderRequest) -> dict[str, 
             (remaining, status, order["id"]),
         )
         order = {**order, "remaining": remaining, "status": status}
+        await _announce(cur, trades)
     return _render(order, fills)
+
+
+async def _next_seq(cur: psycopg.AsyncCursor[Any], symbol: str) -> int:
+    """The symbol's next trade sequence number (the caller holds the symbol's lock)."""
+    await cur.execute("SELECT coalesce(max(seq), 0) + 1 AS next FROM trades WHERE symbol = %s", (symbol,))
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["next"])
+
+
+def trade_event(trade: dict[str, Any]) -> dict[str, Any]:
+    """A trade as market data carries it."""
+    return {"symbol": trade["symbol"], "seq": trade["seq"], "trade_id": trade["id"], "price": _price(trade["price"]),
+            "qty": trade["qty"], "at": trade["created_at"].isoformat()}  # fmt: skip
+
+
+async def _announce(cur: psycopg.AsyncCursor[Any], trades: list[dict[str, Any]]) -> None:
+    """Queue the trades' notification: delivered to listeners when the transaction commits."""
+    for i in range(0, len(trades), _NOTIFY_BATCH):
+        payload = json.dumps([trade_event(t) for t in trades[i : i + _NOTIFY_BATCH]], separators=(",", ":"))
+        await cur.execute("SELECT pg_notify(%s, %s)", (TRADES_CHANNEL, payload))
+
+
+async def trades_after(
+    conn: psycopg.AsyncConnection[Any], symbol: str, after_seq: int, limit: int
+) -> list[dict[str, Any]]:
+    """A symbol's trades with a sequence number above ``after_seq``, in order (a reader's gap fill)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_TRADE_COLS} FROM trades WHERE symbol = %s AND seq > %s ORDER BY seq LIMIT %s",
+            (symbol, after_seq, limit),
+        )
+        return [trade_event(t) for t in await cur.fetchall()]
+
+
+async def trades_since(conn: psycopg.AsyncConnection[Any], since: datetime) -> list[dict[str, Any]]:
+    """Every trade created after ``since``, oldest first (the feed's catch-up after it reconnects)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_TRADE_COLS} FROM trades WHERE created_at > %s AND seq IS NOT NULL ORDER BY created_at, id",
+            (since,),
+        )
+        return [trade_event(t) for t in await cur.fetchall()]
 
 
 async def get_order(conn: psycopg.AsyncConnection[Any], order_id: int) -> dict[str, Any]:

@@ -28,5 +28,9 @@ CREATE TABLE IF NOT EXISTS trades (
     created_at    timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX IF NOT EXISTS trades_symbol_id ON trades (symbol, id DESC);
+-- Market data: each symbol's trades numbered 1, 2, 3... without gaps (assigned under the symbol's
+-- matching lock, in the trade's own transaction), so a reader of the feed can tell a missed trade.
+ALTER TABLE trades ADD COLUMN IF NOT EXISTS seq bigint;
+CREATE UNIQUE INDEX IF NOT EXISTS trades_symbol_seq ON trades (symbol, seq);
 CREATE INDEX IF NOT EXISTS trades_buy ON trades (buy_order_id);
 CREATE INDEX IF NOT EXISTS trades_sell ON trades (sell_order_id);

@@ -109,8 +109,8 @@ class Replica:
             self.proc.wait(10)
 
 
-def start_replica(dsn: str, name: str, log: Path, **env: str) -> Replica:
-    port = free_ports([0])[0]
+def start_replica(dsn: str, name: str, log: Path, port: int = 0, **env: str) -> Replica:
+    port = port or free_ports([0])[0]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "drillbit.sut.serve", "--port", str(port), "--replica", name],
@@ -137,8 +137,8 @@ def start_replica(dsn: str, name: str, log: Path, **env: str) -> Replica:
 def replica_factory(tmp_path: Path) -> Iterator[object]:
     started: list[Replica] = []
 
-    def make(dsn: str, name: str = "r1", **env: str) -> Replica:
-        r = start_replica(dsn, name, tmp_path / f"{name}.log", **env)
+    def make(dsn: str, name: str = "r1", port: int = 0, **env: str) -> Replica:
+        r = start_replica(dsn, name, tmp_path / f"{name}.log", port, **env)
         started.append(r)
         return r
 

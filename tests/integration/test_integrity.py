@@ -83,7 +83,7 @@ def test_a_book_the_matching_engine_wrote_passes_every_check(book: tuple[str, li
     trades, resting = row
     assert trades >= 4 and resting >= 3
     checks = _check(dsn, acked)
-    assert len(checks) == 7 and _violated(checks) == {}
+    assert len(checks) == 8 and _violated(checks) == {}
 
 
 def test_a_deleted_acknowledged_order_is_caught_by_its_client_order_id(book: tuple[str, list[str]]) -> None:
@@ -165,6 +165,17 @@ def test_an_id_sequence_behind_its_table_is_caught(book: tuple[str, list[str]]) 
     dsn, acked = book
     _sql(dsn, "SELECT setval('trades_id_seq', 1)")  # the next trade would reuse id 2
     assert _violated(_check(dsn, acked)) == {"id_sequences_ahead": ["trades"]}
+
+
+def test_a_trade_gone_from_a_symbols_sequence_is_caught(book: tuple[str, list[str]]) -> None:
+    dsn, acked = book
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT symbol, max(seq) FROM trades GROUP BY symbol HAVING max(seq) >= 2 LIMIT 1").fetchone()
+    assert row is not None, "the flow made no symbol with two trades"
+    symbol, last = row
+    _sql(dsn, f"DELETE FROM trades WHERE symbol = '{symbol}' AND seq = {last - 1}")
+    found = _violated(_check(dsn, acked))
+    assert found["trade_sequence_gapless"] == [f"{symbol}:{last}"]
 
 
 def test_the_checker_cannot_write(book: tuple[str, list[str]]) -> None:

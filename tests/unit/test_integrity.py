@@ -99,7 +99,7 @@ def test_the_shipped_checks_cover_every_invariant() -> None:
     assert path == ROOT / "probes" / "integrity.yaml" and definitions.enabled
     assert set(definitions.checks) == {"acked_orders_exactly_once", "client_order_ids_unique", "orders_not_overfilled",
                                        "trades_match_both_sides", "book_not_crossed", "net_position_zero",
-                                       "id_sequences_ahead"}  # fmt: skip
+                                       "id_sequences_ahead", "trade_sequence_gapless"}  # fmt: skip
     assert definitions.checks["acked_orders_exactly_once"].params == ["acked_client_order_ids"]
 
 
