@@ -111,6 +111,8 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int | None, typer.Option(
             help="Generator processes on this machine (Locust master + N workers; the rate is split among "
                  "them). Default: the experiment's processes, else 1.")] = None,
+        locustfile: Annotated[str | None, typer.Option(
+            help="The load's locustfile (trader, marketdata, ping or a file). Default: the experiment's.")] = None,
         sla: SlaOpt = None,
         out: OutOpt = Path("runs"),
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print the plan, inject nothing.")] = False,
@@ -135,7 +137,7 @@ def register(app: typer.Typer) -> None:
         plans, problems = [], []
         for f in files:  # validate them all before running any
             try:
-                plans.append(load_plan(f, sla_path=sla, profile=profile, workers=workers))
+                plans.append(load_plan(f, sla_path=sla, profile=profile, workers=workers, locustfile=locustfile))
             except ConfigError as err:
                 problems.append(str(err))
         if problems:

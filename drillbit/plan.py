@@ -29,6 +29,7 @@ from drillbit.core.redact import experiment_secret_values, remember_secrets
 from drillbit.core.yamlio import load_document
 from drillbit.experiment import argument_problems, experiment_problems, outside_project
 from drillbit.load.profiles import load_profile
+from drillbit.load.runner import find_locustfile
 from drillbit.sla import Sla, load_sla_file, slas_for
 
 __all__ = ["DrillPlan", "DrillSettings", "load_plan", "region_problems"]
@@ -181,9 +182,10 @@ def _settings(exp: dict[str, Any]) -> tuple[DrillSettings | None, list[str]]:
 
 
 def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | None = None,
-              workers: int | None = None) -> DrillPlan:  # fmt: skip
+              workers: int | None = None, locustfile: str | None = None) -> DrillPlan:  # fmt: skip
     """Validate everything a drill needs; raise one ConfigError listing every problem. ``workers``
-    overrides the experiment's generator processes (``processes``: the profile's rate is split among them)."""
+    overrides the experiment's generator processes (``processes``: the profile's rate is split among them),
+    ``locustfile`` its locustfile (the SLA file's ``locustfiles:`` adds that load's SLAs)."""
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise ConfigError("--workers", f"{workers} generator processes: give 1 to {MAX_WORKERS} (one per core "
                                        "is the most that helps)")  # fmt: skip
@@ -199,6 +201,11 @@ def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | 
         settings = settings.model_copy(update={"profile": profile})
     if settings is not None and workers is not None:
         settings = settings.model_copy(update={"processes": workers})
+    if settings is not None and locustfile is not None:
+        try:
+            settings = DrillSettings.model_validate({**settings.model_dump(), "locustfile": locustfile})
+        except ValidationError as err:
+            raise ConfigError("--locustfile", validation_problems(err)) from None
     sources: list[tuple[str, list[str]]] = [(source, problems)]
     if settings is not None:
 
@@ -206,6 +213,11 @@ def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | 
             load_profile(settings.profile)
         except ConfigError as err:
             named = "--profile" if profile is not None else f"{source}: extensions[drillbit].profile"
+            sources.append((named, [f"{err.source}: {p}" for p in err.problems]))
+        try:
+            find_locustfile(settings.locustfile)
+        except ConfigError as err:
+            named = "--locustfile" if locustfile is not None else f"{source}: extensions[drillbit].locustfile"
             sources.append((named, [f"{err.source}: {p}" for p in err.problems]))
     slas: dict[str, Sla] = {}
     sla_source = str(sla_path or "experiments/slas.yaml")

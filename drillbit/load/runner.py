@@ -54,6 +54,7 @@ __all__ = [
     "RATE_MIN",
     "LoadResult",
     "LoadRun",
+    "find_locustfile",
     "run_load",
     "start_load",
     "summarize",
@@ -347,7 +348,7 @@ def _column(files: list[Path], name: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.array([], dtype=float)
 
 
-def _locustfile(locustfile: str | Path) -> Path:
+def find_locustfile(locustfile: str | Path) -> Path:
     """A path to a locustfile, or the name of one in the project's ``loadtests/``."""
     lf = Path(locustfile)
     if lf.exists():
@@ -387,7 +388,7 @@ def start_load(
     """
     clock = clock or Clock.from_env()
     prof = load_profile(profile)
-    lf = _locustfile(locustfile)
+    lf = find_locustfile(locustfile)
     if not host.startswith(("http://", "https://")):
         raise ConfigError("host", f"{host!r} is not an http(s) URL: pass e.g. http://127.0.0.1:8080")
     if processes < 1:

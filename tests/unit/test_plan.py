@@ -78,6 +78,20 @@ def test_drill_run_with_workers_out_of_range_prints_one_line_and_exits_2(
     assert code == 2 and len(err.splitlines()) == 1 and "--workers" in err and "give 1 to 16" in err, err
 
 
+def test_the_marketdata_locustfile_brings_the_market_data_slas() -> None:
+    plan = load_plan(ROOT / "experiments" / "pod-kill.yaml", locustfile="marketdata")
+    assert plan.settings.locustfile == "marketdata" and {"marketdata_latency", "marketdata_lost"} <= set(plan.slas)
+    assert "marketdata_latency" not in load_plan(ROOT / "experiments" / "pod-kill.yaml").slas
+
+
+def test_drill_run_with_an_unknown_locustfile_prints_one_line_naming_the_known_ones_and_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["run", str(ROOT / "experiments" / "pod-kill.yaml"), "--locustfile", "nope", "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--locustfile" in err and "marketdata, ping, trader" in err
+
+
 def test_a_bad_sla_file_is_reported_with_the_experiment_checks(tmp_path: Path) -> None:
     sla = tmp_path / "slas.yaml"
     sla.write_text("slas: {}\ndefault: [rto]\n")
