@@ -286,7 +286,8 @@ def _latency(run_dir: Path, phases: dict[str, tuple[float, float]], names: set[s
     return LatencyMeasurement(phases=report.phases, generator_saturated=report.generator_saturated,
                               saturation_reasons=report.saturation_reasons,
                               generator_complete=report.generator_complete, lost_parts=report.lost_parts,
-                              by_request=by_request)  # fmt: skip
+                              lost_in_transit=report.lost_in_transit,
+                              unaccounted_workers=report.unaccounted_workers, by_request=by_request)  # fmt: skip
 
 
 def _autoscaling(run_dir: Path, events: list[dict[str, Any]], slas: dict[str, Sla]) -> dict[str, Any]:

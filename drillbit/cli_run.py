@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,7 @@ from drillbit.core.errors import ConfigError, DrillError, EnvironmentFailure
 from drillbit.core.results import AuditFields, RunStatus, VerdictSet
 from drillbit.faults import needs_backups
 from drillbit.ledger import state_root
+from drillbit.load.runner import find_locustfile
 from drillbit.plan import load_plan, region_problems
 from drillbit.runner import DrillResult, RunOptions, bring_up, run_drill
 from drillbit.suite import combined_exit_code, load_suite
@@ -102,6 +105,14 @@ def _server_dry_run(env: str, state_dir: Path | None) -> None:
                                  "drill runner's permissions or the objects it names")  # fmt: skip
 
 
+def parse_host_port(value: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port); a one-line ConfigError naming ``option`` otherwise."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(option, f"{value!r}: give HOST:PORT, e.g. 127.0.0.1:5557")
+    return host.strip("[]"), int(port)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
@@ -111,6 +122,9 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int | None, typer.Option(
             help="Generator processes on this machine (Locust master + N workers; the rate is split among "
                  "them). Default: the experiment's processes, else 1.")] = None,
+        master_bind: Annotated[str | None, typer.Option(
+            help="HOST:PORT: the load's --workers run on other machines (drill worker --master HOST:PORT) "
+                 "and send their request records here; no local workers.")] = None,
         locustfile: Annotated[str | None, typer.Option(
             help="The load's locustfile (trader, marketdata, ping or a file). Default: the experiment's.")] = None,
         sla: SlaOpt = None,
@@ -157,6 +171,7 @@ def register(app: typer.Typer) -> None:
             return
         backups = True if target.kind.name == "sandbox" and any(needs_backups(p.experiment) for p in plans) else None
         options = RunOptions(env=env, out=out, state_dir=state_dir, topology=topology,
+                             master_bind=None if master_bind is None else parse_host_port(master_bind, "--master-bind"),
                              monitoring=True if with_monitoring else None, backups=backups,
                              keep=keep or len(plans) > 1,
                              operator=operator, tty=False if plain else None, say=_say,
@@ -190,3 +205,16 @@ def register(app: typer.Typer) -> None:
             _say(f"suite {suite}: exit {code} ({', '.join(str(c) for c in codes)})")
         if code:
             raise typer.Exit(code)
+
+    @app.command("worker")
+    def worker(
+        master: Annotated[str, typer.Option(help="HOST:PORT of the drill's Locust master (drill run --master-bind).")],
+        locustfile: Annotated[str, typer.Option(help="The drill's locustfile (trader, marketdata, ping or a file).")]
+        = "trader",
+    ) -> None:
+        """One load generator process for a drill run from another machine: it connects to the master,
+        runs the users it is given and sends every request record to the master (none is kept here)."""
+        host, port = parse_host_port(master, "--master")
+        cmd = [sys.executable, "-m", "locust", "-f", str(find_locustfile(locustfile)), "--worker",
+               "--master-host", host, "--master-port", str(port), "--loglevel", "WARNING"]  # fmt: skip
+        raise typer.Exit(subprocess.run(cmd, env={**os.environ, "DRILL_RECORDS_VIA": "master"}, check=False).returncode)

@@ -93,6 +93,7 @@ class RunOptions:
     topology: Path | None = None
     monitoring: bool | None = None  # the sandbox with Prometheus and Alertmanager (--with-monitoring)
     backups: bool | None = None  # the sandbox with backups to a bucket (a drill that restores from them)
+    master_bind: tuple[str, int] | None = None  # the load's workers are remote (drill worker) and connect here
     keep: bool = False
     operator: str | None = None
     audit: AuditFields = field(default_factory=AuditFields)
@@ -128,7 +129,7 @@ class Drill:
             alerts=AlertWiring(endpoints.alert_receiver, None if settings.expect_alerts is None else
                                [e.model_dump() for e in settings.expect_alerts], endpoints.prometheus_url,
                                endpoints.alertmanager_url),
-            load=LoadSpec(settings.profile, settings.locustfile, settings.processes),
+            load=LoadSpec(settings.profile, settings.locustfile, settings.processes, options.master_bind),
             cover_s=settings.baseline_s + settings.max_recovery_s + settings.cooldown_s + 600,
             on_stop_condition=_interrupt_self,
             marketdata=any(s.metric in MARKETDATA_METRICS for s in plan.slas.values()),

@@ -53,6 +53,7 @@ class LoadSpec:
     profile: str  # name or path
     locustfile: str = "trader"
     processes: int = 1
+    master_bind: tuple[str, int] | None = None  # remote workers connect here (drill worker); None: local ones
 
 
 def drill_profile(profile: str, run_dir: Path, cover_s: float) -> Path:
@@ -213,6 +214,7 @@ class Session:
             parts = urlsplit(self.api_url)  # the load generator's host is the service's base URL
             host = f"{parts.scheme}://{parts.netloc}"
             self.load = start_load(spec.locustfile, profile, host, self.run_dir, processes=spec.processes,
+                                   master_bind=spec.master_bind,
                                    clock=self.clock, extra_args=live_stats)  # fmt: skip
 
     def stop_load(self) -> None:

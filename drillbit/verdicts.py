@@ -425,6 +425,11 @@ def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
         load.append(f"request records lost: {len(lat.lost_parts)} part file(s) unreadable "
                     f"({', '.join(lat.lost_parts[:5])}): a generator process was killed while writing them, "
                     "so up to a part's few seconds of requests each are missing from the percentiles")  # fmt: skip
+    elif lat is not None and (lat.lost_in_transit or lat.unaccounted_workers):
+        silent = lat.unaccounted_workers
+        load.append(f"request records lost in transit from remote workers: {lat.lost_in_transit} sent and never "
+                    "received" + (f"; worker(s) {', '.join(silent)} never said what they sent" if silent else "")
+                    + ": the percentiles would understate the run")  # fmt: skip
     elif lat is not None and lat.generator_complete is False:
         load.append("the load generator did not stop cleanly: its records are incomplete")
     if lat is not None and lat.generator_saturated is None:

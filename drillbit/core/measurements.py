@@ -203,6 +203,8 @@ class LatencyMeasurement(_Section):
     generator_complete: bool | None = None
     # request record parts a generator process left unreadable (killed while writing one): rows lost
     lost_parts: list[str] = Field(default_factory=list)
+    lost_in_transit: int = 0  # rows remote workers sent that never reached the master (requests/transit.json)
+    unaccounted_workers: list[str] = Field(default_factory=list)  # remote workers that never said what they sent
     by_request: dict[str, dict[str, LatencyStats]] = Field(default_factory=dict)  # request name -> phase -> stats
 
 

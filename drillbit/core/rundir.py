@@ -7,7 +7,9 @@ from ``drillbit.core.clock.Clock`` (float64); durations are seconds (float64).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,10 +34,16 @@ __all__ = [
     "REPLICATION_LAG_SCHEMA",
     "REQUESTS_DIR",
     "REQUEST_SCHEMA",
+    "TRANSIT_FILE",
+    "read_transit",
     "request_parts",
 ]
 
 _label = pa.dictionary(pa.int32(), pa.string())
+
+#: requests/transit.json: the Locust master's account of the records remote workers sent it
+#: (drillbit.load.transit): per worker batches and rows sent and received; rows_lost, unaccounted_workers
+TRANSIT_FILE = "transit.json"
 
 #: requests/<worker>.parquet: one row per request the load generator sent (every one of them)
 REQUESTS_DIR = "requests"
@@ -160,3 +168,12 @@ ANALYSIS_DIR = "analysis"
 
 #: events.jsonl: one JSON object per line: {"t": epoch, "kind": "phase"|"fault.inject"|"fault.revert"|..., ...}
 EVENTS = "events.jsonl"
+
+
+def read_transit(run_dir: Path | str) -> dict[str, Any] | None:
+    """The transit account of a run whose workers sent their records to the master (None: none did)."""
+    path = Path(run_dir) / REQUESTS_DIR / TRANSIT_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else None

@@ -5,6 +5,8 @@ A locustfile imports it (``import drillbit.load.recorder``). It adds Locust opti
     --drill-run-dir DIR    (or $DRILL_RUN_DIR) record every request under DIR/requests/
     --drill-profile NAME   (or $DRILL_PROFILE) load profile: a name in loadtests/profiles or a file
     --drill-workers N      (or $DRILL_WORKERS) generator processes sharing an open-model rate
+    --drill-records-via    (or $DRILL_RECORDS_VIA) files (default) or master: workers on other
+                           machines send their records to the master (``drillbit.load.transit``)
 
 and, in every process that runs users (not a master), listens to ``events.request`` from
 ``test_start`` to ``test_stop``/``quitting``: each request becomes one row of
@@ -20,10 +22,12 @@ import logging
 import math
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gevent
+import pyarrow as pa
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -31,6 +35,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from drillbit.core.clock import Clock
 from drillbit.load.profiles import Profile, load_profile
 from drillbit.load.recording import ABANDONED, NOT_SENT, RequestSink, ScheduleStats, error_kind
+from drillbit.load.transit import RECORDS_END_MESSAGE, RECORDS_MESSAGE, RecordReceiver, encode_batch, end_message
 
 __all__ = ["Recorder", "profile_of", "recorder_of", "workers_of"]
 
@@ -40,12 +45,20 @@ FLUSH_SECONDS = 1.0
 
 
 class Recorder:
-    """One process's sink and schedule counters, fed by Locust's request event."""
+    """One process's sink and schedule counters, fed by Locust's request event. ``send`` (a remote
+    worker): each flush goes to the master as a message instead of into the run directory."""
 
-    def __init__(self, run_dir: Path, worker: int, clock: Clock) -> None:
-        self.run_dir, self.clock = run_dir, clock
-        self.sink = RequestSink(run_dir, worker)
+    def __init__(self, run_dir: Path | None, worker: int, clock: Clock,
+                 send: Callable[[str, dict[str, Any]], None] | None = None) -> None:  # fmt: skip
+        self.run_dir, self.clock, self.worker, self._send = run_dir, clock, worker, send
+        self.batches_sent = 0
+        self.sink = RequestSink(run_dir, worker, send=None if send is None else self._forward)
         self.schedule = ScheduleStats(worker=worker)
+
+    def _forward(self, batch: pa.RecordBatch) -> None:
+        assert self._send is not None
+        self._send(RECORDS_MESSAGE, encode_batch(batch, self.worker, self.batches_sent))
+        self.batches_sent += 1
 
     def on_request(
         self,
@@ -83,7 +96,10 @@ class Recorder:
 
     def close(self) -> None:
         self.sink.close()
-        if self.schedule.t0 is not None:
+        schedule = self.schedule.to_dict() if self.schedule.t0 is not None else None
+        if self._send is not None:  # the last word: what was sent, so the master can count what it lost
+            self._send(RECORDS_END_MESSAGE, end_message(self.worker, self.batches_sent, self.sink.rows, schedule))
+        elif schedule is not None and self.run_dir is not None:
             self.schedule.write(self.run_dir)
 
 
@@ -125,23 +141,63 @@ def _options(parser: Any) -> None:
                         help="drillbit run directory: every request is recorded under requests/")  # fmt: skip
     parser.add_argument("--drill-profile", default=os.environ.get("DRILL_PROFILE", "steady"),
                         help="load profile: a name in loadtests/profiles or a YAML file")  # fmt: skip
+    parser.add_argument("--drill-records-via", choices=("files", "master"),
+                        default=os.environ.get("DRILL_RECORDS_VIA", "files"),
+                        help="files: each process writes its records into the run directory; master: workers "
+                             "send them to the master (workers on other machines)")  # fmt: skip
     parser.add_argument("--drill-workers", type=int, default=int(os.environ.get("DRILL_WORKERS", "0") or 0),
                         help="generator processes sharing an open-model rate (default: --processes or 1)")  # fmt: skip
 
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        _receive(environment)
+    else:
+        _record(environment)
+
+
+def _via_master(environment: Environment) -> bool:
+    return getattr(environment.parsed_options, "drill_records_via", "files") == "master"
+
+
+def _receive(environment: Environment) -> None:
+    """The master, when its workers send their records (``--drill-records-via master``): write them
+    into the run directory and account for what was lost in transit."""
     opts = environment.parsed_options
-    if isinstance(environment.runner, MasterRunner) or opts is None or not opts.drill_run_dir:
+    if opts is None or not opts.drill_run_dir or not _via_master(environment):
         return
-    run_dir = Path(opts.drill_run_dir)
+    receiver = RecordReceiver(Path(opts.drill_run_dir))
+    runner = environment.runner
+    assert runner is not None
+    runner.register_message(RECORDS_MESSAGE, lambda environment, msg, **_: receiver.on_batch(msg.data))
+    runner.register_message(RECORDS_END_MESSAGE, lambda environment, msg, **_: receiver.on_end(msg.data))
+
+    def account(**_: Any) -> None:
+        path = receiver.close()
+        log.info("records received from %d worker(s): %s", len(receiver.workers), path)
+
+    environment.events.test_stop.add_listener(account)
+    environment.events.quitting.add_listener(account)
+
+
+def _record(environment: Environment) -> None:
+    """A process that runs users: record from test_start to test_stop. The options are read at
+    test_start (a worker's come from its master then): a run directory to write into, or the master
+    to send to."""
     state: dict[str, Any] = {}
 
     def start(**_: Any) -> None:
-        if "rec" in state:
+        opts = environment.parsed_options
+        if "rec" in state or opts is None or not opts.drill_run_dir:
             return
         index = int(getattr(environment.runner, "worker_index", 0))
-        rec = Recorder(run_dir, index if index >= 0 else os.getpid(), Clock.from_env())
+        worker = index if index >= 0 else os.getpid()
+        runner = environment.runner
+        if _via_master(environment) and isinstance(runner, WorkerRunner):
+            rec = Recorder(None, worker, Clock.from_env(), send=lambda kind, body: runner.send_message(kind, body))
+        else:
+            rec = Recorder(Path(opts.drill_run_dir), worker, Clock.from_env())
         state["rec"] = rec
         environment.drill_recorder = rec  # type: ignore[attr-defined]
         environment.events.request.add_listener(rec.on_request)
@@ -160,7 +216,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         state.pop("flusher").kill()
         environment.events.request.remove_listener(rec.on_request)
         rec.close()
-        log.info("recorded %d requests in %s", rec.sink.rows, rec.sink.path)
+        log.info("recorded %d requests (%s)", rec.sink.rows, "sent to the master" if rec.run_dir is None
+                 else rec.sink.path.parent)  # fmt: skip
 
     environment.events.test_start.add_listener(start)
     environment.events.test_stop.add_listener(stop)

@@ -22,6 +22,7 @@ import bisect
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "NOT_SENT",
     "PART_S",
     "SHED",
+    "PartWriter",
     "RequestSink",
     "ScheduleStats",
     "error_kind",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 BATCH_ROWS = 10_000
+_EMPTY = pa.RecordBatch.from_pylist([], schema=REQUEST_SCHEMA)
 #: a part file is closed (and a new one begun) once it has been open this long
 PART_S = 5.0
 #: error kind of a request that was due but never sent (the test stopped while it waited)
@@ -81,21 +84,56 @@ def error_kind(exception: BaseException | None, status: int, retry_after: bool =
     return "assert"  # the locustfile failed a response it got (catch_response)
 
 
-class RequestSink:
-    """Column buffers for one worker's requests, streamed to Parquet part files of at most ``part_s`` seconds."""
+class PartWriter:
+    """Record batches -> ``<dir>/<stem>.<k>.parquet`` part files, each closed once open ``part_s`` seconds."""
 
-    def __init__(self, run_dir: Path, worker: int, batch_rows: int = BATCH_ROWS, part_s: float = PART_S) -> None:
+    def __init__(self, directory: Path, stem: str, part_s: float = PART_S) -> None:
+        self.dir, self.stem, self.part_s = Path(directory), stem, part_s
+        self.part = 0  # the part the next write goes to
+        self.parts_closed = 0
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._opened = 0.0
+
+    @property
+    def path(self) -> Path:
+        return self.dir / f"{self.stem}.{self.part:05d}.parquet"
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            if self._writer is None:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self._writer = pq.ParquetWriter(self.path, REQUEST_SCHEMA)
+                self._opened = time.monotonic()
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+        if self._writer is not None and time.monotonic() - self._opened >= self.part_s:
+            self.close()
+
+    def close(self) -> None:
+        """Close the open part (the next write begins a new one)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self.part += 1
+            self.parts_closed += 1
+
+
+class RequestSink:
+    """Column buffers for one worker's requests, streamed to Parquet part files of at most ``part_s``
+    seconds, or (``send``: a remote worker) handed as record batches to ``send`` at each flush."""
+
+    def __init__(self, run_dir: Path | None, worker: int, batch_rows: int = BATCH_ROWS, part_s: float = PART_S,
+                 send: Callable[[pa.RecordBatch], None] | None = None) -> None:  # fmt: skip
+        if (run_dir is None) == (send is None):
+            raise ValueError("give a run directory to write to, or send to forward the batches")
         self.worker = worker
         self.batch_rows = batch_rows
-        self.part_s = part_s
-        self.dir = Path(run_dir) / REQUESTS_DIR
-        self.part = 0  # the part the next flush writes to
-        self.parts_closed = 0
+        self.send = send
+        self.parts = PartWriter(Path(run_dir or ".") / REQUESTS_DIR, f"worker-{worker}", part_s)
         self.rows = 0
         self._names: dict[str, int] = {}
         self._kinds: dict[str, int] = {}
-        self._writer: pq.ParquetWriter | None = None
-        self._opened = 0.0
         self._reset()
         self._batch()  # warm up: pyarrow's first conversion of Python objects costs ~0.2 s (lazy imports)
 
@@ -151,35 +189,36 @@ class RequestSink:
     @property
     def path(self) -> Path:
         """The part file the next flush writes to."""
-        return self.dir / f"worker-{self.worker}.{self.part:05d}.parquet"
+        return self.parts.path
+
+    @property
+    def part(self) -> int:
+        return self.parts.part
+
+    @property
+    def parts_closed(self) -> int:
+        return self.parts.parts_closed
 
     def flush(self) -> None:
         """Write what is buffered as one row group of the open part (a part is created by the first
-        flush after the previous one closed), then close the part if it has been open ``part_s``."""
+        flush after the previous one closed), then close the part if it has been open ``part_s``;
+        with ``send``, hand it to ``send`` instead."""
         n = len(self._start)
+        batch = self._batch() if n else None
         if n:
-            batch = self._batch()
             self._reset()
-            if self._writer is None:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                self._writer = pq.ParquetWriter(self.path, REQUEST_SCHEMA)
-                self._opened = time.monotonic()
-            self._writer.write_batch(batch)
             self.rows += n
-        if self._writer is not None and time.monotonic() - self._opened >= self.part_s:
-            self._close_part()
-
-    def _close_part(self) -> None:
-        assert self._writer is not None
-        self._writer.close()
-        self._writer = None
-        self.part += 1
-        self.parts_closed += 1
+        if self.send is not None:
+            if batch is not None:
+                self.send(batch)
+        elif batch is not None:
+            self.parts.write(batch)
+        else:
+            self.parts.write(_EMPTY)  # closes a part open past part_s
 
     def close(self) -> None:
         self.flush()
-        if self._writer is not None:
-            self._close_part()
+        self.parts.close()
 
 
 @dataclass

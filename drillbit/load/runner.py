@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from drillbit.core.clock import Clock
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.core.project import current as current_project
-from drillbit.core.rundir import LOAD_META, REQUESTS_DIR, request_parts
+from drillbit.core.rundir import LOAD_META, REQUESTS_DIR, read_transit, request_parts
 from drillbit.load.cpu import CpuSample, CpuSampler, busiest
 from drillbit.load.profiles import Profile, load_profile, resolve_profile
 from drillbit.load.recording import LATENESS_EDGES_S, lateness_quantile, merge_lateness
@@ -308,6 +308,12 @@ def summarize(
         starts = _column(files, "start")
         duration = float(np.nanmax(starts) - np.nanmin(starts)) if starts.size > 1 else 0.0
         achieved_rps = sent / duration if duration > 0 else 0.0
+    transit = read_transit(run_dir)
+    if transit is not None and (transit.get("rows_lost") or transit.get("unaccounted_workers")):
+        complete = False
+        silent = transit.get("unaccounted_workers") or []
+        notes.append(f"records lost in transit from remote workers: {transit.get('rows_lost') or 0} sent and never "
+                     "received" + (f"; worker(s) {', '.join(silent)} never said what they sent" if silent else ""))
     if capped:
         notes.append(f"{capped} requests waited for the in-flight cap ({cap_wait:.1f} s in all): they keep their "
                      "intended time")  # fmt: skip
@@ -378,6 +384,8 @@ def start_load(
     cpu_interval: float = 1.0,
     clock: Clock | None = None,
     extra_args: list[str] | None = None,
+    records_via: str = "files",
+    master_bind: tuple[str, int] | None = None,
 ) -> LoadRun:
     """Start Locust headless in the background: ``profile`` against ``host``, recording into ``run_dir``.
 
@@ -385,6 +393,11 @@ def start_load(
     Locust's master with that many worker processes sharing the rate; ``cpu_affinity`` pins the
     generator to those CPUs. ``clock``: the run's (default: the one handed down in ``DRILL_CLOCK``);
     Locust and its workers get its anchor, so their records line up with the drill's events.
+
+    ``records_via="master"``: the workers send their records to the master in Locust messages
+    (``drillbit.load.transit``), as workers on other machines must. ``master_bind`` (host, port): no
+    local workers; the master waits for ``processes`` workers to connect there (``drill worker``),
+    and their records come that way.
     """
     clock = clock or Clock.from_env()
     prof = load_profile(profile)
@@ -401,8 +414,15 @@ def start_load(
         "--drill-workers", str(processes), "--only-summary", "--loglevel", "WARNING",
         "--exit-code-on-error", "0", "--stop-timeout", str(math.ceil(prof.timeout_s) + 2),
     ]  # fmt: skip
-    if processes > 1:
+    if master_bind is not None:
+        records_via = "master"
+        cmd += ["--master", "--expect-workers", str(processes), "--master-bind-host", master_bind[0],
+                "--master-bind-port", str(master_bind[1])]  # fmt: skip
+    elif processes > 1:
         cmd += ["--processes", str(processes)]
+    if records_via not in ("files", "master"):
+        raise ConfigError("records_via", f"{records_via!r}: use files or master")
+    cmd += ["--drill-records-via", records_via]
     cmd += extra_args or []
     out = open(run / "locust.log", "ab")  # noqa: SIM115  (handed to the child, closed below)
     try:

@@ -42,7 +42,7 @@ from hdrh.histogram import HdrHistogram
 
 from drillbit.core.events import read_events
 from drillbit.core.measurements import LatencyStats
-from drillbit.core.rundir import EVENTS, LOAD_META, REQUESTS_DIR, request_parts
+from drillbit.core.rundir import EVENTS, LOAD_META, REQUESTS_DIR, read_transit, request_parts
 
 __all__ = [
     "GeneratorSaturated",
@@ -299,10 +299,13 @@ class LatencyReport:
     saturation_reasons: list[str] = field(default_factory=list)
     generator_complete: bool | None = None
     lost_parts: list[str] = field(default_factory=list)  # unreadable request record parts: their rows are lost
+    lost_in_transit: int = 0  # rows remote workers sent that never reached the master
+    unaccounted_workers: list[str] = field(default_factory=list)  # remote workers that never said what they sent
 
     @property
     def trustworthy(self) -> bool:
-        return self.generator_saturated is False and self.generator_complete is not False and not self.lost_parts
+        return (self.generator_saturated is False and self.generator_complete is not False and not self.lost_parts
+                and not self.lost_in_transit and not self.unaccounted_workers)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -311,6 +314,8 @@ class LatencyReport:
             "saturation_reasons": self.saturation_reasons,
             "generator_complete": self.generator_complete,
             "lost_parts": self.lost_parts,
+            "lost_in_transit": self.lost_in_transit,
+            "unaccounted_workers": self.unaccounted_workers,
         }
 
 
@@ -327,15 +332,20 @@ def analyze_run(run_dir: Path | str, phases: dict[str, tuple[float, float]] | No
     windows = phases if phases is not None else phases_from_events(run_dir)
     stats = analyze_latency(load_requests(run_dir), windows)
     lost = unreadable_parts(run_dir)
+    transit = read_transit(run_dir) or {}
+    in_transit, unaccounted = int(transit.get("rows_lost") or 0), list(transit.get("unaccounted_workers") or [])
     meta = _load_meta(run_dir)
     if meta is None:
-        return LatencyReport(stats, None, lost_parts=lost)
+        return LatencyReport(stats, None, lost_parts=lost, lost_in_transit=in_transit,
+                             unaccounted_workers=unaccounted)  # fmt: skip
     return LatencyReport(
         stats,
         bool(meta.get("saturated")),
         list(meta.get("reasons") or []),
-        bool(meta.get("complete", True)) and not lost,
+        bool(meta.get("complete", True)) and not lost and not in_transit and not unaccounted,
         lost,
+        in_transit,
+        unaccounted,
     )
 
 
@@ -360,6 +370,12 @@ def latency_percentile(
     if lost := unreadable_parts(run_dir):
         raise ValueError(f"{run_dir}: request records lost ({', '.join(lost)} unreadable: a generator process was "
                          "killed while writing them): a percentile of the rest would understate the run")  # fmt: skip
+    transit = read_transit(run_dir) or {}
+    if transit.get("rows_lost") or transit.get("unaccounted_workers"):
+        raise ValueError(f"{run_dir}: request records lost in transit from remote workers "
+                         f"({transit.get('rows_lost') or 0} rows; workers that never reported: "
+                         f"{', '.join(transit.get('unaccounted_workers') or []) or 'none'}): a percentile of the "
+                         "rest would understate the run")  # fmt: skip
     r = load_requests(run_dir)
     key = r.key()
     if phase == PHASE_ALL:

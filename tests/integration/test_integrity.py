@@ -170,7 +170,8 @@ def test_an_id_sequence_behind_its_table_is_caught(book: tuple[str, list[str]]) 
 def test_a_trade_gone_from_a_symbols_sequence_is_caught(book: tuple[str, list[str]]) -> None:
     dsn, acked = book
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT symbol, max(seq) FROM trades GROUP BY symbol HAVING max(seq) >= 2 LIMIT 1").fetchone()
+        row = conn.execute("SELECT symbol, max(seq) FROM trades GROUP BY symbol HAVING max(seq) >= 2 "
+                           "LIMIT 1").fetchone()
     assert row is not None, "the flow made no symbol with two trades"
     symbol, last = row
     _sql(dsn, f"DELETE FROM trades WHERE symbol = '{symbol}' AND seq = {last - 1}")
