@@ -9,8 +9,10 @@ An SLA file (YAML; the default is ``experiments/slas.yaml``, matching the seeds)
     default: [rto, rpo, p95]    # the SLAs an experiment is held to unless it says otherwise
     experiments:                # per experiment (by file stem): which SLAs, and overrides
       rolling-update: {use: [errors, p95], override: {p95: {phases: [baseline, fault, recovery, after]}}}
-    locustfiles:                # added to any experiment whose load runs this locustfile
-      marketdata: [marketdata_latency, marketdata_lost]
+    locustfiles:                # for any experiment whose load runs this locustfile: SLAs added, and
+      marketdata:               # dropped (a load that places no order has no order execution to judge)
+        add: [marketdata_latency, marketdata_lost]
+        drop: [order_execution]
 
 Metrics are drillbit's own names (``METRICS``); each is read from measurements.json by
 ``drillbit.verdicts``. Every problem in the file is reported at once.
@@ -124,18 +126,25 @@ class ExperimentSlas(BaseModel):
     override: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class LocustfileSlas(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    add: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list)
+
+
 class SlaFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     slas: dict[str, Sla]
     default: list[str]
     experiments: dict[str, ExperimentSlas] = Field(default_factory=dict)
-    locustfiles: dict[str, list[str]] = Field(default_factory=dict)  # locustfile -> SLAs its drills add
+    locustfiles: dict[str, LocustfileSlas] = Field(default_factory=dict)  # locustfile -> SLAs added, dropped
 
     @model_validator(mode="after")
     def _references_exist(self) -> SlaFile:
         problems = [f"default: unknown SLA {k!r}: define it under slas" for k in self.default if k not in self.slas]
-        problems += [f"locustfiles.{name}: unknown SLA {k!r}: define it under slas or remove it"
-                     for name, keys in self.locustfiles.items() for k in keys if k not in self.slas]  # fmt: skip
+        problems += [f"locustfiles.{name}.{part}: unknown SLA {k!r}: define it under slas or remove it"
+                     for name, spec in self.locustfiles.items() for part in ("add", "drop")
+                     for k in getattr(spec, part) if k not in self.slas]  # fmt: skip
         for name, exp in self.experiments.items():
             for k in [*(exp.use or []), *exp.override]:
                 if k not in self.slas:
@@ -154,11 +163,12 @@ def load_sla_file(path: Path | None = None) -> SlaFile:
 def slas_for(sla_file: SlaFile, experiment: str, source: str = "SLA file", *,
              locustfile: str | None = None) -> dict[str, Sla]:  # fmt: skip
     """The SLAs experiment ``experiment`` (file stem) is held to, overrides applied; with ``locustfile``
-    (the load the drill runs, by name), the SLAs the file's ``locustfiles:`` adds for it too."""
+    (the load the drill runs, by name), as the file's ``locustfiles:`` adjusts them for that load."""
     spec = sla_file.experiments.get(experiment, ExperimentSlas())
     keys = list(spec.use if spec.use is not None else sla_file.default)
-    if locustfile is not None:
-        keys += [k for k in sla_file.locustfiles.get(Path(locustfile).stem, []) if k not in keys]
+    load = sla_file.locustfiles.get(Path(locustfile).stem) if locustfile is not None else None
+    if load is not None:
+        keys = [k for k in keys if k not in load.drop] + [k for k in load.add if k not in keys]
     out = {}
     for key in keys:
         base = sla_file.slas[key]

@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from drillbit.core.errors import ConfigError
 from drillbit.core.results import Measurements, Outcome
 from drillbit.core.rundir import MARKETDATA, MARKETDATA_SCHEMA
 from drillbit.probes.marketdata import analyze_marketdata
@@ -45,12 +44,12 @@ def test_the_marketdata_locustfile_adds_the_market_data_slas_and_other_loads_do_
     assert {"marketdata_latency", "marketdata_lost"} <= set(SLAS)
     assert not any(s.metric.startswith("marketdata_") for s in slas_for(load_sla_file(), "pod-kill").values())
     assert SLAS["marketdata_latency"].target == 50 and SLAS["marketdata_latency"].phases == ["baseline", "after"]
+    assert "order_execution" not in SLAS  # the readers place no order
 
 
 def test_a_locustfile_naming_an_unknown_sla_is_reported() -> None:
-    with pytest.raises(ValueError, match=r"locustfiles.marketdata: unknown SLA 'nope'"):
-        SlaFile.model_validate({"slas": {}, "default": [], "locustfiles": {"marketdata": ["nope"]}})
-    assert ConfigError  # the loader turns it into a one-line ConfigError (tests/unit/test_sla.py)
+    with pytest.raises(ValueError, match=r"locustfiles.marketdata.add: unknown SLA 'nope'"):
+        SlaFile.model_validate({"slas": {}, "default": [], "locustfiles": {"marketdata": {"add": ["nope"]}}})
 
 
 def test_per_phase_percentiles_put_a_slow_fault_window_only_in_the_fault_phase(tmp_path: Path) -> None:
