@@ -145,6 +145,37 @@ def _fired_per_prometheus(sandbox: Sandbox, name: str, start: float) -> float | 
     return min(times) if times else None
 
 
+def test_market_data_readers_on_two_generator_processes_pass_pod_kill_with_the_feed_measured_and_every_record_kept(
+    sandbox_env: Sandbox, tmp_path: Path
+) -> None:
+    """``drill run experiments/pod-kill.yaml --workers 2 --locustfile marketdata``: the market-data SLAs join the
+    set (order execution leaves it: the readers place no order), the probe's trades are timed from their
+    acknowledgement to the stream in every phase, none lost, and both generator processes' records are all there:
+    each process's schedule record, and one request record per request due."""
+    plan = load_plan(EXPERIMENTS / "pod-kill.yaml", workers=2, locustfile="marketdata")
+    plan = dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 5.0, "cooldown_s": 5.0}))
+    assert {"marketdata_latency", "marketdata_lost"} <= set(plan.slas) and "order_execution" not in plan.slas
+    result = _drill(sandbox_env, plan, tmp_path / "runs")
+    passed = passed_or_saturated(result)
+    m = _measurements(result)
+    md = m.marketdata
+    assert md is not None and md.reader_died is None and md.streams >= 1, m.unmeasured
+    for phase in ("baseline", "fault", "recovery", "after"):
+        figures = md.phases[phase]
+        assert figures.trades >= 10 and figures.lost == 0 and figures.unseen == 0 and figures.duplicates == 0, figures
+    assert md.phases["baseline"].p95_ms is not None and md.phases["baseline"].p95_ms < 50, md.phases["baseline"]
+    if passed:
+        assert _verdict(result, "marketdata_latency").verdict is Outcome.PASS
+    assert _verdict(result, "marketdata_lost").verdict is Outcome.PASS
+    load = json.loads((result.run_dir / "load.json").read_text())
+    assert load["processes"] == 2 and load["complete"] and load["locustfile"].endswith("marketdata.py"), load
+    assert load["recorded"] == load["sent"] + load["not_sent"] and load["sent"] > 500, load
+    schedules = sorted(p.name for p in (result.run_dir / "requests").glob("worker-*.json"))
+    assert schedules == ["worker-0.json", "worker-1.json"], schedules
+    assert "id=\"marketdata\"" in (result.run_dir / "report.html").read_text()
+    _assert_whole(sandbox_env)
+
+
 def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold_against_ground_truth(
     sandbox_env: Sandbox, tmp_path: Path
 ) -> None:
