@@ -36,11 +36,11 @@ drill: $(STAMP)
 	$(BIN)/drill run experiments/pod-kill.yaml --env sandbox
 
 ## make test: lint, type-check, then the test tiers in order, each only if the one before passed:
-## unit (no shared sandbox: loopback services of their own at most, moto and Prometheus included; 3 workers, as
+## unit (no shared sandbox: loopback services of their own at most, moto and Prometheus included; 4 workers, as
 ## they mostly wait on I/O), then integration and e2e together, one at a time (real services;
 ## one sandbox shared by both). No retries: a flaky test is fixed at its cause or deleted.
 test: $(STAMP) lint
-	$(BIN)/pytest tests/unit -n 3
+	$(BIN)/pytest tests/unit -n 4
 	$(BIN)/pytest tests/integration tests/e2e --durations=15
 
 lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)

@@ -12,10 +12,11 @@ from benchmarks import (
     reports,
     samplers,
     sandbox,
+    scaleout,
 )
 
 if __name__ == "__main__":
-    for bench in (sandbox, drill, accuracy, generator, analyzers, reports, samplers, kube_watch_latency,
+    for bench in (sandbox, drill, accuracy, generator, scaleout, analyzers, reports, samplers, kube_watch_latency,
                   plugin_overhead, alerts, pitr):  # fmt: skip
         print(f"\n== {bench.__name__} ==", flush=True)
         bench.main()
