@@ -68,6 +68,26 @@ def _verdict(result: DrillResult, sla: str) -> Any:
     return next(v for v in result.verdicts.verdicts if v.sla == sla)
 
 
+def _market_data_and_every_record(result: DrillResult) -> None:
+    passed = passed_or_saturated(result)
+    m = _measurements(result)
+    md = m.marketdata
+    assert md is not None and md.reader_died is None and md.streams >= 1, m.unmeasured
+    for phase in ("baseline", "fault", "recovery", "after"):
+        figures = md.phases[phase]
+        assert figures.trades >= 10 and figures.lost == 0 and figures.unseen == 0 and figures.duplicates == 0, figures
+    assert md.phases["baseline"].p95_ms is not None and md.phases["baseline"].p95_ms < 50, md.phases["baseline"]
+    if passed:
+        assert _verdict(result, "marketdata_latency").verdict is Outcome.PASS
+    assert _verdict(result, "marketdata_lost").verdict is Outcome.PASS
+    load = json.loads((result.run_dir / "load.json").read_text())
+    assert load["processes"] == 2 and load["complete"] and load["locustfile"].endswith("marketdata.py"), load
+    assert load["recorded"] == load["sent"] + load["not_sent"] and load["sent"] > 500, load
+    schedules = sorted(p.name for p in (result.run_dir / "requests").glob("worker-*.json"))
+    assert schedules == ["worker-0.json", "worker-1.json"], schedules
+    assert "id=\"marketdata\"" in (result.run_dir / "report.html").read_text()
+
+
 def _assert_whole(sandbox: Sandbox) -> None:
     assert SandboxTarget(sandbox).whole(), sandbox.status()
 
@@ -75,14 +95,24 @@ def _assert_whole(sandbox: Sandbox) -> None:
 def test_pod_kill_drill_passes_with_faults_landed_and_an_rto_of_seconds(
     sandbox_env: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Also: drill.yaml's grafana: posts the drill's phases and faults as annotations (a recording
-    stand-in for Grafana), with the token from the variable it names."""
+    """``drill run experiments/pod-kill.yaml --workers 2 --locustfile marketdata`` (the trader's pod-kill runs in
+    test_wheel, test_pytest_plugin and test_terraform_env).
+
+    Also: drill.yaml's grafana: posts the drill's phases and faults as annotations (a recording
+    stand-in for Grafana), with the token from the variable it names; the market-data SLAs join the set
+    (order execution leaves it: the readers place no order), the probe's trades are timed from their
+    acknowledgement to the stream in every phase, none lost; both generator processes' records are all
+    there: each process's schedule record, and one request record per request due."""
+    plan = load_plan(EXPERIMENTS / "pod-kill.yaml", workers=2, locustfile="marketdata")
+    plan = dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 5.0, "cooldown_s": 5.0}))
+    assert {"marketdata_latency", "marketdata_lost"} <= set(plan.slas) and "order_execution" not in plan.slas
     with recording_grafana() as grafana:
         config = tmp_path / "drill.yaml"
         config.write_text(yaml.safe_dump({"targets": {}, "grafana": {"url": grafana.url, "token_env": "GRAFANA_T"}}))
         monkeypatch.setenv("DRILL_CONFIG", str(config))
         monkeypatch.setenv("GRAFANA_T", "glsa_canary-token-4d2f")
-        result = _drill(sandbox_env, _plan("pod-kill"), tmp_path / "runs")
+        result = _drill(sandbox_env, plan, tmp_path / "runs")
+    _market_data_and_every_record(result)
     tags = [r["body"]["tags"] for r in grafana.requests]
     assert {"baseline", "fault", "recovery"} <= {t[-1] for t in tags if "phase" in t}, tags
     assert sum(t[-2] == "fault" for t in tags) == 2, tags  # one region per kill (tags: ..., "fault", action)
@@ -143,37 +173,6 @@ def _fired_per_prometheus(sandbox: Sandbox, name: str, start: float) -> float | 
                     "end": time.time(), "step": 1}, timeout=5, trust_env=False).json()  # fmt: skip
     times = [float(t) for series in got["data"]["result"] for t, _ in series["values"]]
     return min(times) if times else None
-
-
-def test_market_data_readers_on_two_generator_processes_pass_pod_kill_with_the_feed_measured_and_every_record_kept(
-    sandbox_env: Sandbox, tmp_path: Path
-) -> None:
-    """``drill run experiments/pod-kill.yaml --workers 2 --locustfile marketdata``: the market-data SLAs join the
-    set (order execution leaves it: the readers place no order), the probe's trades are timed from their
-    acknowledgement to the stream in every phase, none lost, and both generator processes' records are all there:
-    each process's schedule record, and one request record per request due."""
-    plan = load_plan(EXPERIMENTS / "pod-kill.yaml", workers=2, locustfile="marketdata")
-    plan = dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 5.0, "cooldown_s": 5.0}))
-    assert {"marketdata_latency", "marketdata_lost"} <= set(plan.slas) and "order_execution" not in plan.slas
-    result = _drill(sandbox_env, plan, tmp_path / "runs")
-    passed = passed_or_saturated(result)
-    m = _measurements(result)
-    md = m.marketdata
-    assert md is not None and md.reader_died is None and md.streams >= 1, m.unmeasured
-    for phase in ("baseline", "fault", "recovery", "after"):
-        figures = md.phases[phase]
-        assert figures.trades >= 10 and figures.lost == 0 and figures.unseen == 0 and figures.duplicates == 0, figures
-    assert md.phases["baseline"].p95_ms is not None and md.phases["baseline"].p95_ms < 50, md.phases["baseline"]
-    if passed:
-        assert _verdict(result, "marketdata_latency").verdict is Outcome.PASS
-    assert _verdict(result, "marketdata_lost").verdict is Outcome.PASS
-    load = json.loads((result.run_dir / "load.json").read_text())
-    assert load["processes"] == 2 and load["complete"] and load["locustfile"].endswith("marketdata.py"), load
-    assert load["recorded"] == load["sent"] + load["not_sent"] and load["sent"] > 500, load
-    schedules = sorted(p.name for p in (result.run_dir / "requests").glob("worker-*.json"))
-    assert schedules == ["worker-0.json", "worker-1.json"], schedules
-    assert "id=\"marketdata\"" in (result.run_dir / "report.html").read_text()
-    _assert_whole(sandbox_env)
 
 
 def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold_against_ground_truth(
