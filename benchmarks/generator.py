@@ -10,7 +10,8 @@ best of ``--repeats`` is kept (other work on the box only ever slows a run down)
   - open model: loadtests/ping.py asked for far more than it can send; its achieved rate is one
     generator process's open-model ceiling (load.json flags it saturated, as it must);
   - wrk -t1 with as many connections as Locust has users.
-Targets: Locust with the recorder >= 0.93 x plain Locust (overhead <= 7 %); wrk's ratio for reference.
+Targets: Locust with the recorder >= 0.93 x plain Locust (overhead <= 7 %); the open model's ceiling >= 0.9 x
+the closed loop's (both recording); wrk's ratio for reference.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR_CPU, SERVER_CPU = "0", "1"
-TARGET_OVERHEAD, TARGET_VS_WRK = 7.0, 0.15
+TARGET_OVERHEAD, TARGET_OPEN = 7.0, 0.9
 
 NGINX_CONF = """
 worker_processes 1;
@@ -209,15 +210,17 @@ def main(argv: list[str] | None = None) -> None:
         f"{'PASS' if overhead <= TARGET_OVERHEAD else 'FAIL'} (overhead; {rows:,} rows in the last run)"
     )
     print(
-        f"{'wrk -t1 -c' + str(args.users):44} {best_wrk:>9.0f} {ratio:>9.2f}x {'>= 0.15x':>9}  "
-        f"{'PASS' if ratio >= TARGET_VS_WRK else 'FAIL'} (Locust + recorder / wrk)"
+        f"{'wrk -t1 -c' + str(args.users):44} {best_wrk:>9.0f} {ratio:>9.2f}x {'-':>9}  "
+        "(Locust + recorder / wrk: for reference, a C event loop with no per-request record)"
     )
     print(
         f"recorder cost: {cost * 1e6:.2f} us per request = {cost * best_plain * 100:.1f} % of a request's "
         f"generator time at the plain rate (the overhead without the run-to-run noise)"
     )
-    print(f"{'open model, one process, asked 50,000 req/s':44} {ceiling[0]:>9.0f} {'':>10} {'':>9}  "
-          f"(its ceiling; flagged saturated: {saturated})")  # fmt: skip
+    open_ratio = ceiling[0] / best_rec
+    print(f"{'open model, one process, asked 50,000 req/s':44} {ceiling[0]:>9.0f} {open_ratio:>9.2f}x {'>= 0.9x':>9}  "
+          f"{'PASS' if open_ratio >= TARGET_OPEN else 'FAIL'} (its ceiling / the closed loop's with the recorder; "
+          f"flagged saturated: {saturated})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -442,6 +442,12 @@ def drill_problems(m: Measurements) -> tuple[list[str], list[str]]:
     return fault, load
 
 
+def _saturated_load(m: Measurements, sla: Sla) -> bool:
+    """The SLA reads the drill's load and the generator that measured it was saturated."""
+    return sla.metric in LOAD_METRICS and sla.source == "load" and m.latency is not None \
+        and bool(m.latency.generator_saturated)  # fmt: skip
+
+
 def _judge(key: str, sla: Sla, m: Measurements, fault_doubts: list[str], load_doubts: list[str]) -> Verdict:
     reading = _READERS[sla.metric](m, sla)
     value, how, why = reading.value, reading.how, reading.why
@@ -457,6 +463,14 @@ def _judge(key: str, sla: Sla, m: Measurements, fault_doubts: list[str], load_do
         verdict, reason = Outcome.FAIL, reading.breach
     elif value is None:
         verdict, reason = Outcome.INCONCLUSIVE, why
+    elif not _OPS[sla.op](value, sla.target) and _saturated_load(m, sla):
+        # the generator's own delays are in the figure (and its timeouts in the errors): a breach it
+        # measured says the generator could not keep up, not that the service is slow
+        assert m.latency is not None
+        verdict, reason = Outcome.INCONCLUSIVE, (
+            f"measured {value:.4g} {sla.unit}, target {sla.op} {sla.target:g} {sla.unit}, but the load generator was "
+            f"saturated ({'; '.join(m.latency.saturation_reasons) or 'see load.json'}): its own delays are in "
+            "the figure, so it is not evidence that the service is slow")  # fmt: skip
     elif not _OPS[sla.op](value, sla.target):
         verdict, reason = Outcome.FAIL, f"measured {value:.4g} {sla.unit}, target {sla.op} {sla.target:g} {sla.unit}"
     elif doubts:
