@@ -35,7 +35,7 @@ import psycopg
 
 from drillbit.sut import matching
 
-__all__ = ["CATCH_UP_MARGIN_S", "CHECK_S", "MAX_BACKLOG", "Subscription", "TradeFeed"]
+__all__ = ["APPLICATION_NAME", "CATCH_UP_MARGIN_S", "CHECK_S", "MAX_BACKLOG", "Subscription", "TradeFeed"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 CATCH_UP_MARGIN_S = 5.0
 #: a quiet listening connection is checked (still the writable primary, still answering) this often
 CHECK_S = 1.0
+#: the listening connection's application_name (pg_stat_activity tells it from the pools')
+APPLICATION_NAME = "drillbit-sut-feed"
 #: batches a subscriber may have waiting before it is cut off
 MAX_BACKLOG = 2_000
 #: trade ids remembered to announce each trade once (a catch-up overlaps what was announced)
@@ -152,7 +154,7 @@ class TradeFeed:
             await asyncio.sleep(self.retry_s)
 
     async def _listen(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True,
+        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, application_name=APPLICATION_NAME,
                                                     connect_timeout=max(1, round(self.connect_timeout)))
         async with conn:
             await conn.execute(f"LISTEN {matching.TRADES_CHANNEL}")

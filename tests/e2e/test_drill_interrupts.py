@@ -174,3 +174,44 @@ def test_a_sigkilled_drill_is_cleaned_up_by_the_next_invocation(sandbox_env: San
     assert (run_dir / MEASUREMENTS).exists()
     assert find_orphan(sandbox_env.layout.state_dir) is None
     assert any("restored region-a" in s for s in said), said
+
+
+def test_a_generator_process_sigkilled_mid_drill_leaves_latency_inconclusive_never_pass(
+    sandbox_env: Sandbox, tmp_path: Path
+) -> None:
+    """``drill run pod-kill.yaml --workers 2``; once the first fault landed and both generator processes have
+    written records, one of them is SIGKILLed: the drill still ends, healed, and says what it lost (the process's
+    unreadable part or its missing schedule record), and the latency verdicts are INCONCLUSIVE: never a PASS on
+    a silent undercount."""
+    out = tmp_path / "runs"
+    env = {**os.environ, "DRILL_STATE_DIR": str(sandbox_env.layout.state_dir)}
+    cmd = [sys.executable, "-m", "drillbit.cli", "run", str(_short_copy("pod-kill", tmp_path)), "--out", str(out),
+           "--plain", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(out, proc, _landed)
+        run_dir = _run_dir(out)
+        deadline = time.monotonic() + 20
+        while {f.name.split(".")[0] for f in (run_dir / "requests").glob("worker-*.parquet")} != {"worker-0",
+                                                                                                  "worker-1"}:
+            assert time.monotonic() < deadline, list((run_dir / "requests").glob("*"))
+            time.sleep(0.2)
+        generators = _generators(run_dir)
+        forked = [p for p in generators if p.ppid() in {g.pid for g in generators}]  # Locust's worker processes
+        assert len(forked) == 2, generators
+        forked[0].send_signal(signal.SIGKILL)
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(output[-4000:])
+    assert proc.returncode == 3 and "Traceback" not in output
+    load = json.loads((run_dir / "load.json").read_text())
+    assert not load["complete"] and any("left no schedule record" in n or "unreadable" in n for n in load["notes"])
+    verdicts = {v["sla"]: v for v in json.loads((run_dir / "verdicts.json").read_text())["verdicts"]}
+    latency = [v for v in verdicts.values() if v["metric"] in ("p50_ms", "p95_ms", "p99_ms")]
+    assert latency and all(v["verdict"] == "INCONCLUSIVE" for v in latency), latency
+    assert any("did not stop cleanly" in (v["reason"] or "") or "records lost" in (v["reason"] or "")
+               for v in latency), latency  # fmt: skip
+    assert SandboxTarget(sandbox_env).whole(), sandbox_env.status()
+    assert _generators(run_dir) == []

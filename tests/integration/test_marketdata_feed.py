@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from httpx_sse import connect_sse
 
+from drillbit.sut.feed import APPLICATION_NAME
+
 pytestmark = pytest.mark.slow
 
 
@@ -118,7 +120,7 @@ def test_the_feed_replays_what_committed_while_its_listening_connection_was_cut(
     before = cross(r1.url, "EEE")
     reader.wait_for(1)
     with psycopg.connect(trading_dsn, autocommit=True) as conn:
-        listening = "WHERE query LIKE 'LISTEN%%' OR query LIKE 'SELECT pg_is_in_recovery%%'"
+        listening = f"WHERE application_name = '{APPLICATION_NAME}'"
         cut = conn.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity {listening}").fetchall()
         assert cut, "no listening connection found"
         during = [i for _ in range(5) for i in cross(r1.url, "EEE")]  # committed while the feed reconnects

@@ -20,6 +20,8 @@ import httpx
 import psycopg
 import pytest
 
+from drillbit.sut.feed import APPLICATION_NAME
+
 pytestmark = pytest.mark.slow
 
 HOT = "HOT"
@@ -149,7 +151,7 @@ def test_pools_open_every_connection_before_the_replica_reports_ready(trading_ds
             lambda: conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = ''", (dbname,)
             ).fetchone()
-            == (5 + 1,)  # the replica's 3 + 2, and this connection
+            == (5 + 1,)  # the replica's 3 + 2, and this connection (its market-data feed names itself)
         )
 
 
@@ -163,7 +165,8 @@ def test_connections_the_server_cut_are_replaced_without_failing_the_requests_th
     api = replica_factory(trading_dsn, DRILL_SUT_WRITE_POOL_SIZE="2", DRILL_SUT_READ_POOL_SIZE="2").url
     with psycopg.connect(trading_dsn, autocommit=True) as conn:
         dbname = conn.info.dbname
-        others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        others = ("FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                  f"AND application_name <> '{APPLICATION_NAME}'")  # the pools' (the feed reconnects on its own)
         assert conn.execute(f"SELECT count(*) {others}", (dbname,)).fetchone() == (4,)
         conn.execute(f"SELECT pg_terminate_backend(pid) {others}", (dbname,))
         _wait_for(lambda: conn.execute(f"SELECT count(*) {others}", (dbname,)).fetchone() == (0,))
