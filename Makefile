@@ -36,19 +36,12 @@ drill: $(STAMP)
 	$(BIN)/drill run experiments/pod-kill.yaml --env sandbox
 
 ## make test: lint, type-check, then the test tiers in order, each only if the one before passed:
-## unit (no shared sandbox: loopback services of their own at most, moto and Prometheus included; 4 workers, as
-## they mostly wait on I/O) with the integration tests named below, then the other integration and e2e
-## tests together, one at a time (real services; one sandbox shared by both). No retries: a flaky
-## test is fixed at its cause or deleted.
-## Integration tests with services of their own (PostgreSQL, replicas, chromium) and no timing to
-## judge run in the parallel tier too; the rest (shared sandbox, load and RTO ground truth, whose
-## figures a busy CPU would skew) one at a time.
-PARALLEL_INTEGRATION := tests/integration/test_sut.py tests/integration/test_integrity.py \
-	tests/integration/test_report_browser.py tests/integration/test_marketdata_feed.py
-
+## unit (no shared sandbox: loopback services of their own at most, moto and Prometheus included; 3 workers, as
+## they mostly wait on I/O), then integration and e2e together, one at a time (real services;
+## one sandbox shared by both). No retries: a flaky test is fixed at its cause or deleted.
 test: $(STAMP) lint
-	$(BIN)/pytest tests/unit $(PARALLEL_INTEGRATION) -n 4
-	$(BIN)/pytest tests/integration tests/e2e $(addprefix --ignore=,$(PARALLEL_INTEGRATION)) --durations=15
+	$(BIN)/pytest tests/unit -n 3
+	$(BIN)/pytest tests/integration tests/e2e --durations=15
 
 lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)
 	$(BIN)/ruff check .

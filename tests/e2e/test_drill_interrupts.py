@@ -29,11 +29,11 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def _short_copy(name: str, tmp_path: Path) -> Path:
-    """The shipped experiment with 5 s baseline and cool-down (same file stem: same SLAs)."""
+    """The shipped experiment with 3 s baseline and cool-down (same file stem: same SLAs)."""
     exp = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
     for ext in exp["extensions"]:
         if ext["name"] == "drillbit":
-            ext.update(baseline_s=5, cooldown_s=5)
+            ext.update(baseline_s=3, cooldown_s=3)
     path = tmp_path / "exp" / f"{name}.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(exp, sort_keys=False))
@@ -111,7 +111,7 @@ def _assert_clean(sandbox: Sandbox, run_dir: Path, output: str) -> None:
 
 
 def test_sigint_during_the_baseline_injects_nothing_and_keeps_the_samples(sandbox_env: Sandbox, tmp_path: Path) -> None:
-    code, output, run_dir = _interrupt(sandbox_env, tmp_path, "pod-kill", _phase("baseline"), signal.SIGINT, 3.0)
+    code, output, run_dir = _interrupt(sandbox_env, tmp_path, "pod-kill", _phase("baseline"), signal.SIGINT, 1.0)
     assert code == 3
     _assert_clean(sandbox_env, run_dir, output)
     events = read_events(run_dir / "events.jsonl")

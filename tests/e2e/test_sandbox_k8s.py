@@ -37,7 +37,7 @@ ENV = "sandbox-k8s"
 
 def _plan(name: str) -> DrillPlan:
     plan = load_plan(ROOT / "experiments" / f"{name}.yaml")
-    return dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 5.0, "cooldown_s": 5.0}))
+    return dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 3.0, "cooldown_s": 3.0}))
 
 
 def _drill(state_dir: Path, out: Path, **options: Any) -> DrillResult:

@@ -34,7 +34,7 @@ ROOT = REPO / "infra" / "terraform" / "sandbox"
 
 def _plan(name: str, **settings: Any) -> DrillPlan:
     plan = load_plan(REPO / "experiments" / f"{name}.yaml")
-    update = {"baseline_s": 5.0, "cooldown_s": 5.0, **settings}
+    update = {"baseline_s": 3.0, "cooldown_s": 3.0, **settings}
     return dataclasses.replace(plan, settings=plan.settings.model_copy(update=update))
 
 

@@ -89,8 +89,8 @@ def test_drill_init_then_a_pod_kill_drill_passes_and_its_report_is_sealed(
     assert init.returncode == 0, init.stderr
     demo = work / "demo"
     experiment = demo / "experiments" / "pod-kill.yaml"
-    experiment.write_text(experiment.read_text().replace("baseline_s: 10", "baseline_s: 5").replace(
-        "cooldown_s: 10", "cooldown_s: 5"))  # fmt: skip
+    experiment.write_text(experiment.read_text().replace("baseline_s: 10", "baseline_s: 3").replace(
+        "cooldown_s: 10", "cooldown_s: 3"))  # fmt: skip
     shared = {**env, "DRILL_STATE_DIR": str(sandbox_env.layout.state_dir)}
     drill = _run(["drill", "run", "experiments/pod-kill.yaml", "--env", "sandbox", "--plain"], demo, shared,
                  timeout=600)  # fmt: skip

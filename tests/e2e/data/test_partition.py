@@ -40,7 +40,7 @@ def _plan(region: str) -> DrillPlan:
     exp = json.loads(json.dumps(plan.experiment))
     exp["method"][0]["provider"]["arguments"]["region"] = region  # the primary's region, whichever it is now
     plan = dataclasses.replace(plan, experiment=exp)
-    return dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 5.0, "cooldown_s": 5.0}))
+    return dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 3.0, "cooldown_s": 3.0}))
 
 
 class _CutWatcher:
@@ -156,6 +156,6 @@ def test_sigint_during_the_partition_heals_it(data_sandbox: Sandbox, tmp_path: P
     exp["method"][0]["provider"]["arguments"]["region"] = primary
     # interrupted once the cut is in force (its state file says so), 2 s into it
     code, output = sigint_when(data_sandbox, exp, tmp_path, lambda: bool(Network(data_sandbox).shaped()),
-                               windows_s=5, settle_s=2.0, poll_s=0.2)  # fmt: skip
+                               windows_s=3, settle_s=2.0, poll_s=0.2)  # fmt: skip
     assert code == 3, output[-3000:]
     _healed(data_sandbox)

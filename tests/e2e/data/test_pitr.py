@@ -110,7 +110,7 @@ def _shorter_pauses(experiment: dict[str, Any], seconds: float) -> dict[str, Any
 def _plan() -> Any:
     plan = load_plan(EXPERIMENT)
     plan = dataclasses.replace(plan, experiment=_shorter_pauses(plan.experiment, 2.0))
-    return dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 5.0, "cooldown_s": 5.0}))
+    return dataclasses.replace(plan, settings=plan.settings.model_copy(update={"baseline_s": 3.0, "cooldown_s": 3.0}))
 
 
 def test_pitr_restore_drill_passes_with_the_restore_time_measured_and_heals_the_disaster(
