@@ -410,11 +410,12 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger,
     status, error = RunStatus.COMPLETED, None
     drill.view.start()
     try:
-        drill.phase("baseline")
         with signals.deferred():  # the generator is spawned and recorded at once: never an untracked child
             drill.session.start()
             if drill.session.load is not None:
                 ledger.note_load(drill.session.load.pid)
+        drill.session.wait_for_load()  # the baseline is a window of load, not of Locust starting
+        drill.phase("baseline")
         drill.wait(plan.settings.baseline_s)
         journal = drill.experiment()
         signals.arm()  # chaostoolkit and the control had SIGINT/SIGTERM meanwhile

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import yaml
 from drillbit.core.clock import Clock
 from drillbit.core.errors import EnvironmentFailure
 from drillbit.core.events import EventLog, read_events
-from drillbit.core.rundir import EVENTS, REPLICAS, REPLICAS_SCHEMA
+from drillbit.core.rundir import EVENTS, REPLICAS, REPLICAS_SCHEMA, REQUESTS_DIR
 from drillbit.core.safeio import write_text
 from drillbit.load.profiles import load_profile
 from drillbit.load.runner import start_load
@@ -216,6 +217,23 @@ class Session:
             self.load = start_load(spec.locustfile, profile, host, self.run_dir, processes=spec.processes,
                                    master_bind=spec.master_bind,
                                    clock=self.clock, extra_args=live_stats)  # fmt: skip
+
+    def wait_for_load(self, timeout: float = 30.0, poll: float = 0.2) -> bool:
+        """Until every generator process has recorded requests (its first part file exists; a remote
+        worker's, once the master wrote it), at most ``timeout`` seconds: a drill's baseline begins with
+        its load flowing, not with Locust still starting (two processes take seconds longer than one).
+        False on timeout, or when the generator exited first (the load's own result says why)."""
+        if self.load is None:
+            return True
+        wanted = max(1, self.load_spec.processes if self.load_spec is not None else 1)
+        deadline = time.monotonic() + timeout
+        requests = self.run_dir / REQUESTS_DIR
+        while time.monotonic() < deadline and self.load.running():
+            if len({f.name.split(".")[0] for f in requests.glob("worker-*.parquet")}) >= wanted:
+                return True
+            time.sleep(poll)
+        log.warning("the load was not flowing from all %d generator process(es) within %.0f s", wanted, timeout)
+        return False
 
     def stop_load(self) -> None:
         if self.load is not None and self.load_result is None:
