@@ -30,7 +30,7 @@ from pathlib import Path
 
 from drillbit.targets.sandbox.procs import free_ports
 
-__all__ = ["main"]
+__all__ = ["main", "nginx", "stop_nginx"]
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR_CPU, SERVER_CPU = "0", "1"
@@ -67,7 +67,7 @@ class Plain(FastHttpUser):
 """
 
 
-def _nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+def nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     conf = tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
     proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, "nginx", "-c", str(conf), "-p", str(tmp)],
@@ -83,6 +83,16 @@ def _nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     proc.kill()
     proc.wait(5)
     raise RuntimeError(f"nginx did not start: see {tmp / 'error.log'}")
+
+
+def stop_nginx(server: subprocess.Popen[bytes]) -> None:
+    """Graceful quit (SIGQUIT), killed after 10 s."""
+    server.send_signal(signal.SIGQUIT)
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(5)
 
 
 def _aggregated_rps(prefix: Path) -> float:
@@ -178,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="drillbit-bench-") as d:
         tmp = Path(d)
         port = free_ports([0])[0]
-        server = _nginx(tmp, port)
+        server = nginx(tmp, port)
         url = f"http://127.0.0.1:{port}"
         plain, rec, wrk, ceiling = [], [], [], []
         try:
@@ -191,12 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             ceiling.append(achieved)
             cost = _recorder_cost(tmp)
         finally:
-            server.send_signal(signal.SIGQUIT)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(5)
+            stop_nginx(server)
     best_plain, best_rec, best_wrk = max(plain), max(rec), max(wrk)
     overhead = (best_plain - best_rec) / best_plain * 100
     ratio = best_rec / best_wrk

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 
-from benchmarks.generator import _nginx
+from benchmarks.generator import nginx, stop_nginx
 from drillbit.core.rundir import read_transit
 from drillbit.load.runner import start_load
 from drillbit.targets.sandbox.procs import free_ports
@@ -77,19 +75,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="drillbit-scaleout-") as d:
         tmp = Path(d)
         port = free_ports([0])[0]
-        server = _nginx(tmp, port)
+        server = nginx(tmp, port)
         url = f"http://127.0.0.1:{port}"
         try:
             one = _run(tmp, url, args.seconds, args.users, 1, "files")
             two = _run(tmp, url, args.seconds, args.users, 2, "files")
             remote = _run(tmp, url, args.seconds, args.users, 2, "master")
         finally:
-            server.send_signal(signal.SIGQUIT)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(5)
+            stop_nginx(server)
     for name, r in (("1 process", one), ("2 processes", two), ("2 processes, records via the master", remote)):
         print(f"{name:38s} {r['rps']:8.0f} req/s  records {int(r['rows'])} (Locust counted {int(r['locust'])})"
               + (f"; the workers sent {int(r['sent'])}, lost in transit {int(r['lost'])}, unaccounted workers "
