@@ -233,7 +233,8 @@ def spike_load(
 
     Emits ``load.step`` when the spike's schedule starts and ``load.drop`` when it ends (the
     autoscaling analyzer measures from them). Landed when the target answered at least 95 % of the
-    extra rate, whatever the status (``drillbit.probes.spike``); its requests are judged like the main load's.
+    requests its schedule drew, whatever the status (``drillbit.probes.spike``); its requests are
+    judged like the main load's.
     """
 
     if rate <= 0 or duration <= 0:
@@ -259,13 +260,14 @@ def spike_load(
     with EventLog(run_dir / EVENTS, clock) as events:
         events.emit("load.step", t=began, rate=rate, source="spike_load")
         events.emit("load.drop", t=min(began + duration, clock.now()), source="spike_load")
-    # landed: the target answered (any status) >= 95 % of the intended extra rate; sent is not enough.
+    # landed: the target answered (any status) >= 95 % of the spike's scheduled requests; sent is not enough.
     # A saturated spike generator is recorded (its own figures are then suspect), but the extra load
     # landed or did not by what the target answered, not by how the generator fared
     delivery = spike_delivery(out, rate, duration)
     reason = None if delivery.landed else (
-        f"the target answered {delivery.answered_rps:.1f} of the {rate:g} extra req/s intended (< "
-        f"{LANDED_SHARE:.0%}; {delivery.sent} sent, {delivery.answered} answered)"
+        f"the target answered {delivery.answered} of the spike's {delivery.scheduled} scheduled requests "
+        f"(< {LANDED_SHARE:.0%}; {delivery.sent} sent; {rate:g} req/s x {duration:g} s expected "
+        f"{rate * duration:.0f} draws)"
         + (f"; the spike's generator saturated: {result.reason}" if result.saturated else ""))  # fmt: skip
     return {
         "landed": delivery.landed,

@@ -278,11 +278,12 @@ class SpikeDelivery(_Section):
 
     intended_rps: float
     duration_s: float
+    scheduled: int  # the schedule's draws (Poisson: rate x duration +- its square root)
     sent: int
     answered: int  # got an HTTP answer, whatever its status
     failed_answers: int  # answered, but failed
     answered_rps: float
-    landed: bool  # answered_rps >= LANDED_SHARE x intended_rps
+    landed: bool  # answered >= LANDED_SHARE x scheduled, and the schedule was not cut short
 
 
 class SpikeMeasurement(_Section):

@@ -283,6 +283,21 @@ def test_a_spike_the_target_did_not_answer_did_not_land(tmp_path: Path) -> None:
     assert result.outcome is Outcome.PASS, result.verdicts
 
 
+def test_a_spike_judged_by_its_own_poisson_draws_lands_when_they_were_all_answered(tmp_path: Path) -> None:
+    """CI, stop 24: a 60 req/s x 20 s Poisson spike drew 1,139 requests (1.7 sigma under 1,200) and the
+    target answered all of them; judged against rate x duration (57 of 60 req/s < 95 %) it was called
+    unlanded. Judged against its own draws it lands; a schedule cut short (1,000 draws, 5.8 sigma under)
+    does not, all answered or not."""
+    from drillbit.probes.spike import spike_delivery
+
+    requests(tmp_path, start=FAULT, end=FAULT + 20, rate=1139 / 20, latency=lambda t: 0.003, subdir="spike/requests")
+    delivery = spike_delivery(tmp_path / "spike", rate=60, duration=20)
+    assert (delivery.scheduled, delivery.answered, delivery.landed) == (1139, 1139, True)
+    requests(tmp_path / "cut", start=FAULT, end=FAULT + 20, rate=50, latency=lambda t: 0.003, subdir="spike/requests")
+    cut = spike_delivery(tmp_path / "cut" / "spike", rate=60, duration=20)
+    assert (cut.scheduled, cut.answered, cut.landed) == (1000, 1000, False)
+
+
 # -- a generator process killed mid-run ----------------------------------------------------------------
 
 
