@@ -41,7 +41,7 @@ drill: $(STAMP)
 ## one sandbox shared by both). No retries: a flaky test is fixed at its cause or deleted.
 test: $(STAMP) lint
 	$(BIN)/pytest tests/unit -n 3
-	$(BIN)/pytest tests/integration tests/e2e --durations=15
+	$(BIN)/pytest tests/integration tests/e2e --durations=60
 
 lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)
 	$(BIN)/ruff check .
