@@ -222,8 +222,13 @@ class _KeyMarks:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, self._saved)
 
 
-def _slas(options: ObserveOptions, has_load: bool, has_writes: bool) -> tuple[dict[str, Sla], list[str]]:
-    locustfile = (options.locustfile or ("trader" if has_writes else "ping")) if has_load else None
+def _locustfile(options: ObserveOptions, is_env: bool) -> str | None:
+    """The load's locustfile (None: no load): the one asked for, else trader on an env, ping on a URL."""
+    return (options.locustfile or ("trader" if is_env else "ping")) if options.profile is not None else None
+
+
+def _slas(options: ObserveOptions, locustfile: str | None, has_writes: bool) -> tuple[dict[str, Sla], list[str]]:
+    has_load = locustfile is not None
     chosen = slas_for(load_sla_file(options.sla_file), options.name, str(options.sla_file or default_sla_file()),
                       locustfile=locustfile)  # fmt: skip
     notes = []
@@ -286,14 +291,16 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     target = _target(options)
     endpoints = target.endpoints()
     is_env = options.url is None
-    slas, notes = _slas(options, options.profile is not None, endpoints.dsn is not None)
+    locustfile = _locustfile(options, is_env)
+    slas, notes = _slas(options, locustfile, endpoints.dsn is not None)
     clock = Clock.from_env()
     run_dir = open_run_dir(options.out, options.name, clock)
     commit = git("rev-parse", "HEAD")
     info = RunInfo(
         id=run_dir.name, mode="observe", target={"name": target.name, "kind": target.kind,
                                                  "fingerprint": target.fingerprint()},
-        profile=options.profile, sla=file_ref(options.sla_file or default_sla_file()), git_commit=commit,
+        profile=options.profile, locustfile=locustfile, sla=file_ref(options.sla_file or default_sla_file()),
+        git_commit=commit,
         git_dirty=bool(git("status", "--porcelain")) if commit else None,
         operator=options.operator or os.environ.get("DRILL_OPERATOR") or getpass.getuser(), audit=options.audit,
         versions=tool_versions(), host=socket.gethostname(), pid=os.getpid(), started_at=clock.now(), notes=notes,
@@ -305,8 +312,8 @@ def _observe(options: ObserveOptions, signals: Signals, ledger: Ledger) -> Drill
     ledger.update(run_dir=str(run_dir.resolve()))
     events = EventLog(run_dir / EVENTS, clock)
     load = None
-    if options.profile is not None:
-        load = LoadSpec(options.profile, options.locustfile or ("trader" if is_env else "ping"), options.workers)
+    if options.profile is not None and locustfile is not None:
+        load = LoadSpec(options.profile, locustfile, options.workers)
     session = Session(run_dir, clock, api_url=endpoints.api_url, run_id=uuid.uuid4().hex[:16], write_path=is_env,
                       dsn=endpoints.dsn, heartbeat_via=endpoints.heartbeat_via,
                       replicas=target if is_env else None, load=load, cover_s=options.duration_s + 60,

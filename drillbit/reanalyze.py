@@ -50,7 +50,9 @@ def _slas(run_dir: Path, info: RunInfo, sla_file: Path | None) -> tuple[dict[str
             raise ConfigError(str(run_dir / SLAS), "the run recorded no SLAs: pass --sla FILE to judge it")
         return slas, f"the run's own SLAs ({SLAS})"
     experiment = Path(info.experiment.path).stem if info.experiment else info.id.split("-", 1)[-1]
-    return slas_for(load_sla_file(sla_file), experiment, str(sla_file)), str(sla_file)
+    # the run's load adjusts the file's SLAs as it did when it ran (the file's locustfiles:; a run
+    # recorded before run.json named its locustfile gets no adjustment)
+    return slas_for(load_sla_file(sla_file), experiment, str(sla_file), locustfile=info.locustfile), str(sla_file)
 
 
 def _link_raw(run_dir: Path, out: Path) -> None:

@@ -153,6 +153,7 @@ class Drill:
         return RunInfo(
             id=self.run_dir.name, experiment=file_ref(self.plan.experiment_path),
             experiment_title=self.plan.experiment.get("title"), target=target_facts, profile=self.plan.settings.profile,
+            locustfile=self.plan.settings.locustfile,
             sla=file_ref(self.plan.sla_path or default_sla_file()),
             git_commit=commit, git_dirty=bool(git("status", "--porcelain")) if commit else None, manifests=manifests,
             manifests_check=checked.record if checked else None, notes=notes,

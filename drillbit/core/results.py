@@ -175,6 +175,7 @@ class RunInfo(_Model):
     experiment_title: str | None = None
     target: dict[str, Any]  # {"name", "kind", "fingerprint", ...}: what was exercised
     profile: str | None = None  # load profile name; None when no load was applied
+    locustfile: str | None = None  # the load's locustfile (its name: the SLA file's locustfiles: key)
     sla: FileRef | None = None
     git_commit: str | None = None  # of the manifests under test (the working tree's HEAD)
     git_dirty: bool | None = None

@@ -70,3 +70,24 @@ def test_analyze_with_a_stricter_sla_file_fails_what_passed(sealed: Path, tmp_pa
 
 def test_analyze_of_a_directory_that_is_no_run_exits_2(tmp_path: Path) -> None:
     assert main(["analyze", str(tmp_path)]) == 2
+
+
+def test_analyze_with_an_sla_file_adjusts_its_slas_for_the_load_the_run_ran(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The SLA file's locustfiles: applies as it did when the run ran: a run that recorded the marketdata
+    load is held to what that load adds (a strict RTO here) and not to what it drops."""
+    run = write_run_dir(tmp_path / "runs", RunSpec(kind="pass", outage_s=2.0))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "locustfile": "marketdata"}))
+    write_slas(run, {"rto": RTO_15_MIN})
+    reports.build(run)
+    seal(run)
+    slas = tmp_path / "slas.yaml"
+    slas.write_text("slas:\n  rto: {metric: rto_s, op: '<', target: 900, requirement: R9.4, text: 'RTO < 15 min'}\n"
+                    "  rto_md: {metric: rto_s, op: '<', target: 1, requirement: R9.4, text: 'RTO < 1 s'}\n"
+                    "default: [rto]\nlocustfiles:\n  marketdata: {add: [rto_md], drop: [rto]}\n")  # fmt: skip
+    assert main(["analyze", str(run), "--sla", str(slas)]) == 1
+    out = Path(capsys.readouterr().out.strip())
+    assert [(v.sla, v.verdict.value) for v in read_model(out / "verdicts.json", VerdictSet).verdicts] == [
+        ("rto_md", "FAIL")]
