@@ -13,10 +13,11 @@ from benchmarks import (
     samplers,
     sandbox,
     scaleout,
+    soak,
 )
 
 if __name__ == "__main__":
     for bench in (sandbox, drill, accuracy, generator, scaleout, analyzers, reports, samplers, kube_watch_latency,
-                  plugin_overhead, alerts, pitr):  # fmt: skip
+                  plugin_overhead, alerts, pitr, soak):  # fmt: skip
         print(f"\n== {bench.__name__} ==", flush=True)
         bench.main()

@@ -29,6 +29,7 @@ from drillbit.core.results import (
     AlertsMeasurement,
     AutoscalingMeasurement,
     AvailabilityMeasurement,
+    DriftMeasurement,
     ExperimentMeasurement,
     Fault,
     FaultRto,
@@ -50,6 +51,8 @@ from drillbit.core.rundir import (
     AVAILABILITY,
     AVAILABILITY_SCHEMA,
     EVENTS,
+    HARNESS,
+    HARNESS_REMOTE,
     HEARTBEAT,
     HEARTBEAT_SCHEMA,
     LOAD_META,
@@ -73,6 +76,7 @@ from drillbit.probes.availability import (
     rto_per_fault,
 )
 from drillbit.probes.coverage import coverage
+from drillbit.probes.drift import analyze_drift
 from drillbit.probes.integrity import analyze_integrity
 from drillbit.probes.latency import analyze_latency, analyze_run, load_requests, phases_of
 from drillbit.probes.marketdata import analyze_marketdata
@@ -112,6 +116,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "pitr": PitrMeasurement,
     "replication_lag": ReplicationLagMeasurement,
     "marketdata": MarketDataMeasurement,
+    "drift": DriftMeasurement,
 }  # fmt: skip
 
 
@@ -352,6 +357,10 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         s.run("marketdata", analyze_marketdata, run_dir, phases=phases)
     else:
         s.unmeasured["marketdata"] = "no market-data probe ran (a drill runs it for an SLA on a marketdata_ metric)"
+    if (run_dir / HARNESS).exists() or (run_dir / HARNESS_REMOTE).exists():
+        s.run("drift", analyze_drift, run_dir)
+    else:
+        s.unmeasured["drift"] = "no harness samples (the drill applied no load)"
     _alerts(run_dir, events, fault_at, s, faults)
     _promql(run_dir, s)
     return Measurements(
@@ -372,6 +381,7 @@ def analyze(run_dir: Path, slas: dict[str, Sla] | None = None, stability_s: floa
         pitr=s.values.get("pitr"),
         replication_lag=s.values.get("replication_lag"),
         marketdata=s.values.get("marketdata"),
+        drift=s.values.get("drift"),
         load=_load(run_dir, s),
         experiment=s.values.get("experiment"),
         unmeasured=s.unmeasured,

@@ -57,7 +57,7 @@ from drillbit.runs import (
     write_slas,
 )
 from drillbit.session import LIVE_STATS, LoadSpec, Session
-from drillbit.sla import MARKETDATA_METRICS, Sla, default_sla_file, load_sla_file, slas_for
+from drillbit.sla import DRIFT_METRICS, MARKETDATA_METRICS, Sla, default_sla_file, load_sla_file, slas_for
 from drillbit.targets import resolve_target
 from drillbit.targets.http import HttpTarget
 
@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MARK_KINDS = ("fault", "restore", "note")
 #: metrics that need the load generator / a heartbeat; dropped (and said so) when there is none
-LOAD_METRICS = {"p50_ms", "p95_ms", "p99_ms", "errors", "error_rate_percent", "scale_out_p95_ms"}
+LOAD_METRICS = {"p50_ms", "p95_ms", "p99_ms", "errors", "error_rate_percent", "scale_out_p95_ms", *DRIFT_METRICS}
 WRITE_METRICS = {"rpo_s", "lost_writes", *MARKETDATA_METRICS}
 
 
@@ -230,7 +230,7 @@ def _locustfile(options: ObserveOptions, is_env: bool) -> str | None:
 def _slas(options: ObserveOptions, locustfile: str | None, has_writes: bool) -> tuple[dict[str, Sla], list[str]]:
     has_load = locustfile is not None
     chosen = slas_for(load_sla_file(options.sla_file), options.name, str(options.sla_file or default_sla_file()),
-                      locustfile=locustfile)  # fmt: skip
+                      locustfile=locustfile, profile=options.profile)  # fmt: skip
     notes = []
     for key, sla in list(chosen.items()):
         if sla.metric in LOAD_METRICS and not has_load:

@@ -223,7 +223,8 @@ def load_plan(experiment: Path, *, sla_path: Path | None = None, profile: str | 
     sla_source = str(sla_path or "experiments/slas.yaml")
     try:
         slas = slas_for(load_sla_file(sla_path), experiment.stem, sla_source,
-                        locustfile=settings.locustfile if settings is not None else None)
+                        locustfile=settings.locustfile if settings is not None else None,
+                        profile=settings.profile if settings is not None else None)
     except ConfigError as err:
         sources.append((err.source, err.problems))
     else:

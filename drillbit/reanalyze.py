@@ -52,7 +52,8 @@ def _slas(run_dir: Path, info: RunInfo, sla_file: Path | None) -> tuple[dict[str
     experiment = Path(info.experiment.path).stem if info.experiment else info.id.split("-", 1)[-1]
     # the run's load adjusts the file's SLAs as it did when it ran (the file's locustfiles:; a run
     # recorded before run.json named its locustfile gets no adjustment)
-    return slas_for(load_sla_file(sla_file), experiment, str(sla_file), locustfile=info.locustfile), str(sla_file)
+    return (slas_for(load_sla_file(sla_file), experiment, str(sla_file), locustfile=info.locustfile,
+                     profile=info.profile), str(sla_file))  # fmt: skip
 
 
 def _link_raw(run_dir: Path, out: Path) -> None:

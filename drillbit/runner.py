@@ -395,7 +395,10 @@ def _run(plan: DrillPlan, options: RunOptions, signals: Signals, ledger: Ledger,
          grafana: GrafanaConfig | None = None) -> DrillResult:  # fmt: skip
     target = resolve_target(options.env, state_dir=options.state_dir)
     ledger.update(state_dir=str(target.state_dir()))
+    settling = time.monotonic()
     unsettled = _steady_before_baseline(target)
+    if (waited := time.monotonic() - settling) > SETTLE_S + 1.0:  # an earlier drill's scale-out, scaling back in
+        options.say(f"waited {waited:.0f} s for the target to be whole and at rest before the baseline")
     clock = Clock.from_env()
     run_dir = open_run_dir(options.out, plan.name, clock)
     ledger.update(run_dir=str(run_dir.resolve()))

@@ -13,6 +13,9 @@ An SLA file (YAML; the default is ``experiments/slas.yaml``, matching the seeds)
       marketdata:               # dropped (a load that places no order has no order execution to judge)
         add: [marketdata_latency, marketdata_lost]
         drop: [order_execution]
+    profiles:                   # the same for any drill whose load runs this profile (by name: soak, or
+      soak:                     # a profile file's stem): a soak is held to a latency that holds
+        add: [latency_drift]
 
 Metrics are drillbit's own names (``METRICS``); each is read from measurements.json by
 ``drillbit.verdicts``. Every problem in the file is reported at once.
@@ -29,7 +32,8 @@ from drillbit.core.errors import ConfigError, validation_problems
 from drillbit.core.project import current as current_project
 from drillbit.core.yamlio import load_model_file
 
-__all__ = ["MARKETDATA_METRICS", "METRICS", "Sla", "SlaFile", "default_sla_file", "load_sla_file", "slas_for"]
+__all__ = ["DRIFT_METRICS", "MARKETDATA_METRICS", "METRICS", "Sla", "SlaFile", "default_sla_file", "load_sla_file",
+           "slas_for"]  # fmt: skip
 
 def default_sla_file() -> Path:
     """The project's SLA file (experiments/slas.yaml)."""
@@ -72,10 +76,16 @@ METRICS: dict[str, str] = {
     "marketdata_latency_p95_ms": "ms",  # a trade's acknowledgement -> on the feed, p95 of the probe's trades
     "marketdata_lost": "count",  # trades the feed skipped that the history lacks too, and probe trades never seen
     "marketdata_gaps": "count",  # trades the feed skipped (filled from the history or not)
+    # a soak's drift (drillbit.probes.drift), after a warm-up; a soak under 10 min is INCONCLUSIVE
+    "harness_memory_slope_mb_min": "MB/min",  # the steepest least-squares RSS slope of the harness's processes
+    "p95_drift_ms_per_10min": "ms/10 min",  # the least-squares slope of the p95 per window
+    "p95_drift_ratio": "ratio",  # the last window's p95 / the first's
 }
 
 #: the metrics the market-data probe measures: a drill held to one of them runs it
 MARKETDATA_METRICS = frozenset(m for m in METRICS if m.startswith("marketdata_"))
+#: the metrics of a soak's drift (drillbit.probes.drift: the harness samples and the request records)
+DRIFT_METRICS = frozenset({"harness_memory_slope_mb_min", "p95_drift_ms_per_10min", "p95_drift_ratio"})
 
 #: the phases a drill has (``all``: the whole run)
 PHASES = ("baseline", "fault", "recovery", "after", "all")
@@ -132,12 +142,17 @@ class LocustfileSlas(BaseModel):
     drop: list[str] = Field(default_factory=list)
 
 
+class ProfileSlas(LocustfileSlas):
+    """SLAs added and dropped for a drill whose load runs a profile (e.g. a soak's drift)."""
+
+
 class SlaFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     slas: dict[str, Sla]
     default: list[str]
     experiments: dict[str, ExperimentSlas] = Field(default_factory=dict)
     locustfiles: dict[str, LocustfileSlas] = Field(default_factory=dict)  # locustfile -> SLAs added, dropped
+    profiles: dict[str, ProfileSlas] = Field(default_factory=dict)  # load profile -> SLAs added, dropped
 
     @model_validator(mode="after")
     def _references_exist(self) -> SlaFile:
@@ -145,6 +160,9 @@ class SlaFile(BaseModel):
         problems += [f"locustfiles.{name}.{part}: unknown SLA {k!r}: define it under slas or remove it"
                      for name, spec in self.locustfiles.items() for part in ("add", "drop")
                      for k in getattr(spec, part) if k not in self.slas]  # fmt: skip
+        problems += [f"profiles.{name}.{part}: unknown SLA {k!r}: define it under slas or remove it"
+                     for name, prof in self.profiles.items() for part in ("add", "drop")
+                     for k in getattr(prof, part) if k not in self.slas]  # fmt: skip
         for name, exp in self.experiments.items():
             for k in [*(exp.use or []), *exp.override]:
                 if k not in self.slas:
@@ -161,14 +179,18 @@ def load_sla_file(path: Path | None = None) -> SlaFile:
 
 
 def slas_for(sla_file: SlaFile, experiment: str, source: str = "SLA file", *,
-             locustfile: str | None = None) -> dict[str, Sla]:  # fmt: skip
+             locustfile: str | None = None, profile: str | None = None) -> dict[str, Sla]:  # fmt: skip
     """The SLAs experiment ``experiment`` (file stem) is held to, overrides applied; with ``locustfile``
-    (the load the drill runs, by name), as the file's ``locustfiles:`` adjusts them for that load."""
+    (the load the drill runs, by name), as the file's ``locustfiles:`` adjusts them for that load, and
+    with ``profile`` (its load profile, a name or a file: by stem) as ``profiles:`` does."""
     spec = sla_file.experiments.get(experiment, ExperimentSlas())
     keys = list(spec.use if spec.use is not None else sla_file.default)
     load = sla_file.locustfiles.get(Path(locustfile).stem) if locustfile is not None else None
     if load is not None:
         keys = [k for k in keys if k not in load.drop] + [k for k in load.add if k not in keys]
+    prof = sla_file.profiles.get(Path(profile).stem) if profile is not None else None
+    if prof is not None:
+        keys = [k for k in keys if k not in prof.drop] + [k for k in prof.add if k not in keys]
     out = {}
     for key in keys:
         base = sla_file.slas[key]

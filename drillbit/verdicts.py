@@ -24,6 +24,7 @@ from drillbit.core.results import (
     exit_code_for,
 )
 from drillbit.probes.alerts import alert_bound_s
+from drillbit.probes.drift import P95_RATIO_METRIC, P95_SLOPE_METRIC, drift_reading
 from drillbit.sla import Sla
 
 __all__ = ["AVAILABILITY_PHASES", "Reading", "drill_problems", "evaluate"]
@@ -34,7 +35,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 #: the latency metrics, in the order of _percentile's tuples
 _PERCENTILES = ("p50_ms", "p95_ms", "p99_ms")
 #: metrics the load generator measures (need a trustworthy generator)
-LOAD_METRICS = {"p50_ms", "p95_ms", "p99_ms", "errors", "error_rate_percent", "scale_out_p95_ms"}
+LOAD_METRICS = {"p50_ms", "p95_ms", "p99_ms", "errors", "error_rate_percent", "scale_out_p95_ms", P95_SLOPE_METRIC,
+                P95_RATIO_METRIC}  # fmt: skip
 
 @dataclass(frozen=True)
 class Reading:
@@ -396,6 +398,13 @@ def _marketdata(m: Measurements, sla: Sla) -> Reading:
     return Reading(value, how + "; worst phase", doubt="; ".join(doubts) or None)
 
 
+def _drift(m: Measurements, sla: Sla) -> Reading:
+    if m.drift is None:
+        return Reading(None, "harness samples and request records", m.unmeasured.get("drift", "not measured"))
+    r = drift_reading(m.drift, sla.metric, sla.op, sla.target)
+    return Reading(r.value, r.how, r.why, doubt=r.doubt)
+
+
 _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "rto_s": _rto, "detect_s": _rto, "downtime_s": _rto, "rpo_s": _rpo, "lost_writes": _rpo,
     "p50_ms": _latency, "p95_ms": _latency, "p99_ms": _latency, "errors": _errors, "error_rate_percent": _errors,
@@ -408,6 +417,7 @@ _READERS: dict[str, Callable[[Measurements, Sla], Reading]] = {
     "backup_age_s": _pitr, "wal_archive_age_s": _pitr,
     "replication_lag_s": _replication_lag, "replication_catch_up_s": _replication_lag,
     "marketdata_latency_p95_ms": _marketdata, "marketdata_lost": _marketdata, "marketdata_gaps": _marketdata,
+    "harness_memory_slope_mb_min": _drift, "p95_drift_ms_per_10min": _drift, "p95_drift_ratio": _drift,
 }  # fmt: skip
 
 

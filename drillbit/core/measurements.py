@@ -24,20 +24,24 @@ __all__ = [
     "AutoscalingMeasurement",
     "AvailabilityMeasurement",
     "AvailabilityPhase",
+    "DriftMeasurement",
     "ExperimentMeasurement",
     "FaultRto",
     "IntegrityCheckResult",
     "IntegrityMeasurement",
     "IntegrityViolation",
     "LagPhase",
+    "LatencyDrift",
     "LatencyMeasurement",
     "LatencyStats",
+    "LatencyWindow",
     "LoadMeasurement",
     "MarketDataMeasurement",
     "MarketDataPhase",
     "NanFloat",
     "PitrMeasurement",
     "PitrTableDiff",
+    "ProcessMemory",
     "PromqlFigure",
     "PromqlMeasurement",
     "ReplicasMeasurement",
@@ -534,3 +538,69 @@ class PitrMeasurement(_Section):
     lost_writes: int | None  # acknowledged before T, absent after the restore (None: not restored, or no ledger)
     overshoot: int | None  # heartbeat orders sent after T and rows created after T, present after the restore
     mismatched_rows: int | None  # missing + extra rows created before T - margin
+
+
+class ProcessMemory(_Section):
+    """One harness process's resident memory over a soak (``drillbit.probes.drift``); MB = 10^6 bytes."""
+
+    name: str  # e.g. "drill (pid 4242)", "worker (pid 4250)", "remote worker 1 (pid 77 on loadgen-2)"
+    role: str  # drill | master | generator | worker
+    pid: int
+    host: str
+    remote: bool  # sampled by the process itself and sent to the Locust master (drillbit.load.transit)
+    samples: int  # inside the soak, after the warm-up
+    interval_s: float | None  # median time between its samples
+    first_t: float | None
+    last_t: float | None
+    covered_s: float  # last_t - first_t (0 with fewer than two samples)
+    rss_first_mb: float | None  # its first sample after the warm-up
+    rss_last_mb: float | None
+    rss_peak_mb: float | None
+    slope_mb_per_min: float | None  # least squares over the samples; None: too few of them
+    slope_stderr_mb_per_min: float | None  # the slope's standard error (independent residuals assumed)
+    r2: float | None  # None: a constant series (nothing for a line to explain)
+    residual_sd_mb: float | None  # the samples' spread about the line
+    cpu_median_percent: float | None  # median share of one core over the same samples
+
+
+class LatencyWindow(_Section):
+    """One fixed window of a soak's requests (by intended send time): corrected p50 and p95."""
+
+    start: float
+    end: float
+    requests: int  # with an outcome (answered, failed or timed out)
+    errors: int
+    p50_ms: float | None  # None: no request with an outcome in the window
+    p95_ms: float | None
+
+
+class LatencyDrift(_Section):
+    """The latency's drift over a soak: p50/p95 per fixed window and their slopes (``drillbit.probes.drift``)."""
+
+    window_s: float
+    windows: list[LatencyWindow]
+    p95_slope_ms_per_10min: float | None  # least squares of the windows' p95 against their midpoints
+    p95_slope_stderr_ms_per_10min: float | None
+    p95_r2: float | None
+    p50_slope_ms_per_10min: float | None
+    p95_ratio: float | None  # the last window's p95 / the first's
+    p50_ratio: float | None
+
+
+class DriftMeasurement(_Section):
+    """A soak's drift (``drillbit.probes.drift``): each harness process's memory slope, and the latency's."""
+
+    start: float | None  # the soak: the load's first to last request (else the harness samples' span)
+    end: float | None
+    span_s: float
+    span_from: str  # "requests" or "harness samples"
+    warmup_s: float  # left out at the start: 10 % of the span, at most 60 s
+    judged_s: float  # span_s - warmup_s
+    min_soak_s: float  # a soak judged shorter than this is too short to judge
+    too_short: str | None  # why the drift cannot be judged (a verdict on it is INCONCLUSIVE); None: long enough
+    processes: list[ProcessMemory]
+    worst_process: str | None  # the process with the steepest memory slope
+    worst_slope_mb_per_min: float | None
+    latency: LatencyDrift | None = None
+    latency_problem: str | None = None  # why there is no latency drift (no request records...)
+    method: str

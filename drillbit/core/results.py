@@ -28,6 +28,7 @@ from drillbit.core.measurements import (
     AutoscalingMeasurement,
     AvailabilityMeasurement,
     AvailabilityPhase,
+    DriftMeasurement,
     ExperimentMeasurement,
     FaultRto,
     IntegrityCheckResult,
@@ -60,6 +61,7 @@ __all__ = [
     "AutoscalingMeasurement",
     "AvailabilityMeasurement",
     "AvailabilityPhase",
+    "DriftMeasurement",
     "ExperimentMeasurement",
     "Fault",
     "FaultRto",
@@ -230,6 +232,7 @@ class Measurements(_Model):
     pitr: PitrMeasurement | None = None  # a point-in-time restore's figures (restore_to_point)
     replication_lag: ReplicationLagMeasurement | None = None  # replicas' lag behind the primary over the drill
     marketdata: MarketDataMeasurement | None = None  # market-data latency and the feed's gaps (the probe's trades)
+    drift: DriftMeasurement | None = None  # a soak's drift: each harness process's memory slope, latency per window
     coverage: dict[str, SamplerCoverage] = Field(default_factory=dict)  # sampler -> what it covered
     load: LoadMeasurement | None = None  # load.json
     experiment: ExperimentMeasurement | None = None  # journal status, deviated, steady state before/after

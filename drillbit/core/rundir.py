@@ -19,6 +19,9 @@ __all__ = [
     "AVAILABILITY",
     "AVAILABILITY_SCHEMA",
     "EVENTS",
+    "HARNESS",
+    "HARNESS_REMOTE",
+    "HARNESS_SCHEMA",
     "HEARTBEAT",
     "HEARTBEAT_READBACK",
     "HEARTBEAT_READBACK_SCHEMA",
@@ -35,6 +38,7 @@ __all__ = [
     "REQUESTS_DIR",
     "REQUEST_SCHEMA",
     "TRANSIT_FILE",
+    "read_harness",
     "read_transit",
     "request_parts",
 ]
@@ -163,6 +167,30 @@ REPLICATION_LAG_SCHEMA = pa.schema(
     ]
 )
 
+#: samples/harness.parquet: the harness's own processes, sampled every interval while the load runs
+#: (drillbit.load.runner): the drill process (engine and probes), the Locust master or lone generator, and
+#: each local generator worker, read by psutil from the drill process: resident memory and CPU. A soak's
+#: memory drift is read from it (drillbit.probes.drift); the generators' CPU also feeds load.json's
+#: saturation judgement.
+HARNESS = "samples/harness.parquet"
+#: samples/harness_remote.parquet: the same for remote generator workers (``drill worker`` on another
+#: machine), which the drill cannot read: each worker samples itself and sends the sample to the Locust
+#: master with its record batches (drillbit.load.transit); the master writes them here, ``remote`` true
+HARNESS_REMOTE = "samples/harness_remote.parquet"
+HARNESS_SCHEMA = pa.schema(
+    [
+        ("t", pa.float64()),  # when sampled; the CPU figures cover the interval that ends here
+        ("role", _label),  # drill | master | generator (a lone Locust process running users) | worker
+        ("worker", pa.int32()),  # a remote worker's index (its records' worker); null for the others
+        ("pid", pa.int64()),
+        ("host", _label),  # the machine's hostname
+        ("remote", pa.bool_()),  # sampled by the process itself and sent to the master
+        ("rss_bytes", pa.int64()),  # resident set size
+        ("cpu_percent", pa.float64()),  # percent of one core over the interval; NaN on a process's first sample
+        ("busy_percent", pa.float64()),  # cpu plus the main thread's wait for a CPU (drillbit.load.cpu); NaN as above
+    ]
+)
+
 #: analysis/<UTC time>/: re-analyses by `drill analyze` (not part of the run's sealed evidence)
 ANALYSIS_DIR = "analysis"
 
@@ -177,3 +205,21 @@ def read_transit(run_dir: Path | str) -> dict[str, Any] | None:
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     return data if isinstance(data, dict) else None
+
+
+def read_harness(run_dir: Path | str) -> pa.Table:
+    """The harness samples of a run (``HARNESS`` and ``HARNESS_REMOTE`` together, in ``HARNESS_SCHEMA``).
+
+    A process sampled both ways (a local worker sending its records through the master) keeps the drill's
+    own samples (psutil) only. Raises FileNotFoundError when the run has neither file."""
+    tables = [pq.read_table(Path(run_dir) / name, schema=HARNESS_SCHEMA)
+              for name in (HARNESS, HARNESS_REMOTE) if (Path(run_dir) / name).is_file()]  # fmt: skip
+    if not tables:
+        raise FileNotFoundError(f"no harness samples in {run_dir} ({HARNESS}): the drill applied no load")
+    if len(tables) == 1:
+        return tables[0]
+    local, remote = tables
+    seen = {(h, p) for h, p in zip(local.column("host").to_pylist(), local.column("pid").to_pylist(), strict=True)}
+    keep = [(h, p) not in seen for h, p in zip(remote.column("host").to_pylist(), remote.column("pid").to_pylist(),
+                                               strict=True)]  # fmt: skip
+    return pa.concat_tables([local, remote.filter(pa.array(keep, pa.bool_()))])

@@ -11,7 +11,9 @@ generator, not the server, and a verdict must be INCONCLUSIVE.
 
 Saturated, with a reason for each, when any of:
   - CPU: a generator process was busy >= 90 % of the time while the schedule ran (on a CPU, or
-    runnable and waiting for one: see ``drillbit.load.cpu``);
+    runnable and waiting for one: see ``drillbit.load.cpu``), judged per process and naming the
+    busiest; a remote worker (``drill worker``) counts too, from the figures it sends the master
+    with its records (``drillbit.load.transit``; ``samples/harness_remote.parquet``);
   - generator lateness: the open model's requests left the generator late for its own reasons
     (p99 above ``late_after``; waits for the in-flight cap, which is the server's doing, are
     excluded; see ``drillbit.load.recording``);
@@ -21,6 +23,11 @@ Saturated, with a reason for each, when any of:
 Server backpressure is reported in ``notes``: those requests keep their intended time, so the
 corrected latency already charges the server for them. A generator process that left no schedule
 record (killed) makes the result ``complete: false``.
+
+The harness's own processes are sampled while the load runs (every ``cpu_interval``): the drill
+process itself (engine and probes), the Locust master or lone generator and each local worker,
+resident memory and CPU, written to ``samples/harness.parquet`` when the load ends (a soak's memory
+drift: ``drillbit.probes.drift``).
 """
 
 from __future__ import annotations
@@ -30,22 +37,33 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drillbit.core.clock import Clock
 from drillbit.core.errors import ConfigError, EnvironmentFailure
 from drillbit.core.project import current as current_project
-from drillbit.core.rundir import LOAD_META, REQUESTS_DIR, read_transit, request_parts
-from drillbit.load.cpu import CpuSample, CpuSampler, busiest
+from drillbit.core.rundir import (
+    HARNESS,
+    HARNESS_REMOTE,
+    HARNESS_SCHEMA,
+    LOAD_META,
+    REQUESTS_DIR,
+    read_transit,
+    request_parts,
+)
+from drillbit.load.cpu import CpuSample, CpuSampler, busiest_process, harness_table
 from drillbit.load.profiles import Profile, load_profile, resolve_profile
 from drillbit.load.recording import LATENESS_EDGES_S, lateness_quantile, merge_lateness
 
@@ -55,9 +73,11 @@ __all__ = [
     "LoadResult",
     "LoadRun",
     "find_locustfile",
+    "remote_cpu",
     "run_load",
     "start_load",
     "summarize",
+    "write_harness",
     "write_load_meta",
 ]
 
@@ -105,21 +125,31 @@ class LoadResult:
     complete: bool = True  # every generator process left its schedule record (stopped cleanly)
     notes: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    busiest_process: str | None = None  # the generator process the busiest figures are of (local or remote)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class LoadRun:
-    """A running Locust subprocess with a CPU sampler; ``stop``/``wait`` return the LoadResult."""
+    """A running Locust subprocess with a CPU sampler of its processes, and one of the drill process itself
+    (``harness``); ``stop``/``wait`` return the LoadResult. ``root_role``: what Locust's own process is
+    (``master`` of workers, or the lone ``generator``)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], profile: Profile, run_dir: Path, *, processes: int,
-                 late_after: float, locustfile: str, host: str, clock: Clock, cpu_interval: float) -> None:  # fmt: skip
+                 late_after: float, locustfile: str, host: str, clock: Clock, cpu_interval: float,
+                 root_role: str = "generator") -> None:  # fmt: skip
         self.proc, self.profile, self.run_dir, self.processes = proc, profile, run_dir, processes
         self.late_after, self.locustfile, self.host, self.clock = late_after, locustfile, host, clock
+        self.root_role = root_role
         self.started_at = clock.now()
         self.result: LoadResult | None = None
         self.cpu = CpuSampler(proc.pid, clock.now, cpu_interval).start()
+        self.harness = CpuSampler(os.getpid(), clock.now, cpu_interval, descendants=False).start()
+
+    def role(self, pid: int) -> str:
+        """A generator process's role: Locust's own process, or one of its workers."""
+        return self.root_role if pid == self.proc.pid else "worker"
 
     @property
     def pid(self) -> int:
@@ -168,13 +198,18 @@ class LoadRun:
         if self.result is not None:
             return self.result
         self.cpu.stop()
+        self.harness.stop()
         self._reap()
         self.result = summarize(
             self.run_dir, self.profile, processes=self.processes, cpu=self.cpu.samples, late_after=self.late_after,
             exit_code=self.proc.returncode, locustfile=self.locustfile, host=self.host,
             started_at=self.started_at, ended_at=self.clock.now(),
+            roles={pid: self.role(pid) for pid in self.cpu.samples},
         )  # fmt: skip
         write_load_meta(self.run_dir, self.result)
+        host = socket.gethostname()
+        write_harness(self.run_dir, pa.concat_tables([harness_table(self.harness, lambda _pid: "drill", host),
+                                                      harness_table(self.cpu, self.role, host)]))  # fmt: skip
         if self.result.saturated:
             log.warning("load generator saturated: %s", self.result.reason)
         if self.result.recorded == 0 and self.proc.returncode not in (0, None):
@@ -206,6 +241,39 @@ def _kill_group(pgid: int) -> None:
         return  # the group is gone already
     except PermissionError as err:
         log.warning("cannot kill process group %d: %s", pgid, err)
+
+
+def write_harness(run_dir: Path, table: pa.Table) -> Path:
+    """``samples/harness.parquet`` (``HARNESS_SCHEMA``), replaced whole and atomically."""
+    path = Path(run_dir) / HARNESS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table.cast(HARNESS_SCHEMA), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def remote_cpu(run_dir: Path, skip: Collection[tuple[str, int]] = ()) -> dict[str, list[CpuSample]]:
+    """Remote workers' CPU figures (``samples/harness_remote.parquet``, from the figures each sent the master),
+    keyed by a name that says which worker: ``remote worker N (pid P on HOST)``. ``skip``: (host, pid) of
+    processes the drill sampled itself (a local worker sending its records through the master)."""
+    path = Path(run_dir) / HARNESS_REMOTE
+    if not path.is_file():
+        return {}
+    rows = pq.read_table(path, columns=["t", "worker", "pid", "host", "cpu_percent", "busy_percent"]).to_pylist()
+    out: dict[str, list[CpuSample]] = {}
+    last: dict[str, float] = {}
+    for r in sorted(rows, key=lambda r: (r["worker"], r["pid"], r["t"])):
+        if (r["host"], r["pid"]) in skip:
+            continue
+        name = f"remote worker {r['worker']} (pid {r['pid']} on {r['host']})"
+        before = last.get(name)
+        if before is None or math.isfinite(r["cpu_percent"]):
+            last[name] = r["t"]  # the base of the next interval (figures too close to it have no share)
+        if before is None or not math.isfinite(r["cpu_percent"]):
+            continue  # a process's first figures, or too close to the previous: no interval
+        out.setdefault(name, []).append(CpuSample(r["t"], r["cpu_percent"], r["busy_percent"], r["t"] - before))
+    return out
 
 
 def write_load_meta(run_dir: Path, result: LoadResult) -> Path:
@@ -255,8 +323,12 @@ def summarize(
     host: str = "",
     started_at: float = math.nan,
     ended_at: float = math.nan,
+    roles: Mapping[int, str] | None = None,
 ) -> LoadResult:
-    """Read what the generator processes recorded and judge saturation (pure: no process is touched)."""
+    """Read what the generator processes recorded and judge saturation (pure: no process is touched).
+
+    ``cpu``: the local generator processes' CPU samples by pid (``roles``: what each is, for the reason's
+    wording); remote workers' come from the run directory (``remote_cpu``)."""
     req_dir = Path(run_dir) / REQUESTS_DIR
     metas = [json.loads(p.read_text()) for p in sorted(req_dir.glob("worker-*.json"))] if req_dir.exists() else []
     files, unreadable = request_parts(run_dir)
@@ -269,12 +341,19 @@ def summarize(
     capped = sum(int(m.get("capped", 0)) for m in metas)
     cap_wait = sum(float(m.get("cap_wait_s", 0.0)) for m in metas)
     samples = cpu or {}
+    local_host = socket.gethostname()
+    remote = remote_cpu(run_dir, {(local_host, pid) for pid in samples})
     window = _window(metas) if profile.model == "open" else None
-    busy, on_cpu = busiest(samples, window)
+    judged: dict[Hashable, list[CpuSample]] = {pid: series for pid, series in samples.items()}
+    for name, series in remote.items():
+        judged[name] = series
+    top = busiest_process(judged, window)
+    busy, on_cpu = top.busy_percent, top.cpu_percent
+    top_name = _process_name(top.process, roles or {})
     cpu_bound = busy >= CPU_SATURATED
     if cpu_bound:
-        reasons.append(f"generator CPU-bound: a generator process was busy {busy:.0f} % of the time (median; "
-                       f"{on_cpu:.0f} % on a CPU, the rest waiting for one)")  # fmt: skip
+        reasons.append(f"generator CPU-bound: {top_name or 'a generator process'} was busy {busy:.0f} % of the time "
+                       f"(median; {on_cpu:.0f} % on a CPU, the rest waiting for one)")  # fmt: skip
     complete = not unreadable
     expected: float | None = None
     intended_rps: float | None = None
@@ -309,6 +388,11 @@ def summarize(
         duration = float(np.nanmax(starts) - np.nanmin(starts)) if starts.size > 1 else 0.0
         achieved_rps = sent / duration if duration > 0 else 0.0
     transit = read_transit(run_dir)
+    unsampled = [k for k, w in ((transit or {}).get("workers") or {}).items()
+                 if isinstance(w, dict) and not w.get("process_samples")]  # fmt: skip
+    if unsampled:
+        notes.append(f"remote worker(s) {', '.join(unsampled)} sent no CPU or memory figures (an older drillbit?): "
+                     "their saturation was not judged")  # fmt: skip
     if transit is not None and (transit.get("rows_lost") or transit.get("unaccounted_workers")):
         complete = False
         silent = transit.get("unaccounted_workers") or []
@@ -342,11 +426,18 @@ def summarize(
         send_lateness_p99_ms=float(np.percentile(late, 99)) * 1000 if late.size else None,
         generator_lateness_p50_ms=_ms(gen_p50), generator_lateness_p99_ms=_ms(gen_p99),
         generator_lateness_max_ms=_ms(gen_max),
-        cpu_samples={str(pid): [x.row() for x in series] for pid, series in samples.items()},
+        cpu_samples={str(key): [x.row() for x in series] for key, series in judged.items()},
         cpu_percent_busiest=on_cpu, busy_percent_busiest=busy,
         saturated=bool(reasons), reason="; ".join(reasons) or None, reasons=reasons,
-        complete=complete, notes=notes, exit_code=exit_code,
+        complete=complete, notes=notes, exit_code=exit_code, busiest_process=top_name,
     )  # fmt: skip
+
+
+def _process_name(key: Hashable | None, roles: Mapping[int, str]) -> str | None:
+    """A sampled generator process in words: ``worker (pid 4242)``; a remote worker's key is its name already."""
+    if key is None or isinstance(key, str):
+        return key
+    return f"{roles.get(key, 'generator process') if isinstance(key, int) else 'generator process'} (pid {key})"
 
 
 def _column(files: list[Path], name: str) -> np.ndarray:
@@ -370,6 +461,13 @@ def find_locustfile(locustfile: str | Path) -> Path:
 
 def _is_locustfile(path: Path) -> bool:
     return "import drillbit.load.recorder" in path.read_text(encoding="utf-8")
+
+
+def _free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now (the kernel's pick; Locust binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def start_load(
@@ -419,7 +517,12 @@ def start_load(
         cmd += ["--master", "--expect-workers", str(processes), "--master-bind-host", master_bind[0],
                 "--master-bind-port", str(master_bind[1])]  # fmt: skip
     elif processes > 1:
-        cmd += ["--processes", str(processes)]
+        # Locust's master binds every interface on 5557 by default: a second drill on the host (or
+        # anything else there) then kills this one with "Address already in use"; the master and its
+        # forked workers talk over loopback, on a port of their own
+        port = _free_loopback_port()
+        cmd += ["--processes", str(processes), "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                "--master-host", "127.0.0.1", "--master-port", str(port)]  # fmt: skip
     if records_via not in ("files", "master"):
         raise ConfigError("records_via", f"{records_via!r}: use files or master")
     cmd += ["--drill-records-via", records_via]
@@ -441,7 +544,8 @@ def start_load(
             raise ConfigError("cpu_affinity", f"cannot pin the generator to CPUs {cpu_affinity}: {err}") from err
     log.info("load started: %s, profile %s, %d process(es), pid %d", lf.name, prof.name, processes, proc.pid)
     return LoadRun(proc, prof, run, processes=processes, late_after=late_after, locustfile=str(lf), host=host,
-                   clock=clock, cpu_interval=cpu_interval)  # fmt: skip
+                   clock=clock, cpu_interval=cpu_interval,
+                   root_role="master" if master_bind is not None or processes > 1 else "generator")  # fmt: skip
 
 
 def run_load(

@@ -22,6 +22,7 @@ from drillbit import __version__
 from drillbit.core.project import current as current_project
 from drillbit.reports import charts
 from drillbit.reports.analysis import Analysis, fault_spans, marks, phases
+from drillbit.reports.driftview import drift_view
 from drillbit.reports.rundata import RunData
 from drillbit.reports.summary import Summary
 
@@ -208,6 +209,7 @@ def render_report(data: RunData, summary: Summary, analysis: Analysis) -> str:
     records = {k: v.model_dump() for k, v in analysis.latency.items()} if analysis.latency else None
     latency = m["latency"]["phases"] if m is not None and m["latency"] else records
     svg = _timeline(data, analysis)
+    drift = drift_view(data)
     origin = data.run.started_at if data.run is not None else (data.events[0]["t"] if data.events else None)
     ctx = {
         "csp": Markup(CSP), "data": data, "run": data.run, "summary": summary, "m": m, "verdicts": data.verdicts,
@@ -221,6 +223,8 @@ def render_report(data: RunData, summary: Summary, analysis: Analysis) -> str:
         "audit": data.run.audit.model_dump(exclude_none=True, exclude_defaults=True) if data.run is not None else {},
         "summary_json": Markup(json_for_html(summary.model_dump(mode="json", by_alias=True))),
         "drillbit_version": __version__, "generated_at": _utc(datetime.now(UTC).timestamp()),
+        "drift": drift, "drift_memory_svg": Markup(drift.memory_svg) if drift and drift.memory_svg else None,
+        "drift_latency_svg": Markup(drift.latency_svg) if drift and drift.latency_svg else None,
     }  # fmt: skip
     html: str = environment().get_template("report.html.j2").render(**ctx)
     return html

@@ -57,6 +57,14 @@ def _implied_p99_ms(run_dir: Path, start: float, end: float) -> float:
     return float(np.percentile(implied, 99)) * 1000
 
 
+def _wait_for_parts(run_dir: Path, workers: set[str], timeout: float = 30) -> None:
+    """Until each of ``workers`` has written a request part (its schedule is running)."""
+    deadline = time.monotonic() + timeout
+    while {f.name.split(".")[0] for f in request_parts(run_dir)[0]} != workers:
+        assert time.monotonic() < deadline, list((run_dir / "requests").glob("*"))
+        time.sleep(0.2)
+
+
 def test_a_two_second_freeze_shows_in_corrected_p99_within_ten_percent(groundtruth: Any, tmp_path: Path) -> None:
     # two generators at once through the same freeze: one whose in-flight cap (10) the freeze fills, so
     # it holds requests back like a closed-model client; one with room for every frozen request
@@ -132,7 +140,8 @@ def test_a_generator_that_stalls_is_flagged_not_reported_as_server_latency(groun
 def test_a_stop_mid_run_accounts_for_every_request_and_leaves_no_process(groundtruth: Any, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     load = start_load("ping", _profile(tmp_path / "p.yaml", 300, 30), groundtruth.url, run_dir, processes=2)
-    time.sleep(5)
+    _wait_for_parts(run_dir, {"worker-0", "worker-1"})  # both schedules running (Locust's start-up varies)
+    time.sleep(2)
     family = [load.pid, *(c.pid for c in psutil.Process(load.pid).children(recursive=True))]
     assert len(family) >= 3  # the master and its two workers
     result = load.stop()
@@ -143,7 +152,7 @@ def test_a_stop_mid_run_accounts_for_every_request_and_leaves_no_process(groundt
     assert {n.split(".")[0] for n in names if n.endswith(".parquet")} == {"worker-0", "worker-1"}, names
     assert request_parts(run_dir)[1] == []  # a clean stop closes every part
     assert result.complete, (result.reasons, result.notes)
-    assert result.recorded == result.due > 500  # every request due is accounted for, busy machine or not
+    assert result.recorded == result.due > 2 * 300  # every request due is accounted for, busy machine or not
     assert result.intended_rps == pytest.approx(300, rel=0.05)
     if result.saturated:
         # a busy machine starved the generators: the product must say so, with its reasons (the
@@ -165,10 +174,7 @@ def test_a_sigkilled_generator_process_loses_at_most_its_open_part_and_the_run_s
     parts still read, its open one is unreadable and counted; the other's records are whole."""
     run_dir = tmp_path / "run"
     load = start_load("ping", _profile(tmp_path / "p.yaml", 200, 30), groundtruth.url, run_dir, processes=2)
-    deadline = time.monotonic() + 20
-    while {f.name.split(".")[0] for f in request_parts(run_dir)[0]} != {"worker-0", "worker-1"}:
-        assert time.monotonic() < deadline, list((run_dir / "requests").glob("*"))
-        time.sleep(0.2)
+    _wait_for_parts(run_dir, {"worker-0", "worker-1"})
     victim = psutil.Process(load.pid).children()[0]  # Locust's --processes: the master's forked workers
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
@@ -183,6 +189,23 @@ def test_a_sigkilled_generator_process_loses_at_most_its_open_part_and_the_run_s
     report = analyze_run(run_dir)
     assert report.lost_parts == [f.name for f in torn] and not report.trustworthy
     assert len(load_requests(run_dir)) == sum(by_worker.values())  # every readable row, nothing made up
+
+
+def test_two_multi_process_generators_at_once_each_listen_on_loopback_only(groundtruth: Any, tmp_path: Path) -> None:
+    """CI s22: a --workers 2 drill died with "Address already in use (addr='tcp://*:5557')": Locust's
+    master binds every interface on one fixed port unless told otherwise. Two 2-process generators
+    at once both run to the end, each master listening on 127.0.0.1 only, on a port of its own."""
+    loads = [start_load("ping", _profile(tmp_path / f"p{i}.yaml", 100, 6), groundtruth.url, tmp_path / f"run{i}",
+                        processes=2) for i in (0, 1)]  # fmt: skip
+    for i in (0, 1):
+        _wait_for_parts(tmp_path / f"run{i}", {"worker-0", "worker-1"})
+    listening = [{(c.laddr.ip, c.laddr.port) for c in psutil.Process(load.pid).net_connections("inet")
+                  if c.status == psutil.CONN_LISTEN} for load in loads]  # fmt: skip
+    assert all(len(ports) == 1 and next(iter(ports))[0] == "127.0.0.1" for ports in listening), listening
+    assert listening[0] != listening[1], listening
+    for i, load in enumerate(loads):
+        result = load.wait(60)
+        assert result.complete and result.recorded == result.due >= 2 * 100, (i, result)
 
 
 def test_a_generator_that_cannot_start_is_an_environment_failure(tmp_path: Path) -> None:
