@@ -10,6 +10,7 @@ import pytest
 
 from drillbit.targets.sandbox import sandbox
 from drillbit.targets.sandbox.sandbox import Sandbox
+from tests.atrest import scale_back
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,6 +28,14 @@ def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield box
     finally:
         sandbox.down(state, report=print)
+
+
+@pytest.fixture(autouse=True)
+def _shared_sandbox_at_rest(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test on the session's sandbox: its replicas back to the minimum (``scale_back``)."""
+    yield
+    if "sandbox_env" in request.fixturenames:
+        scale_back(request.getfixturevalue("sandbox_env"))
 
 
 #: lines of each log shown under a failed slow test

@@ -30,6 +30,7 @@ from drillbit.runner import DrillResult, RunOptions, run_drill
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox
 from drillbit.verdicts import evaluate
+from tests.atrest import scale_back
 from tests.e2e.outcomes import passed_or_saturated
 from tests.e2e.rpo_truth import lost_by_the_database
 from tests.grafana_fake import recording_grafana
@@ -227,7 +228,7 @@ def test_region_loss_drill_measures_failover_rto_rpo_and_alert_latency_that_hold
     assert "DbPrimaryMissing" in (result.run_dir / "report.html").read_text()
     passed_or_saturated(result)
     _assert_whole(sandbox_env)
-    _scale_back(sandbox_env)  # the surviving region scaled out under the whole load: the next drill starts at rest
+    scale_back(sandbox_env)  # the surviving region scaled out under the whole load: the next drill starts at rest
     # the same notifications, had the experiment expected an alert the rules do not have: FAIL
     misnamed = tmp_path / "misnamed"
     shutil.copytree(result.run_dir, misnamed)
@@ -268,12 +269,6 @@ def test_rolling_update_drill_fails_no_request_and_every_replica_runs_the_new_ve
     passed_or_saturated(result)
 
 
-def _scale_back(sandbox: Sandbox) -> None:
-    for region in sandbox.regions:
-        sandbox.supervisor.set_numprocesses(f"api-{region}", 2)
-    SandboxTarget(sandbox).heal()
-
-
 def test_load_spike_drill_scales_out_and_reports_the_reaction_time(sandbox_env: Sandbox, tmp_path: Path) -> None:
     decisions = sandbox_env.layout.logs / "autoscaler.jsonl"
     seen = len(decisions.read_text().splitlines()) if decisions.exists() else 0
@@ -294,4 +289,4 @@ def test_load_spike_drill_scales_out_and_reports_the_reaction_time(sandbox_env: 
         assert decided - 0.5 <= first_new <= decided + 15, (decided, first_new)
         assert _verdict(result, "scale_out").verdict is Outcome.PASS
     finally:
-        _scale_back(sandbox_env)
+        scale_back(sandbox_env)
