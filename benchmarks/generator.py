@@ -8,7 +8,8 @@ best of ``--repeats`` is kept (other work on the box only ever slows a run down)
   - plain Locust: a bare FastHttpUser locustfile, no drillbit code at all;
   - Locust + recorder: loadtests/ping.py (closed model) recording every request to Parquet;
   - open model: loadtests/ping.py asked for far more than it can send; its achieved rate is one
-    generator process's open-model ceiling (load.json flags it saturated, as it must);
+    generator process's open-model ceiling (load.json flags it saturated, as it must, and still
+    accounts for every request the schedule made due: recorded == sent + not_sent);
   - wrk -t1 with as many connections as Locust has users.
 Targets: Locust with the recorder >= 0.93 x plain Locust (overhead <= 7 %); the open model's ceiling >= 0.9 x
 the closed loop's (both recording); wrk's ratio for reference.
@@ -128,7 +129,9 @@ def _recorded(tmp: Path, url: str, seconds: float, users: int) -> tuple[float, i
     return _aggregated_rps(prefix), rows
 
 
-def _open_ceiling(tmp: Path, url: str, seconds: float) -> tuple[float, bool]:
+def _open_ceiling(tmp: Path, url: str, seconds: float) -> tuple[float, bool, float]:
+    """One open-model run asked for 50,000 req/s: (requests sent per second, flagged saturated, and the
+    generator's median busy percent of a core: below ~95 %, other work on the box held it back)."""
     from drillbit.load.runner import run_load
 
     profile = tmp / "flood.yaml"
@@ -137,7 +140,10 @@ def _open_ceiling(tmp: Path, url: str, seconds: float) -> tuple[float, bool]:
     run = tmp / "open-run"
     shutil.rmtree(run, ignore_errors=True)
     result = run_load("ping", profile, url, run, cpu_affinity=[int(GENERATOR_CPU)], timeout=seconds + 60)
-    return result.achieved_rps, result.saturated
+    if result.recorded != result.sent + result.not_sent:
+        raise RuntimeError(f"open model lost requests: recorded {result.recorded} != sent {result.sent} + not sent "
+                           f"{result.not_sent}")  # fmt: skip
+    return result.achieved_rps, result.saturated, result.busy_percent_busiest
 
 
 MICRO = """
@@ -190,15 +196,16 @@ def main(argv: list[str] | None = None) -> None:
         port = free_ports([0])[0]
         server = nginx(tmp, port)
         url = f"http://127.0.0.1:{port}"
-        plain, rec, wrk, ceiling = [], [], [], []
+        plain, rec, wrk, ceiling, busy = [], [], [], [], []
         try:
             for _ in range(args.repeats):
                 plain.append(_plain(tmp, url, args.seconds, args.users))
                 rps, rows = _recorded(tmp, url, args.seconds, args.users)
                 rec.append(rps)
+                achieved, saturated, generator_busy = _open_ceiling(tmp, url, args.seconds)  # beside its yardstick
+                ceiling.append(achieved)
+                busy.append(generator_busy)
                 wrk.append(_wrk(f"{url}/ping", args.seconds, args.users))
-            achieved, saturated = _open_ceiling(tmp, url, args.seconds)
-            ceiling.append(achieved)
             cost = _recorder_cost(tmp)
         finally:
             stop_nginx(server)
@@ -222,10 +229,15 @@ def main(argv: list[str] | None = None) -> None:
         f"recorder cost: {cost * 1e6:.2f} us per request = {cost * best_plain * 100:.1f} % of a request's "
         f"generator time at the plain rate (the overhead without the run-to-run noise)"
     )
-    open_ratio = ceiling[0] / best_rec
-    print(f"{'open model, one process, asked 50,000 req/s':44} {ceiling[0]:>9.0f} {open_ratio:>9.2f}x {'>= 0.9x':>9}  "
+    best_open = max(ceiling)
+    open_ratio = best_open / best_rec
+    paired = ", ".join(f"{o / c:.2f}" for o, c in zip(ceiling, rec, strict=True))
+    print(f"{'open model, one process, asked 50,000 req/s':44} {best_open:>9.0f} {open_ratio:>9.2f}x {'>= 0.9x':>9}  "
           f"{'PASS' if open_ratio >= TARGET_OPEN else 'FAIL'} (its ceiling / the closed loop's with the recorder; "
           f"flagged saturated: {saturated})")  # fmt: skip
+    print(f"  open-model runs: {', '.join(f'{x:.0f}' for x in ceiling)} req/s, the generator busy "
+          f"{', '.join(f'{b:.0f}' for b in busy)} % of a core; closed-loop runs: {', '.join(f'{x:.0f}' for x in rec)}; "
+          f"each open run / the closed run just before it: {paired}")  # fmt: skip
 
 
 if __name__ == "__main__":
