@@ -40,7 +40,7 @@ drill: $(STAMP)
 ## they mostly wait on I/O), then integration and e2e together, one at a time (real services;
 ## one sandbox shared by both). No retries: a flaky test is fixed at its cause or deleted.
 test: $(STAMP) lint
-	$(BIN)/pytest tests/unit -n 3
+	$(BIN)/pytest tests/unit -n 3 --durations=20
 	$(BIN)/pytest tests/integration tests/e2e --durations=60
 
 lint: $(STAMP) $(CHECKOV) $(ACTIONLINT)

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from drillbit.core.project import init_project
+from drillbit.core.results import MEASUREMENTS, Measurements, read_model
 from drillbit.targets.sandbox.driver import SandboxTarget
 from drillbit.targets.sandbox.sandbox import Sandbox
 
@@ -65,7 +66,8 @@ def test_the_shipped_gate_of_a_drill_init_project_is_one_junit_testcase_per_sla_
 ) -> None:
     """The gate drill init writes (this repo's tests/resilience: pod-kill and rolling-update, and a
     test driving the drill fixture), run by pytest: each SLA a testcase, the one no drill can meet
-    failed with its measured value and target, pytest's exit 1."""
+    failed with its measured value and target, pytest's exit 1. Its rolling-update drill is also the
+    e2e test of that drill (every replica rolled under load, no request failed)."""
     project, judged = _project(tmp_path)
     t0 = time.monotonic()
     proc = _pytest(project, sandbox_env, "tests/resilience", "--junitxml", "gate.xml")
@@ -89,7 +91,21 @@ def test_the_shipped_gate_of_a_drill_init_project_is_one_junit_testcase_per_sla_
         name = run_dir.name.split("Z-", 1)[1]
         assert {v["sla"] for v in verdicts["verdicts"]} == set(judged[name])
         assert f"report {run_dir / 'report.html'}" in out  # the terminal summary links the report
+        if name == "rolling-update":
+            _rolled_every_replica_under_load(run_dir, sandbox_env)
     assert SandboxTarget(sandbox_env).whole()
+
+
+def _rolled_every_replica_under_load(run_dir: Path, sandbox: Sandbox) -> None:
+    """The gate's rolling-update drill (its SLAs passed above, zero failed requests among them): every
+    replica of both regions replaced, under load, and each now answers with the drill's new version."""
+    m = read_model(run_dir / MEASUREMENTS, Measurements)
+    assert m.faults and m.faults[0].landed, m.faults
+    assert len(m.faults[0].detail["replaced"]) >= 4  # every replica of both regions
+    assert m.latency is not None and m.latency.phases["all"].ok > 1000  # it was under load
+    version = m.faults[0].detail["version"]
+    assert version.startswith("drill-")  # "auto": a version no replica ran before
+    assert {v for vs in sandbox.versions().values() for v in vs} == {version}  # asked of each replica
 
 
 def test_ctrl_c_during_a_drill_in_pytest_rolls_back_heals_and_stops_the_session(
