@@ -26,13 +26,16 @@ if TYPE_CHECKING:
 
 # matplotlib (about 0.8 s to import) is imported where a chart is drawn, so `drill` starts fast
 
-__all__ = ["Series", "TimelineInput", "bar_chart_svg", "curve_svg", "inline_svg", "timeline_svg", "trend_svg"]
+__all__ = [
+    "RC", "Series", "TimelineInput", "bar_chart_svg", "curve_svg", "inline_svg", "new_figure", "timeline_svg",
+    "to_svg", "trend_svg",
+]  # fmt: skip
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 PHASE_SHADES = ("#f2f2f2", "#e4e4e4")
 FAULT_COLOR, REVERT_COLOR, RTO_COLOR, MARK_COLOR = "#D55E00", "#009E73", "#CC79A7", "#555555"
 OUTAGE_COLOR = "#E69F00"  # every outage after the fault, on the timeline
-_RC: dict[Any, Any] = {"svg.fonttype": "path", "font.size": 8.0, "axes.titlesize": 9.0, "axes.titleweight": "bold",
+RC: dict[Any, Any] = {"svg.fonttype": "path", "font.size": 8.0, "axes.titlesize": 9.0, "axes.titleweight": "bold",
        "axes.spines.top": False, "axes.spines.right": False, "svg.image_inline": True}  # fmt: skip
 _ID = re.compile(r'\bid="([^"]+)"')
 _REF = re.compile(r'(href="#|url\(#)([^")]+)')
@@ -49,20 +52,20 @@ def inline_svg(raw: str, prefix: str) -> str:
     return svg.replace("<svg ", '<svg role="img" class="chart" ', 1)
 
 
-def _to_svg(fig: Figure, prefix: str) -> str:
+def to_svg(fig: Figure, prefix: str) -> str:
     buf = io.StringIO()
     import matplotlib as mpl
 
-    with mpl.rc_context({**_RC, "svg.hashsalt": prefix}):
+    with mpl.rc_context({**RC, "svg.hashsalt": prefix}):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return inline_svg(buf.getvalue(), prefix)
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     import matplotlib as mpl
     from matplotlib.figure import Figure
 
-    with mpl.rc_context(_RC):
+    with mpl.rc_context(RC):
         return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -140,7 +143,7 @@ def timeline_svg(inp: TimelineInput, prefix: str = "timeline") -> str | None:
     if not panels:
         return None
     lo, hi = _x_range(inp)
-    fig = _new_figure(9.0, 1.0 + 1.7 * len(panels))
+    fig = new_figure(9.0, 1.0 + 1.7 * len(panels))
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for i, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
         _decorate(ax, inp, hi, labels=i == 0)
@@ -204,7 +207,7 @@ def timeline_svg(inp: TimelineInput, prefix: str = "timeline") -> str | None:
         ax.set_xlim(lo, hi)
     start = datetime.fromtimestamp(inp.origin, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     axes[-1].set_xlabel(f"seconds since {start}")
-    return _to_svg(fig, prefix)
+    return to_svg(fig, prefix)
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ def curve_svg(title: str, xlabel: str, ylabel: str, curves: Sequence[Curve], pre
     horizontal line and the knee as a vertical one."""
     if not any(len(x) for _, x, _ in curves):
         return None
-    fig = _new_figure(9.0, 3.0)
+    fig = new_figure(9.0, 3.0)
     ax = fig.subplots()
     for i, (label, x, y) in enumerate(curves):
         ax.plot(list(x), [math.nan if v is None else v for v in y], marker="o", ms=3, lw=1,
@@ -239,14 +242,14 @@ def curve_svg(title: str, xlabel: str, ylabel: str, curves: Sequence[Curve], pre
     ax.set_title(title, loc="left")
     ax.grid(True, lw=0.3, color="#cccccc")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False)
-    return _to_svg(fig, prefix)
+    return to_svg(fig, prefix)
 
 
 def trend_svg(title: str, ylabel: str, series: Sequence[Series], prefix: str) -> str | None:
     """One metric across drills: a line per experiment over calendar time; failed drills marked with x."""
     if not any(len(s.x) for s in series):
         return None
-    fig = _new_figure(9.0, 2.6)
+    fig = new_figure(9.0, 2.6)
     ax = fig.subplots()
     for i, s in enumerate(series):
         x = [datetime.fromtimestamp(v, UTC) for v in s.x]
@@ -261,7 +264,7 @@ def trend_svg(title: str, ylabel: str, series: Sequence[Series], prefix: str) ->
     ax.grid(True, lw=0.3, color="#cccccc")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False)
     fig.autofmt_xdate()
-    return _to_svg(fig, prefix)
+    return to_svg(fig, prefix)
 
 
 def bar_chart_svg(title: str, ylabel: str, groups: Sequence[str], bars: dict[str, Sequence[float | None]],
@@ -269,7 +272,7 @@ def bar_chart_svg(title: str, ylabel: str, groups: Sequence[str], bars: dict[str
     """Grouped bars (e.g. p95 per phase, baseline beside candidate)."""
     if not groups:
         return None
-    fig = _new_figure(9.0, 2.6)
+    fig = new_figure(9.0, 2.6)
     ax = fig.subplots()
     width = 0.8 / max(len(bars), 1)
     xs = np.arange(len(groups))
@@ -281,4 +284,4 @@ def bar_chart_svg(title: str, ylabel: str, groups: Sequence[str], bars: dict[str
     ax.set_ylabel(ylabel)
     ax.grid(True, axis="y", lw=0.3, color="#cccccc")
     ax.legend(fontsize=6.5, frameon=False)
-    return _to_svg(fig, prefix)
+    return to_svg(fig, prefix)

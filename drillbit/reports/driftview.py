@@ -54,8 +54,8 @@ def _memory_svg(data: RunData, m: DriftMeasurement, series: list[RssSeries]) -> 
     if not series or m.start is None:
         return None
     slopes = {(p.host, p.pid, p.remote): p.slope_mb_per_min for p in m.processes}
-    with mpl.rc_context(charts._RC):
-        fig = charts._new_figure(9.0, 3.0)
+    with mpl.rc_context(charts.RC):
+        fig = charts.new_figure(9.0, 3.0)
         ax = fig.subplots()
         ax.axvspan(0, m.warmup_s / 60, color=charts.PHASE_SHADES[0], label="warm-up (left out)")
         for i, s in enumerate(series):
@@ -69,7 +69,7 @@ def _memory_svg(data: RunData, m: DriftMeasurement, series: list[RssSeries]) -> 
         ax.set_title("Resident memory per harness process", loc="left")
         ax.grid(True, lw=0.3, color="#cccccc")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False)
-        return charts._to_svg(fig, "drift-memory")
+        return charts.to_svg(fig, "drift-memory")
 
 
 def _latency_svg(m: DriftMeasurement) -> str | None:
@@ -84,8 +84,8 @@ def _latency_svg(m: DriftMeasurement) -> str | None:
     mid = np.array([(w.start + w.end) / 2 for w in windows])
     x = (mid - m.start) / 60
     p95 = np.array([w.p95_ms for w in windows], dtype=float)
-    with mpl.rc_context(charts._RC):
-        fig = charts._new_figure(9.0, 2.6)
+    with mpl.rc_context(charts.RC):
+        fig = charts.new_figure(9.0, 2.6)
         ax = fig.subplots()
         ax.plot(x, p95, marker="o", ms=3, lw=1, color=charts.PALETTE[0], label="p95 per window")
         p50 = np.array([np.nan if w.p50_ms is None else w.p50_ms for w in windows], dtype=float)
@@ -100,7 +100,7 @@ def _latency_svg(m: DriftMeasurement) -> str | None:
         ax.set_title(f"Latency per {lat.window_s:.0f} s window", loc="left")
         ax.grid(True, lw=0.3, color="#cccccc")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False)
-        return charts._to_svg(fig, "drift-latency")
+        return charts.to_svg(fig, "drift-latency")
 
 
 def drift_view(data: RunData) -> DriftView | None:
