@@ -157,12 +157,10 @@ class SlaFile(BaseModel):
     @model_validator(mode="after")
     def _references_exist(self) -> SlaFile:
         problems = [f"default: unknown SLA {k!r}: define it under slas" for k in self.default if k not in self.slas]
-        problems += [f"locustfiles.{name}.{part}: unknown SLA {k!r}: define it under slas or remove it"
-                     for name, spec in self.locustfiles.items() for part in ("add", "drop")
-                     for k in getattr(spec, part) if k not in self.slas]  # fmt: skip
-        problems += [f"profiles.{name}.{part}: unknown SLA {k!r}: define it under slas or remove it"
-                     for name, prof in self.profiles.items() for part in ("add", "drop")
-                     for k in getattr(prof, part) if k not in self.slas]  # fmt: skip
+        for section, by_load in (("locustfiles", self.locustfiles), ("profiles", self.profiles)):
+            problems += [f"{section}.{name}.{part}: unknown SLA {k!r}: define it under slas or remove it"
+                         for name, spec in by_load.items() for part in ("add", "drop")
+                         for k in getattr(spec, part) if k not in self.slas]  # fmt: skip
         for name, exp in self.experiments.items():
             for k in [*(exp.use or []), *exp.override]:
                 if k not in self.slas:
@@ -185,12 +183,10 @@ def slas_for(sla_file: SlaFile, experiment: str, source: str = "SLA file", *,
     with ``profile`` (its load profile, a name or a file: by stem) as ``profiles:`` does."""
     spec = sla_file.experiments.get(experiment, ExperimentSlas())
     keys = list(spec.use if spec.use is not None else sla_file.default)
-    load = sla_file.locustfiles.get(Path(locustfile).stem) if locustfile is not None else None
-    if load is not None:
-        keys = [k for k in keys if k not in load.drop] + [k for k in load.add if k not in keys]
-    prof = sla_file.profiles.get(Path(profile).stem) if profile is not None else None
-    if prof is not None:
-        keys = [k for k in keys if k not in prof.drop] + [k for k in prof.add if k not in keys]
+    for by_load, name in ((sla_file.locustfiles, locustfile), (sla_file.profiles, profile)):
+        load = by_load.get(Path(name).stem) if name is not None else None
+        if load is not None:
+            keys = [k for k in keys if k not in load.drop] + [k for k in load.add if k not in keys]
     out = {}
     for key in keys:
         base = sla_file.slas[key]
